@@ -1,0 +1,42 @@
+# `make demo` runs the whole pipeline on the embedded default; `make test` runs the test suite.
+# Both create .venv and install the pinned dependencies when it is missing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo data tiny test bench trials compare clean
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# The demo corpus: the target style the demo fine-tunes on, deterministic (matches data/raw.dvc).
+data: install
+	$(PY) -m musicgen_lora corpus --out data/raw --target --tracks 40 --min-seconds 10 --max-seconds 75
+
+# Rebuild the embedded tiny MusicGen (committed under assets/tiny-musicgen).
+tiny: install
+	$(PY) -m musicgen_lora bootstrap --out assets/tiny-musicgen
+
+demo: install
+	test -d data/raw || $(MAKE) data
+	test -d .git || (git init -q && git add -A && git commit -qm "demo workspace")
+	dvc repro
+	@echo "adapters:   models/best_model models/final_model"
+	@echo "audio:      evaluation/{base_model,best_model,final_model}/ and evaluation/comparison_results.jsonl"
+	@echo "summary:    metrics/summary.md metrics/summary.json metrics/plots/"
+	@cat metrics/summary.md
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf data/segments data/tokens models/best_model models/final_model models/checkpoints evaluation metrics

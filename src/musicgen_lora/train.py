@@ -1,0 +1,211 @@
+"""Stage `train`: a peft LoRA on the MusicGen decoder, with transformers' Trainer.
+
+Labels carry the delay pattern and (with `mask_padding`) leave padded frames out of the loss
+(see `musicgen.delay_pattern_labels`). Valid loss is measured before training and after every
+epoch; the adapter with the lowest valid loss is `best_model`, the last epoch's is
+`final_model`. Trainer checkpoints every `checkpoint_every` optimizer steps into a directory
+keyed by the run's inputs, so a killed run resumes where it stopped and ends with the same
+adapters and losses. Per-epoch losses go to DVCLive (for `dvc plots` and `dvc exp show`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from dvclive import Live
+from peft import LoraConfig, get_peft_model
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from . import params as P
+from .encode import INDEX, load_tokens
+from .io import atomic_dir, write_json
+from .musicgen import delay_pattern_labels, forward_loss, load_model, text_inputs
+
+CHECKPOINTS = Path("models/checkpoints")
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN or inf; the message names the optimizer step."""
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    def __init__(self, codes: torch.Tensor, mask: torch.Tensor, captions: list[str]):
+        self.codes, self.mask, self.captions = codes, mask, captions
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"index": i, "codes": self.codes[i], "frame_mask": self.mask[i], "caption": self.captions[i]}
+
+
+class Collator:
+    """Tokenize captions, build delay-pattern labels; drop the text condition with probability
+    `text_dropout` (classifier-free guidance), decided per (seed, epoch, clip) so resuming
+    mid-epoch makes the same decisions."""
+
+    def __init__(self, tokenizer, mask_padding: bool, text_dropout: float, seed: int):
+        self.tokenizer, self.mask_padding, self.text_dropout, self.seed = tokenizer, mask_padding, text_dropout, seed
+        self.epoch = 0
+
+    def __call__(self, items: list[dict]) -> dict:
+        batch = text_inputs(self.tokenizer, [it["caption"] for it in items])
+        if self.text_dropout > 0:
+            for row, it in enumerate(items):
+                gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, it["index"])) & 0xFFFFFFFF)
+                if torch.rand((), generator=gen) < self.text_dropout:
+                    batch["attention_mask"][row] = 0  # zeroed text states: MusicGen's unconditional input
+        codes = torch.stack([it["codes"] for it in items])
+        mask = torch.stack([it["frame_mask"] for it in items])
+        batch["labels"] = delay_pattern_labels(codes, mask, self.mask_padding)
+        return batch
+
+
+class LoraTrainer(Trainer):
+    """Trainer whose loss is MusicGen's per-codebook loss on delay-pattern labels."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; Trainer divides by grad_accum
+
+    def __init__(self, *args, pad_id: int, start_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pad_id, self.start_id = pad_id, start_id
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = forward_loss(model, inputs, self.pad_id, self.start_id)
+        if model.training and not torch.isfinite(loss):
+            raise NonFiniteLoss(f"train: loss is {loss.item()} at optimizer step {self.state.global_step + 1}; "
+                                f"lower train.lr or check the data")
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        with torch.no_grad():
+            return self.compute_loss(model, inputs).detach(), None, None
+
+
+class EpochCallback(TrainerCallback):
+    """Keeps the best adapter (lowest valid loss) and tells the collator the epoch."""
+
+    def __init__(self, collator: Collator, best_dir: Path):
+        self.collator, self.best_dir = collator, best_dir
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(round(state.epoch or 0))
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        history = [h["eval_loss"] for h in state.log_history if "eval_loss" in h and h["epoch"] > 0]
+        if state.epoch and metrics and metrics["eval_loss"] <= min(history + [metrics["eval_loss"]]):
+            with atomic_dir(self.best_dir) as tmp:
+                model.save_pretrained(tmp)
+                (tmp / "epoch.json").write_text(json.dumps({"epoch": round(state.epoch)}))
+
+
+def lora_config(tp: P.TrainParams, model) -> LoraConfig:
+    """LoRA on the decoder only (the text encoder and codec stay frozen)."""
+    pattern = r"decoder\..*\.(" + "|".join(map(re.escape, tp.target_modules)) + r")"
+    names = [n for n, _ in model.named_modules()]
+    missing = [t for t in tp.target_modules if not any(re.fullmatch(rf"decoder\..*\.{re.escape(t)}", n) for n in names)]
+    if missing:
+        raise P.ParamsError(f"params.yaml: train.target_modules {missing} match no module of the MusicGen decoder "
+                            f"(allowed: names such as {', '.join(P.LORA_TARGETS)})")
+    return LoraConfig(r=tp.rank, lora_alpha=tp.alpha, lora_dropout=tp.dropout, target_modules=pattern, bias="none")
+
+
+def run_key(tp: P.TrainParams, mp: P.ModelParams, tokens_dir: Path) -> str:
+    """Checkpoints belong to one set of inputs; a change of params or data starts afresh."""
+    h = hashlib.sha256(json.dumps([asdict(tp), asdict(mp)], sort_keys=True).encode())
+    h.update((tokens_dir / INDEX).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def epoch_losses(log_history: list[dict]) -> list[dict]:
+    """Per-epoch train loss (mean of the logged step losses) and valid loss, from Trainer's log."""
+    rows = []
+    for h in log_history:
+        if "eval_loss" in h:
+            e = round(h["epoch"])
+            steps = [s["loss"] for s in log_history if "loss" in s and e - 1 < s["epoch"] <= e + 1e-9]
+            rows.append({"epoch": e, "valid_loss": h["eval_loss"],
+                         "train_loss": (sum(steps) / len(steps)) if steps and e > 0 else None})
+    return rows
+
+
+def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp: P.TrainParams,
+        mp: P.ModelParams) -> list[dict]:
+    torch.manual_seed(tp.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    index, codes, mask, captions = load_tokens(tokens_dir, "train")
+    _, vcodes, vmask, vcaptions = load_tokens(tokens_dir, "valid")
+    if not captions or not vcaptions:
+        raise SystemExit(f"train: need clips in both splits (train {len(captions)}, valid {len(vcaptions)}); "
+                         f"add recordings or raise segment.valid_fraction")
+    model, tokenizer = load_model(mp)
+    model = get_peft_model(model, lora_config(tp, model))
+    ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
+    collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed)
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,  # valid loss = mean over clips, as in evaluate
+       
+        gradient_accumulation_steps=tp.grad_accum, num_train_epochs=tp.epochs, learning_rate=tp.lr,
+        warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay, max_grad_norm=tp.max_grad_norm,
+        lr_scheduler_type="linear", seed=tp.seed, data_seed=tp.seed, eval_strategy="epoch",
+        save_strategy="steps", save_steps=tp.checkpoint_every, save_total_limit=1, logging_steps=1,
+        report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
+        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+    )
+    trainer = LoraTrainer(model=model, args=args, train_dataset=ClipDataset(codes, mask, captions),
+                          eval_dataset=ClipDataset(vcodes, vmask, vcaptions), data_collator=collator,
+                          callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter")],
+                          pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    if last is None:
+        trainer.evaluate()  # epoch 0: the base model's valid loss, the curve's starting point
+    trainer.train(resume_from_checkpoint=last)
+    with atomic_dir(final_dir) as tmp:
+        model.save_pretrained(tmp)
+    with atomic_dir(best_dir) as tmp:
+        shutil.copytree(ckpt_dir / "best_adapter", tmp, dirs_exist_ok=True)
+    rows = epoch_losses(trainer.state.log_history)
+    log_metrics(metrics_dir, rows, trainer.state.global_step, tp)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return rows
+
+
+def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainParams) -> None:
+    """Per-epoch losses through DVCLive (step = epoch) plus the run's summary values."""
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    trained = [r for r in rows if r["epoch"] > 0]
+    best = min(trained, key=lambda r: r["valid_loss"])
+    with Live(dir=str(metrics_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        for r in trained:
+            live.step = r["epoch"]
+            live.log_metric("train/loss", r["train_loss"])
+            live.log_metric("valid/loss", r["valid_loss"])
+        live.summary.update({"best_epoch": best["epoch"], "best_valid_loss": best["valid_loss"],
+                             "final_valid_loss": trained[-1]["valid_loss"], "base_valid_loss": rows[0]["valid_loss"],
+                             "optimizer_steps": steps,
+                             "effective_batch": tp.batch_size * tp.grad_accum * int(os.environ.get("WORLD_SIZE", 1))})
+    write_json(metrics_dir / "epochs.json", rows)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="musicgen_lora train", description=__doc__)
+    ap.add_argument("--tokens", type=Path, required=True)
+    ap.add_argument("--best", type=Path, required=True)
+    ap.add_argument("--final", type=Path, required=True)
+    ap.add_argument("--metrics", type=Path, required=True)
+    args = ap.parse_args(argv)
+    mp, tp = P.load("model", "train")
+    rows = run(args.tokens, args.best, args.final, args.metrics, tp, mp)
+    for r in rows:
+        print(f"epoch {r['epoch']}: train {r['train_loss']}  valid {r['valid_loss']:.4f}")
+    return 0
+
