@@ -20,7 +20,8 @@ install: $(VENV)/.installed
 
 # The demo corpus: the target style the demo fine-tunes on, deterministic (matches data/raw.dvc).
 data: install
-	$(PY) -m musicgen_lora corpus --out data/raw --target --tracks 40 --min-seconds 10 --max-seconds 75
+	$(PY) -m musicgen_lora corpus --out data/raw --target --tracks 70 --min-seconds 10 --max-seconds 90
+	dvc add -q data/raw
 
 # Rebuild the embedded tiny MusicGen (committed under assets/tiny-musicgen).
 tiny: install
