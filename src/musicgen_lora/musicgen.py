@@ -9,6 +9,7 @@ and generating it. segment, encode, train and evaluate call these instead of rep
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,15 @@ def codec_info(config: MusicgenConfig) -> CodecInfo:
     )
 
 
+def set_threads(config: MusicgenConfig) -> int:
+    """Torch threads for this model on this machine. A tiny decoder's matmuls are too small to
+    amortise thread synchronisation (and spinning threads collapse when another process shares
+    the cores), so it runs on one thread; real checkpoints use every core."""
+    n = 1 if config.decoder.hidden_size < 512 else (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
 def load_model(params: ModelParams, device: str = "cpu"):
     """Load (model, tokenizer) through `from_pretrained`: a hub id honours the HF cache and
     HF_HUB_OFFLINE; `tiny` is the same call on the embedded directory."""
@@ -82,6 +92,7 @@ def load_model(params: ModelParams, device: str = "cpu"):
     # transformers 5 leaves decoder_start_token_id unset on some configs; training needs it.
     if model.config.decoder.decoder_start_token_id is None:
         model.config.decoder.decoder_start_token_id = model.config.decoder.pad_token_id
+    set_threads(model.config)
     return model.to(device).eval(), tokenizer
 
 

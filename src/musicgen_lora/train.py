@@ -141,7 +141,6 @@ def epoch_losses(log_history: list[dict]) -> list[dict]:
 def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp: P.TrainParams,
         mp: P.ModelParams) -> list[dict]:
     torch.manual_seed(tp.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
     index, codes, mask, captions = load_tokens(tokens_dir, "train")
     _, vcodes, vmask, vcaptions = load_tokens(tokens_dir, "valid")
     if not captions or not vcaptions:
@@ -166,14 +165,15 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter")],
                           pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
     last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
-    if last is None:
-        trainer.evaluate()  # epoch 0: the base model's valid loss, the curve's starting point
+    epoch0 = ckpt_dir / "epoch0.json"  # the base model's valid loss: the curve's starting point
+    if not epoch0.exists():
+        write_json(epoch0, {"epoch": 0, "valid_loss": trainer.evaluate()["eval_loss"], "train_loss": None})
     trainer.train(resume_from_checkpoint=last)
     with atomic_dir(final_dir) as tmp:
         model.save_pretrained(tmp)
     with atomic_dir(best_dir) as tmp:
         shutil.copytree(ckpt_dir / "best_adapter", tmp, dirs_exist_ok=True)
-    rows = epoch_losses(trainer.state.log_history)
+    rows = [json.loads(epoch0.read_text())] + epoch_losses(trainer.state.log_history)
     log_metrics(metrics_dir, rows, trainer.state.global_step, tp)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return rows

@@ -1,0 +1,47 @@
+"""End to end: the real dvc CLI runs the five stages in a temporary git repo."""
+
+import json
+import math
+
+import pytest
+import soundfile as sf
+
+from conftest import make_project, sh
+
+pytestmark = pytest.mark.slow
+
+
+def test_dvc_repro_end_to_end(tmp_path):
+    env = make_project(tmp_path)
+    sh(["dvc", "repro"], tmp_path, env)
+
+    for d in ("models/best_model", "models/final_model"):
+        assert (tmp_path / d / "adapter_model.safetensors").stat().st_size > 0
+        assert json.loads((tmp_path / d / "adapter_config.json").read_text())["peft_type"] == "LORA"
+    rows = [json.loads(x) for x in (tmp_path / "evaluation/comparison_results.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in rows} == {"base", "best", "final"} and len(rows) == 3 * 2
+    for r in rows:
+        audio, sr = sf.read(tmp_path / "evaluation" / r["file"])
+        assert sr == 16000 and abs(len(audio) / sr - 3.0) < 0.1 and r["duration_s"] == pytest.approx(3.0, abs=0.1)
+        for key in ("loudness_slope_lu_per_s", "silence_ratio", "spectral_flatness", "integrated_loudness_lufs"):
+            assert math.isfinite(r["metrics"][key])
+        assert len(r["metrics"]["rms_dbfs_per_second"]) == 3
+        assert math.isfinite(r["valid_loss"]) and 0 < r["valid_loss"] < 10
+    for m in ("base_model", "best_model", "final_model"):
+        assert len(list((tmp_path / "evaluation" / m).glob("*.wav"))) == 2
+
+    epochs = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
+    assert [e["epoch"] for e in epochs] == [0, 1, 2]
+    summary = json.loads((tmp_path / "metrics/summary.json").read_text())
+    best = min(epochs[1:], key=lambda e: e["valid_loss"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["models"]["base"]["mean"]["valid_loss"] == pytest.approx(epochs[0]["valid_loss"], rel=1e-4)
+    for png in ("loss.png", "loudness.png", "spectrograms.png"):
+        assert (tmp_path / "metrics/plots" / png).stat().st_size > 1000
+
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], tmp_path, env))
+    assert "metrics/summary.json" in json.dumps(shown)
+    status = sh(["dvc", "status"], tmp_path, env)
+    assert "up to date" in status.lower(), status
+    again = sh(["dvc", "repro"], tmp_path, env)
+    assert "didn't change" in again and "Running stage" not in again
