@@ -18,6 +18,8 @@ COMMANDS = {
     "corpus": ("corpus", "corpus_main"),
     "bootstrap": ("bootstrap", "bootstrap_main"),
     "validate": ("params", "validate_main"),
+    "trials": ("trials", "main"),
+    "compare": ("compare", "main"),
 }
 
 
