@@ -14,7 +14,7 @@ COMMANDS = {
     "train": ("train", "main"),
     "evaluate": ("evaluate", "main"),
     "summarize": ("summarize", "main"),
-    "metrics": ("metrics_tool", "main"),
+    "metrics": ("evaluate", "metrics_main"),
     "corpus": ("corpus", "corpus_main"),
     "bootstrap": ("bootstrap", "bootstrap_main"),
     "validate": ("params", "validate_main"),

@@ -183,6 +183,19 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
     write_jsonl(results, (asdict(r) for r in all_rows))
 
 
+def metrics_main(argv: list[str]) -> int:
+    """`python -m musicgen_lora metrics FILE... [--json]`: score any audio with the evaluation's
+    metrics and flags. Thresholds: calibrated ones from the last `evaluate base` run when
+    `evaluation/reference.json` exists, else the defaults in params.yaml."""
+    ep = P.load("evaluate")[0] if P.PARAMS_FILE.exists() else P.EvaluateParams()
+    calibrated = Path("evaluation/reference.json")
+    if calibrated.exists():
+        th = M.FlagThresholds(**json.loads(calibrated.read_text(encoding="utf-8"))["thresholds"])
+    else:
+        th = thresholds(ep)
+    return M.metrics_cli(argv, th)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="musicgen_lora evaluate", description=__doc__)
     ap.add_argument("which", choices=["base", "adapters"])

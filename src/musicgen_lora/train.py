@@ -23,10 +23,10 @@ import torch
 from dvclive import Live
 from peft import LoraConfig, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from . import params as P
 from .encode import INDEX, load_tokens
+from .environment import environment
 from .io import atomic_dir, write_json
 from .musicgen import delay_pattern_labels, forward_loss, load_model, text_inputs
 
@@ -98,7 +98,8 @@ class EpochCallback(TrainerCallback):
         self.collator, self.best_dir = collator, best_dir
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.epoch = int(round(state.epoch or 0))
+        # state.epoch is fractional when resuming mid-epoch (e.g. 0.6 -> epoch 0)
+        self.collator.epoch = int((state.epoch or 0) + 1e-6)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         history = [h["eval_loss"] for h in state.log_history if "eval_loss" in h and h["epoch"] > 0]
@@ -126,6 +127,19 @@ def run_key(tp: P.TrainParams, mp: P.ModelParams, tokens_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint whose trainer_state.json (Trainer writes it last) is readable; a
+    checkpoint cut short by a kill is removed rather than resumed from."""
+    steps = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    for path in steps:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
 def epoch_losses(log_history: list[dict]) -> list[dict]:
     """Per-epoch train loss (mean of the logged step losses) and valid loss, from Trainer's log."""
     rows = []
@@ -151,8 +165,8 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
     collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed)
     args = TrainingArguments(
-        output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,  # valid loss = mean over clips, as in evaluate
-       
+        # eval batch 1: valid loss is the mean over clips, as in evaluate
+        output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,
         gradient_accumulation_steps=tp.grad_accum, num_train_epochs=tp.epochs, learning_rate=tp.lr,
         warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay, max_grad_norm=tp.max_grad_norm,
         lr_scheduler_type="linear", seed=tp.seed, data_seed=tp.seed, eval_strategy="epoch",
@@ -164,34 +178,44 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
                           eval_dataset=ClipDataset(vcodes, vmask, vcaptions), data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter")],
                           pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
-    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    last = last_complete_checkpoint(ckpt_dir)
     epoch0 = ckpt_dir / "epoch0.json"  # the base model's valid loss: the curve's starting point
     if not epoch0.exists():
         write_json(epoch0, {"epoch": 0, "valid_loss": trainer.evaluate()["eval_loss"], "train_loss": None})
-    trainer.train(resume_from_checkpoint=last)
-    with atomic_dir(final_dir) as tmp:
-        model.save_pretrained(tmp)
-    with atomic_dir(best_dir) as tmp:
-        shutil.copytree(ckpt_dir / "best_adapter", tmp, dirs_exist_ok=True)
+    diverged = None
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except NonFiniteLoss as exc:
+        diverged = str(exc)  # keep what was good: the best adapter so far and the losses logged
+    if diverged is None:
+        with atomic_dir(final_dir) as tmp:
+            model.save_pretrained(tmp)
+    if (ckpt_dir / "best_adapter").exists():
+        with atomic_dir(best_dir) as tmp:
+            shutil.copytree(ckpt_dir / "best_adapter", tmp, dirs_exist_ok=True)
     rows = [json.loads(epoch0.read_text())] + epoch_losses(trainer.state.log_history)
-    log_metrics(metrics_dir, rows, trainer.state.global_step, tp)
+    log_metrics(metrics_dir, rows, trainer.state.global_step, tp, diverged)
+    write_json(metrics_dir / "environment.json",
+               environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX]))
+    if diverged:
+        raise SystemExit(diverged)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return rows
 
 
-def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainParams) -> None:
+def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainParams, diverged: str | None) -> None:
     """Per-epoch losses through DVCLive (step = epoch) plus the run's summary values."""
     shutil.rmtree(metrics_dir, ignore_errors=True)
     trained = [r for r in rows if r["epoch"] > 0]
-    best = min(trained, key=lambda r: r["valid_loss"])
+    best = min(trained or rows[:1], key=lambda r: r["valid_loss"])
     with Live(dir=str(metrics_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         for r in trained:
             live.step = r["epoch"]
             live.log_metric("train/loss", r["train_loss"])
             live.log_metric("valid/loss", r["valid_loss"])
         live.summary.update({"best_epoch": best["epoch"], "best_valid_loss": best["valid_loss"],
-                             "final_valid_loss": trained[-1]["valid_loss"], "base_valid_loss": rows[0]["valid_loss"],
-                             "optimizer_steps": steps,
+                             "final_valid_loss": (trained or rows)[-1]["valid_loss"], "base_valid_loss": rows[0]["valid_loss"],
+                             "optimizer_steps": steps, "diverged": diverged or False,
                              "effective_batch": tp.batch_size * tp.grad_accum * int(os.environ.get("WORLD_SIZE", 1))})
     write_json(metrics_dir / "epochs.json", rows)
 
