@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from . import params as P
-from .io import atomic_dir, read_jsonl, write_json
+from .io import atomic_dir, inside, read_jsonl, write_json
 from .musicgen import codec_info, encode_audio, load_model
 from .segment import MANIFEST
 
@@ -36,7 +36,7 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     clips = read_jsonl(seg_dir / MANIFEST)
     model, _ = load_model(model_params)
     info = codec_info(model.config)
-    clip_samples = sf.info(str(seg_dir / clips[0]["file"])).frames
+    clip_samples = sf.info(str(inside(seg_dir, clips[0]["file"]))).frames
     clip_s = clip_samples / info.sample_rate
     pad_s = enc.pad_to_seconds if enc.pad_to_seconds is not None else clip_s
     if pad_s + 1e-6 < clip_s:
@@ -54,7 +54,7 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
                 batch = shard[b0 : b0 + enc.batch_size]
                 audio = np.zeros((len(batch), total), dtype=np.float32)
                 for i, row in enumerate(batch):
-                    data, _ = sf.read(str(seg_dir / row["file"]), dtype="float32")
+                    data, _ = sf.read(str(inside(seg_dir, row["file"])), dtype="float32")
                     audio[i, : len(data)] = data[:total]
                 codes.append(encode_audio(model, torch.from_numpy(audio)).to(torch.int16))
                 masks += [frame_mask(r["duration_s"], frames, info.frame_rate) for r in batch]

@@ -27,7 +27,7 @@ from . import metrics_style as S
 from . import params as P
 from .audio import load_mono, write_wav
 from .encode import load_tokens
-from .io import atomic_dir, atomic_path, read_jsonl, write_json, write_jsonl
+from .io import atomic_dir, atomic_path, inside, read_jsonl, write_json, write_jsonl
 from .musicgen import codec_info, delay_pattern_labels, forward_loss, generate, load_model, text_inputs
 
 REFERENCE_CLIPS = 24  # training / valid clips measured for calibration and style reference
@@ -106,10 +106,10 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, sr: int, ep: P.Evalu
     index, codes, _, _ = load_tokens(tokens_dir, "train")
     train_rows = [r for r in manifest if r["split"] == "train"][:REFERENCE_CLIPS]
     valid_rows = [r for r in manifest if r["split"] == "valid"][:REFERENCE_CLIPS]
-    train_metrics = [M.clip_metrics(load_mono(seg_dir / r["file"], sr)[: int(r["duration_s"] * sr)], sr,
+    train_metrics = [M.clip_metrics(load_mono(inside(seg_dir, r["file"]), sr)[: int(r["duration_s"] * sr)], sr,
                                     ep.silence_threshold_dbfs) for r in train_rows]
     calibrated = M.calibrate_thresholds(train_metrics, thresholds(ep))
-    valid_audio = [load_mono(seg_dir / r["file"], sr)[: int(r["duration_s"] * sr)] for r in valid_rows]
+    valid_audio = [load_mono(inside(seg_dir, r["file"]), sr)[: int(r["duration_s"] * sr)] for r in valid_rows]
     ref = {"train_code_hist": np.mean([S.code_histogram(c.numpy(), index["codec"]["codebook_size"])
                                        for c in codes], axis=0),
            "silence_codes": np.array(index["silence_codes"]),

@@ -55,3 +55,11 @@ def read_jsonl(path: Path) -> list[dict]:
 def write_json(path: Path, data) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def inside(base: Path, relative: str) -> Path:
+    """`base / relative`, refusing paths (from manifests or rows) that would leave `base`."""
+    path = (Path(base) / relative).resolve()
+    if not path.is_relative_to(Path(base).resolve()):
+        raise ValueError(f"{relative!r} points outside {base}")
+    return path

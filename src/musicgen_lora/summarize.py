@@ -17,7 +17,7 @@ import torch  # noqa: E402
 import torchaudio  # noqa: E402
 
 from .audio import load_mono  # noqa: E402
-from .io import atomic_path, read_jsonl, write_json  # noqa: E402
+from .io import atomic_path, inside, read_jsonl, write_json  # noqa: E402
 
 MODELS = ("base", "best", "final")
 # Lower is better for these; the others are reported without a direction.
@@ -81,7 +81,7 @@ def plot_spectrograms(rows: list[dict], eval_dir: Path, path: Path) -> None:
     fig, axes = plt.subplots(len(picks), 1, figsize=(8, 2.2 * len(picks)), squeeze=False)
     for ax, r in zip(axes[:, 0], picks):
         sr = 16000
-        audio = torch.from_numpy(load_mono(eval_dir / r["file"], sr))
+        audio = torch.from_numpy(load_mono(inside(eval_dir, r["file"]), sr))
         mel = torchaudio.transforms.MelSpectrogram(sr, n_fft=1024, hop_length=256, n_mels=64)(audio)
         ax.imshow(torchaudio.functional.amplitude_to_DB(mel, 10, 1e-10, 0, top_db=80).numpy(), origin="lower",
                   aspect="auto", extent=[0, len(audio) / sr, 0, 64])
