@@ -39,5 +39,13 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
+# The five reference trainings of ../shared/TRIALS.md as tagged experiments, then their report.
+trials: install
+	$(PY) -m musicgen_lora trials $(TRIALS)
+	$(PY) -m musicgen_lora compare
+
+compare: install
+	$(PY) -m musicgen_lora compare
+
 clean:
 	rm -rf data/segments data/tokens models/best_model models/final_model models/checkpoints evaluation metrics
