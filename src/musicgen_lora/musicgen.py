@@ -115,6 +115,21 @@ def tiny_config(text_vocab_size: int, codebook_size: int = 256, sample_rate: int
     return MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
 
 
+def small_config() -> MusicgenConfig:
+    """facebook/musicgen-small's architecture (T5-base text encoder, EnCodec 32 kHz with 4
+    codebooks of 2048, a 24-layer 1024-wide decoder), for tests and benchmarks with random
+    weights where the hub is out of reach."""
+    text = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
+    audio = EncodecConfig(sampling_rate=32000, audio_channels=1, codebook_size=2048, num_filters=64,
+                          upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2], hidden_size=128,
+                          num_lstm_layers=2, use_causal_conv=False, norm_type="weight_norm", normalize=False,
+                          pad_mode="reflect", compress=2, residual_kernel_size=3, codebook_dim=128)
+    decoder = MusicgenDecoderConfig(vocab_size=2048, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                    ffn_dim=4096, num_codebooks=4, max_position_embeddings=2048, pad_token_id=2048,
+                                    bos_token_id=2048, decoder_start_token_id=2048, audio_channels=1)
+    return MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
+
+
 # --- delay pattern, masking and loss -------------------------------------------------------
 
 def delay_pattern_labels(codes: torch.Tensor, frame_mask: torch.Tensor, mask_padding: bool) -> torch.Tensor:
@@ -215,6 +230,8 @@ def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: 
     codes: list[torch.Tensor] = []
     inputs = text_inputs(tokenizer, prompts)
     with _capture_codes(model, codes):
-        audio = model.generate(**inputs, do_sample=True, max_new_tokens=frames, guidance_scale=guidance_scale,
+        # The delay pattern spends K - 1 extra steps before the last codebook's final frame.
+        steps = frames + model.config.decoder.num_codebooks - 1
+        audio = model.generate(**inputs, do_sample=True, max_new_tokens=steps, guidance_scale=guidance_scale,
                                temperature=temperature, top_k=top_k or None)
     return audio[:, 0].float().numpy(), codes[0].numpy()

@@ -103,6 +103,8 @@ class EpochCallback(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         history = [h["eval_loss"] for h in state.log_history if "eval_loss" in h and h["epoch"] > 0]
+        if not state.is_world_process_zero:  # under `accelerate launch`, one process writes
+            return
         if state.epoch and metrics and metrics["eval_loss"] <= min(history + [metrics["eval_loss"]]):
             with atomic_dir(self.best_dir) as tmp:
                 model.save_pretrained(tmp)
@@ -180,13 +182,20 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
                           pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
     last = last_complete_checkpoint(ckpt_dir)
     epoch0 = ckpt_dir / "epoch0.json"  # the base model's valid loss: the curve's starting point
+    main_process = trainer.is_world_process_zero()
+    trainer.accelerator.wait_for_everyone()
     if not epoch0.exists():
-        write_json(epoch0, {"epoch": 0, "valid_loss": trainer.evaluate()["eval_loss"], "train_loss": None})
+        loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
+        if main_process:
+            write_json(epoch0, {"epoch": 0, "valid_loss": loss, "train_loss": None})
     diverged = None
     try:
         trainer.train(resume_from_checkpoint=last)
     except NonFiniteLoss as exc:
         diverged = str(exc)  # keep what was good: the best adapter so far and the losses logged
+    trainer.accelerator.wait_for_everyone()
+    if not main_process:
+        return []
     if diverged is None:
         with atomic_dir(final_dir) as tmp:
             model.save_pretrained(tmp)
