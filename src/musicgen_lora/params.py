@@ -83,6 +83,8 @@ class TrainParams:
     mask_padding: bool = True
     text_dropout: float = 0.0
     checkpoint_every: int = 50
+    mixed_precision: str = "no"  # "bf16" or "fp16" on GPUs
+    gradient_checkpointing: bool = False  # recompute activations: less memory, more compute
     seed: int = 0
 
     def validate(self, s: str) -> None:
@@ -99,6 +101,8 @@ class TrainParams:
         _check(self.max_grad_norm > 0, f"{s}.max_grad_norm", "> 0", self.max_grad_norm)
         _check(0 <= self.text_dropout < 1, f"{s}.text_dropout", "in [0, 1)", self.text_dropout)
         _check(self.checkpoint_every >= 1, f"{s}.checkpoint_every", ">= 1", self.checkpoint_every)
+        _check(self.mixed_precision in ("no", "bf16", "fp16"), f"{s}.mixed_precision", "one of no, bf16, fp16",
+               self.mixed_precision)
 
 
 @dataclass(frozen=True)
