@@ -128,6 +128,8 @@ def run(train_metrics: Path, results: Path, eval_dir: Path, out_json: Path, out_
     summary["checks"] = {
         "best_valid_loss_below_base": bool(best.get("valid_loss", np.inf) < base["valid_loss"]),
         "best_closer_to_target_style": bool(best.get("style_fd_mfcc", np.inf) < base["style_fd_mfcc"]),
+        # the same question asked of the codes, independent of how well the codec decodes them
+        "best_codes_closer_to_target": bool(best.get("code_js_divergence", np.inf) < base["code_js_divergence"]),
         "base_not_noisy": models["base"]["flags"].get("noisy", 0) == 0,
     }
     write_json(out_json, summary)
