@@ -47,5 +47,9 @@ trials: install
 compare: install
 	$(PY) -m musicgen_lora compare
 
+# Benchmarks: bench/results.json and bench/results.md.
+bench: install
+	$(PY) -m musicgen_lora bench
+
 clean:
 	rm -rf data/segments data/tokens models/best_model models/final_model models/checkpoints evaluation metrics

@@ -20,6 +20,7 @@ COMMANDS = {
     "validate": ("params", "validate_main"),
     "trials": ("trials", "main"),
     "compare": ("compare", "main"),
+    "bench": ("bench", "main"),
 }
 
 
