@@ -54,7 +54,7 @@ def thresholds(ep: P.EvaluateParams) -> M.FlagThresholds:
 
 
 @torch.no_grad()
-def valid_loss(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int, batch: int = 8) -> float:
+def valid_loss(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int, batch: int = 1) -> float:
     """Mean loss on the valid split over real frames only (padding always masked here, so a
     model that learned to predict padding silence gets no credit for it)."""
     _, codes, mask, captions = load_tokens(tokens_dir, "valid")
