@@ -81,9 +81,9 @@ def plot_spectrograms(rows: list[dict], eval_dir: Path, path: Path) -> None:
     picks = [r for r in rows if r["prompt"] == prompt]
     fig, axes = plt.subplots(len(picks), 1, figsize=(8, 2.2 * len(picks)), squeeze=False)
     for ax, r in zip(axes[:, 0], picks):
-        path = inside(eval_dir, r["file"])
-        sr = sf.info(str(path)).samplerate
-        audio = torch.from_numpy(load_mono(path, sr))
+        wav = inside(eval_dir, r["file"])
+        sr = sf.info(str(wav)).samplerate
+        audio = torch.from_numpy(load_mono(wav, sr))
         mel = torchaudio.transforms.MelSpectrogram(sr, n_fft=1024, hop_length=256, n_mels=64)(audio)
         ax.imshow(torchaudio.functional.amplitude_to_DB(mel, 10, 1e-10, 0, top_db=80).numpy(), origin="lower",
                   aspect="auto", extent=[0, len(audio) / sr, 0, 64])
