@@ -33,7 +33,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import MusicgenForConditionalGeneration, PreTrainedTokenizerFast
 
 from . import corpus
-from .codec_train import fit_codebooks, reconstruction_quality, train_codec, train_decoder
+from .codec_train import fit_codebooks, optimizer_step, reconstruction_quality, train_codec, train_decoder
 from .io import atomic_dir
 from .musicgen import TINY_DIR, delay_pattern_labels, encode_audio, forward_loss, tiny_config
 
@@ -123,11 +123,7 @@ def train_lm(model, tokenizer, codes: torch.Tensor, captions: list[str], cfg: Bu
         drop = torch.rand(cfg.lm_batch, generator=gen) < cfg.text_dropout
         batch = lm_batch(model, tokenizer, codes, captions, rows, starts, frames, drop)
         loss = forward_loss(model, batch, dec.pad_token_id, dec.decoder_start_token_id)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, params)
         losses.append(loss.item())
         if log_every and (step % log_every == 0 or step == cfg.lm_steps - 1):
             print(f"  lm step {step}/{cfg.lm_steps} loss {loss.item():.3f}", flush=True)

@@ -141,6 +141,15 @@ def fit_codebooks(codec, audio: torch.Tensor, seed: int, iters: int = 15, max_fr
         residual = residual - centers[torch.cdist(residual, centers).argmin(1)]
 
 
+def optimizer_step(loss: torch.Tensor, opt, sched, params) -> None:
+    """One clipped AdamW step and a scheduler tick (the bootstrap's plain loops share it)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+
+
 def _crops(audio: torch.Tensor, batch: int, samples: int, gen: torch.Generator) -> torch.Tensor:
     """`batch` random windows of `samples` from random rows of audio (B, N)."""
     rows = torch.randint(len(audio), (batch,), generator=gen)
@@ -167,11 +176,7 @@ def train_codec(codec, audio: torch.Tensor, steps: int, seed: int, batch: int = 
         for step in range(ae_steps):
             x = _crops(audio, batch, samples, gen)
             loss = codec_loss(x, codec.decoder(codec.encoder(x[:, None, :]))[:, 0, :samples])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
+            optimizer_step(loss, opt, sched, params)
             losses.append(loss.item())
             if log_every and (step % log_every == 0 or step == ae_steps - 1):
                 print(f"  codec autoencoder step {step}/{ae_steps} loss {loss.item():.3f}", flush=True)
@@ -254,11 +259,7 @@ def train_decoder(model, audio: torch.Tensor, steps: int, seed: int, batch: int 
         x = torch.stack([audio[r, s * hop : (s + frames) * hop] for r, s in zip(rows, starts)])
         est = codec.decoder(z)[:, 0, : x.shape[-1]]
         loss = decoder_loss(x, est)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(loss, opt, sched, params)
         with torch.no_grad():
             spectral = float(spectral_terms(x, est, DECODER_SCALES)[0])
         hist["loss"].append(loss.item())
