@@ -60,3 +60,18 @@ def test_trials_tags_params_and_report(tmp_path):
     md5 = {o["path"]: o["md5"] for o in lock["stages"]["train"]["outs"]}
     assert json.loads((tmp_path / "models/best_model/adapter_config.json").read_text())["r"] == 4
     assert md5["models/best_model"].endswith(".dir")
+
+
+def test_trials_through_dvc_queue(tmp_path):
+    """The same trials through `dvc exp run --queue` and two `dvc queue` workers: same tags."""
+    env = make_project(tmp_path, tracks=3)
+    (tmp_path / "experiments").mkdir()
+    YAML().dump(TRIALS, tmp_path / "experiments/trials.yaml")
+    sh(["git", "add", "-A"], tmp_path, env)
+    sh(["git", "commit", "-qm", "trials"], tmp_path, env)
+    out = sh(["python", "-m", "musicgen_lora", "trials", "--queue", "-j", "2"], tmp_path, env)
+    assert "trial-a: ok" in out and "trial-b: ok" in out, out
+    assert sh(["git", "tag", "-l", "trial-*"], tmp_path, env).split() == ["trial-a", "trial-b"]
+    rows = {r["name"]: r for r in json.loads(sh(["python", "-m", "musicgen_lora", "compare", "--json"], tmp_path, env))}
+    assert rows["trial-a"]["params"]["train"]["rank"] == 4 and rows["trial-b"]["params"]["train"]["rank"] == 8
+    assert rows["trial-b"]["params"]["train"]["mask_padding"] is True
