@@ -73,16 +73,11 @@ def restore_params() -> None:
     git("checkout", "HEAD", "--", *RESTORED)
 
 
-def exp_commit(name: str) -> str | None:
-    """The commit of experiment `name` on the current baseline (refs/exps/<base>/<name>)."""
-    head = git("rev-parse", "HEAD")
-    refs = git("for-each-ref", "--format=%(objectname) %(refname)", "refs/exps").splitlines()
-    for line in refs:
-        sha, ref = line.split(" ", 1)
-        parts = ref.split("/")
-        if parts[-1] == name and "".join(parts[2:-1]) == head:
-            return sha
-    return None
+def exp_commit(name: str, baseline: str) -> str | None:
+    """The commit of experiment `name` run on `baseline` (refs/exps/<base[:2]>/<base[2:]>/<name>).
+    The baseline is taken when the trial starts: HEAD may move while a long trial runs."""
+    sha = git("rev-parse", "--verify", "-q", f"refs/exps/{baseline[:2]}/{baseline[2:]}/{name}", check=False)
+    return sha or None
 
 
 def tag(trial: Trial, sha: str, force: bool) -> None:
@@ -95,10 +90,10 @@ def run_sequential(trials: list[Trial], force: bool) -> dict[str, str]:
         restore_params()
         print(f"== {trial.name}: {trial.description}", flush=True)
         cmd = ["dvc", "exp", "run", "--temp", "--name", trial.name, *trial.set_params(), *(["-f"] if force else [])]
-        start = time.time()
+        start, baseline = time.time(), git("rev-parse", "HEAD")
         proc = subprocess.run(cmd)
         restore_params()
-        sha = exp_commit(trial.name)
+        sha = exp_commit(trial.name, baseline)
         if proc.returncode or sha is None:
             status[trial.name] = f"FAILED (dvc exp run exit {proc.returncode})"
             continue
@@ -109,9 +104,11 @@ def run_sequential(trials: list[Trial], force: bool) -> dict[str, str]:
 
 def run_queued(trials: list[Trial], force: bool, jobs: int, timeout_s: float = 6 * 3600) -> dict[str, str]:
     """Queue every trial, start `jobs` DVC workers, wait until the queue drains, then tag."""
+    baselines = {}
     for trial in trials:
         restore_params()
         cmd = ["dvc", "exp", "run", "--queue", "--name", trial.name, *trial.set_params(), *(["-f"] if force else [])]
+        baselines[trial.name] = git("rev-parse", "HEAD")
         subprocess.run(cmd, check=True)
     restore_params()
     subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], check=True)
@@ -123,7 +120,7 @@ def run_queued(trials: list[Trial], force: bool, jobs: int, timeout_s: float = 6
         time.sleep(5)
     status = {}
     for trial in trials:
-        sha = exp_commit(trial.name)
+        sha = exp_commit(trial.name, baselines[trial.name])
         if sha is None:
             status[trial.name] = "FAILED (see `dvc queue logs`)"
             continue
