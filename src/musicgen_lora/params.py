@@ -85,6 +85,7 @@ class TrainParams:
     checkpoint_every: int = 50
     mixed_precision: str = "no"  # "bf16" or "fp16" on GPUs
     gradient_checkpointing: bool = False  # recompute activations: less memory, more compute
+    torch_compile: bool = False  # torch.compile the model (worth it on GPUs; attention is SDPA already)
     seed: int = 0
 
     def validate(self, s: str) -> None:

@@ -176,7 +176,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
         bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
-        gradient_checkpointing=tp.gradient_checkpointing,
+        gradient_checkpointing=tp.gradient_checkpointing, torch_compile=tp.torch_compile,
     )
     trainer = LoraTrainer(model=model, args=args, train_dataset=ClipDataset(codes, mask, captions),
                           eval_dataset=ClipDataset(vcodes, vmask, vcaptions), data_collator=collator,
