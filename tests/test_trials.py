@@ -20,12 +20,18 @@ TRIALS = {"trials": [
 ]}
 
 
+def trial_project(root):
+    """A tiny project with the two-trial manifest committed; returns its environment."""
+    env = make_project(root, tracks=3)
+    (root / "experiments").mkdir()
+    YAML().dump(TRIALS, root / "experiments/trials.yaml")
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", "trials"], root, env)
+    return env
+
+
 def test_trials_tags_params_and_report(tmp_path):
-    env = make_project(tmp_path, tracks=3)
-    (tmp_path / "experiments").mkdir()
-    YAML().dump(TRIALS, tmp_path / "experiments/trials.yaml")
-    sh(["git", "add", "-A"], tmp_path, env)
-    sh(["git", "commit", "-qm", "trials"], tmp_path, env)
+    env = trial_project(tmp_path)
     out = sh(["python", "-m", "musicgen_lora", "trials"], tmp_path, env)
     assert "trial-a: ok" in out and "trial-b: ok" in out
 
@@ -64,11 +70,7 @@ def test_trials_tags_params_and_report(tmp_path):
 
 def test_trials_through_dvc_queue(tmp_path):
     """The same trials through `dvc exp run --queue` and two `dvc queue` workers: same tags."""
-    env = make_project(tmp_path, tracks=3)
-    (tmp_path / "experiments").mkdir()
-    YAML().dump(TRIALS, tmp_path / "experiments/trials.yaml")
-    sh(["git", "add", "-A"], tmp_path, env)
-    sh(["git", "commit", "-qm", "trials"], tmp_path, env)
+    env = trial_project(tmp_path)
     out = sh(["python", "-m", "musicgen_lora", "trials", "--queue", "-j", "2"], tmp_path, env)
     assert "trial-a: ok" in out and "trial-b: ok" in out, out
     assert sh(["git", "tag", "-l", "trial-*"], tmp_path, env).split() == ["trial-a", "trial-b"]
