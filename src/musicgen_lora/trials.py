@@ -86,13 +86,11 @@ def tag(trial: Trial, sha: str, force: bool) -> None:
 
 def run_sequential(trials: list[Trial], force: bool) -> dict[str, str]:
     status = {}
-    for trial in trials:
-        restore_params()
+    for trial in trials:  # --temp: the workspace (params.yaml included) is never touched
         print(f"== {trial.name}: {trial.description}", flush=True)
         cmd = ["dvc", "exp", "run", "--temp", "--name", trial.name, *trial.set_params(), *(["-f"] if force else [])]
         start, baseline = time.time(), git("rev-parse", "HEAD")
         proc = subprocess.run(cmd)
-        restore_params()
         sha = exp_commit(trial.name, baseline)
         if proc.returncode or sha is None:
             status[trial.name] = f"FAILED (dvc exp run exit {proc.returncode})"
