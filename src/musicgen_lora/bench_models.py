@@ -23,6 +23,7 @@ from peft import get_peft_model
 from transformers import MusicgenForConditionalGeneration
 
 from . import params as P
+from .evaluate import merged
 from .musicgen import (codec_info, delay_pattern_labels, encode_audio, forward_loss, generate, small_config,
                        text_inputs)
 from .train import lora_config
@@ -229,24 +230,21 @@ def train_small(peft_model, tokenizer, clip: Path, frames: int, warmup: int, mea
 
 def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidance: float, top_k: int,
                     device: str = "cpu", repeats: int = 1) -> dict:
-    """`prompts` x `seconds`: merged vs unmerged adapter, one batch vs one prompt at a time,
-    guidance on vs off. Every arm generates the same frames; a short warm-up precedes them, and
+    """`prompts` x `seconds`: merged adapter (evaluate's `merged`: plain layers) vs unmerged, one
+    batch vs one prompt at a time, guidance on vs off. Every arm generates the same frames; a short warm-up precedes them, and
     with `repeats` > 1 the arms run again in reverse order (ABBA: load drift cancels)."""
     base = peft_model.base_model.model
     frames = codec_info(base.config).frames(seconds)
     peft_model.eval()
-    state = {"merged": False}
 
-    def run(merged: bool, batch: int, g: float) -> float:
-        if merged != state["merged"]:
-            peft_model.merge_adapter() if merged else peft_model.unmerge_adapter()
-            state["merged"] = merged
-        _sync(device)
-        t = time.perf_counter()
-        for i in range(0, len(prompts), batch):
-            _generate(peft_model, tokenizer, prompts[i : i + batch], frames, g, top_k, device)
-        _sync(device)
-        return time.perf_counter() - t
+    def run(merge: bool, batch: int, g: float) -> float:
+        with merged(peft_model, peft_model.active_adapter) if merge else contextlib.nullcontext(peft_model) as m:
+            _sync(device)
+            t = time.perf_counter()
+            for i in range(0, len(prompts), batch):
+                _generate(m, tokenizer, prompts[i : i + batch], frames, g, top_k, device)
+            _sync(device)
+            return time.perf_counter() - t
 
     arms = {"unmerged": (False, len(prompts), guidance), "merged": (True, len(prompts), guidance),
             "merged_unguided": (True, len(prompts), 1.0), "sequential": (True, 1, guidance)}
@@ -255,8 +253,6 @@ def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, g
     for r in range(repeats):
         for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
             took[name] += run(*arms[name])
-    if state["merged"]:
-        peft_model.unmerge_adapter()
     t = {k: v / repeats for k, v in took.items()}
     return {"prompts": len(prompts), "seconds": seconds, "frames": frames, "guidance_scale": guidance,
             "repeats": repeats, **{f"{k}_s": round(v, 2) for k, v in t.items()},

@@ -4,7 +4,7 @@ Two DVC stages share this module. `evaluate base` depends only on the model, the
 the evaluate params, so changing train or LoRA params never regenerates base audio; it also
 measures the training clips once, to calibrate the flag thresholds, and stores the reference
 features the style distances compare against. `evaluate adapters` loads the base model once,
-attaches both adapters, merges each in turn for fast generation, and writes
+attaches both adapters, merges each in turn for fast generation (`merged`), and writes
 `comparison_results.jsonl` (one row per prompt and model, base rows included).
 """
 
@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from peft import PeftModel
+from peft.tuners.lora import LoraLayer
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
@@ -45,6 +47,27 @@ class ResultRow:
     valid_loss: float
     flags: list[str]
     metrics: dict
+
+
+@contextmanager
+def merged(peft_model, name: str):
+    """The base model with adapter `name` merged into its weights and the LoRA wrappers taken out
+    of the module tree, so generation runs plain Linear layers (a merged peft layer still pays
+    its wrapper's Python on every call: ~40 calls per generated step on the tiny decoder).
+    On exit the wrappers go back and the adapter is unmerged."""
+    peft_model.set_adapter(name)
+    peft_model.merge_adapter()
+    inner = peft_model.base_model.model
+    swapped = [(inner.get_submodule(path.rpartition(".")[0]), path.rpartition(".")[2], module)
+               for path, module in inner.named_modules() if isinstance(module, LoraLayer)]
+    for parent, attr, module in swapped:
+        setattr(parent, attr, module.base_layer)
+    try:
+        yield inner
+    finally:
+        for parent, attr, module in swapped:
+            setattr(parent, attr, module)
+        peft_model.unmerge_adapter()
 
 
 def thresholds(ep: P.EvaluateParams) -> M.FlagThresholds:
@@ -168,14 +191,12 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
     all_rows = [ResultRow(**r) for r in read_jsonl(base_rows)]
     distances = {"base": summary["base"]}
     for name in names:
-        peft_model.set_adapter(name)
-        peft_model.merge_adapter()  # merged weights: plain matmuls while generating
-        loss = valid_loss(peft_model, tokenizer, tokens_dir, info.pad_id, start_id)
-        out_dir = eval_dir / f"{name}_model"
-        rows, feats = generate_set(peft_model, tokenizer, ep, info.frames(ep.seconds), info.sample_rate, out_dir,
-                                   name, loss, th, ref)
-        distances[name] = set_distances(peft_model, out_dir, feats, ref, info.sample_rate)
-        peft_model.unmerge_adapter()
+        with merged(peft_model, name) as merged_model:
+            loss = valid_loss(merged_model, tokenizer, tokens_dir, info.pad_id, start_id)
+            out_dir = eval_dir / f"{name}_model"
+            rows, feats = generate_set(merged_model, tokenizer, ep, info.frames(ep.seconds), info.sample_rate,
+                                       out_dir, name, loss, th, ref)
+            distances[name] = set_distances(merged_model, out_dir, feats, ref, info.sample_rate)
         all_rows += rows
         print(f"evaluate {name}: valid loss {loss:.4f}")
     for row in all_rows:
