@@ -5,9 +5,8 @@ A randomly initialised MusicGen is useless as a base model: its EnCodec codebook
 *pre-trains* the tiny model, on the generic demo styles only (never the target style the demo
 fine-tunes on, so fine-tuning has something to learn):
 
-1. the codec (codec_train): k-means codebooks, spectral-loss autoencoder training, codebooks
-   refitted, decoder re-initialised and trained alone on the quantised path; it round-trips audio
-   (`--decoder-only` reruns just that last phase on a saved model, codes and LM untouched);
+1. the codec (codec_train): data-dependent init, k-means codebooks, then VQ-VAE training of
+   encoder, codebooks and decoder together on the quantised path, so it round-trips audio;
 2. the language model: text encoder + MusicGen decoder trained on (caption, codes) with the
    delay-pattern labels and loss the pipeline itself uses, with 10% caption dropout (zeroed
    attention mask = MusicGen's unconditional input) so classifier-free guidance works.
@@ -22,7 +21,6 @@ import argparse
 import hashlib
 import json
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import MusicgenForConditionalGeneration, PreTrainedTokenizerFast
 
 from . import corpus
-from .codec_train import fit_codebooks, optimizer_step, reconstruction_quality, train_codec, train_decoder
+from .codec_train import fit_codebooks, optimizer_step, train_codec
 from .io import atomic_dir
 from .musicgen import TINY_DIR, delay_pattern_labels, encode_audio, forward_loss, tiny_config
 
@@ -54,8 +52,7 @@ class BuildConfig:
     seed: int = 0
     tracks_per_style: int = 8      # generic training tracks per style
     seconds: float = 20.0          # length of each training track
-    codec_steps: int = 150         # codec autoencoder optimiser steps (batch 8 x 0.5 s)
-    decoder_steps: int = 400       # decoder-only steps on the quantised path (batch 8 x 1 s)
+    codec_steps: int = 1200        # codec optimiser steps (batch 8 x 0.5 s)
     lm_steps: int = 300            # LM optimiser steps
     lm_batch: int = 8
     clip_seconds: float = 10.0     # LM training window (MusicGen trains on <= 15 s)
@@ -66,7 +63,7 @@ class BuildConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> "BuildConfig":
         """A seconds-scale build for tests: same code path, far fewer tracks and steps."""
-        return cls(seed=seed, tracks_per_style=1, seconds=3.0, codec_steps=3, decoder_steps=2, lm_steps=3,
+        return cls(seed=seed, tracks_per_style=1, seconds=3.0, codec_steps=3, lm_steps=3,
                    lm_batch=2, clip_seconds=2.0)
 
 
@@ -160,9 +157,7 @@ def build_model(cfg: BuildConfig, log: bool = False) -> tuple[MusicgenForConditi
         # Every style's caption text is in the vocabulary (target prompts must tokenize), never its audio.
         tokenizer = build_tokenizer(captions + [c for style in corpus.STYLES.values() for c in style.captions])
         model = new_model(tokenizer, cfg.seed)
-        fit_codebooks(model.audio_encoder, audio, cfg.seed)
-        codec_losses = train_codec(model.audio_encoder, audio, cfg.codec_steps, cfg.seed, ae_share=1.0,
-                                   decoder_steps=cfg.decoder_steps, log_every=25 if log else 0)
+        codec_losses = train_codec(model.audio_encoder, audio, cfg.codec_steps, cfg.seed, log_every=50 if log else 0)
         codes = torch.cat([encode_audio(model, chunk) for chunk in audio.split(8)])
         lm_losses = train_lm(model, tokenizer, codes, captions, cfg, log_every=25 if log else 0)
     finally:
@@ -189,46 +184,6 @@ def build_tiny(out_dir: Path, cfg: BuildConfig = BuildConfig(), log: bool = Fals
     info = {"sha256": digest, "seconds": round(time.time() - t0, 1), "params_m": round(
         sum(p.numel() for p in model.parameters()) / 1e6, 2), **stats}
     print(f"tiny MusicGen -> {out_dir}: {json.dumps(info)}", flush=True)
-    return info
-
-
-def retrain_decoder(src: Path, out_dir: Path, cfg: BuildConfig, log: bool = False, force: bool = False) -> dict:
-    """Load the saved model in `src`, re-initialise and retrain only its EnCodec decoder
-    (`train_decoder`, generic training tracks), and save it to `out_dir` atomically: every other
-    tensor and every non-weight file (config, tokenizer) stays byte-for-byte as it was.
-
-    Saves only if the new decoder beats the old one on held-out generic clips (lower spectral
-    distance, higher log-mel correlation) unless `force`. Returns the figures."""
-    src, out_dir = Path(src), Path(out_dir)
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(cfg.threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        model = MusicgenForConditionalGeneration.from_pretrained(src).eval()
-        before = {k: v.clone() for k, v in model.state_dict().items()}
-        sr = model.config.audio_encoder.sampling_rate
-        audio, _ = style_audio(corpus.GENERIC_STYLES, cfg.seed, range(cfg.tracks_per_style), cfg.seconds, sr)
-        held = style_audio(corpus.GENERIC_STYLES, cfg.seed, range(HELD_OUT, HELD_OUT + 2), 5.0, sr)[0]
-        old = reconstruction_quality(model, held)
-        hist = train_decoder(model, audio, cfg.decoder_steps, cfg.seed, log_every=10 if log else 0)
-        new = reconstruction_quality(model, held)
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
-        torch.set_num_threads(threads)
-    changed = sorted(k for k, v in model.state_dict().items() if not torch.equal(v, before[k]))
-    assert all(k.startswith("audio_encoder.decoder.") for k in changed), changed
-    better = new["spectral_distance"] < old["spectral_distance"] and new["logmel_corr"] > old["logmel_corr"]
-    info = {"old": old, "new": new, "steps": len(hist["loss"]), "step_seconds": round(hist["step_seconds"], 3),
-            "loss": [hist["loss"][0], float(np.mean(hist["loss"][-10:]))], "changed_tensors": len(changed),
-            "saved": bool(better or force)}
-    if info["saved"]:
-        with atomic_dir(out_dir) as tmp:
-            model.save_pretrained(tmp)
-            for f in src.iterdir():  # config, generation config, tokenizer: the originals' bytes
-                if f.is_file() and f.name != "model.safetensors":
-                    shutil.copy2(f, tmp / f.name)
-        info["sha256"] = hashlib.sha256((out_dir / "model.safetensors").read_bytes()).hexdigest()
-    print(f"decoder-only {src} -> {out_dir}: {json.dumps(info)}", flush=True)
     return info
 
 
@@ -278,11 +233,7 @@ def bootstrap_main(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=TINY_DIR)
     ap.add_argument("--seed", type=int, default=defaults.seed)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (tests, smoke runs); explicit flags still win")
-    ap.add_argument("--decoder-only", action="store_true",
-                    help="retrain only the codec decoder of the model in --decoder-only-from (default --out)")
-    ap.add_argument("--decoder-only-from", type=Path, default=None)
-    ap.add_argument("--force", action="store_true", help="--decoder-only: save even if not better than before")
-    for field in ("tracks_per_style", "seconds", "codec_steps", "decoder_steps", "lm_steps", "lm_batch",
+    for field in ("tracks_per_style", "seconds", "codec_steps", "lm_steps", "lm_batch",
                   "clip_seconds", "threads"):
         ap.add_argument("--" + field.replace("_", "-"), type=type(getattr(defaults, field)), default=None)
     ap.add_argument("--report", action="store_true", help="after saving, print reconstruction/LM/generation figures")
@@ -290,10 +241,7 @@ def bootstrap_main(argv: list[str]) -> int:
     base = BuildConfig.quick(args.seed) if args.quick else BuildConfig(seed=args.seed)
     overrides = {k: v for k, v in vars(args).items() if k in asdict(base) and v is not None}
     cfg = BuildConfig(**{**asdict(base), **overrides})
-    if args.decoder_only or args.decoder_only_from:
-        retrain_decoder(args.decoder_only_from or args.out, args.out, cfg, log=True, force=args.force)
-    else:
-        build_tiny(args.out, cfg, log=True)
+    build_tiny(args.out, cfg, log=True)
     if args.report:
         print(json.dumps(report(args.out, cfg), indent=2))
     return 0

@@ -1,21 +1,17 @@
 """Training the tiny EnCodec so its codes mean something (used by `bootstrap`).
 
-A randomly initialised EnCodec cannot round-trip audio: its decoder turns any code sequence
-into noise, so a MusicGen on top of it could only ever generate noise. The codec is trained in
-three cheap phases, all on generic-style audio:
+A randomly initialised EnCodec cannot round-trip audio: its codebooks are all zeros and its
+decoder turns any code sequence into noise. Worse, its signal shrinks layer by layer until the
+conv biases dominate: the encoder's latents are a constant vector with ~0.5% variation, and a
+codec trained from there collapses to one output for every input. So:
 
-1. encoder + decoder as a plain (continuous) autoencoder with a multi-scale spectral loss plus
-   a small L1 waveform loss: this is where the representation is learned;
-2. residual k-means refits the codebooks on the trained encoder's latents, so the RVQ codes
-   cover where the latents actually are (EMA codebooks would need far more steps on CPU);
-3. `train_decoder`: with encoder and codebooks frozen, the decoder is re-initialised and
-   trained alone on the quantised path (exactly what `encode`/`decode` run at inference).
-
-Freezing the encoder in phase 3 keeps the codes fixed, so nothing needs a straight-through
-estimator and the codebooks stay consistent with the latents they were fitted on. The same
-`train_decoder` retrains the decoder of an existing model without touching its codes
-(`bootstrap --decoder-only`). Its loss has no normalised-MSE term: a decoder that cannot match
-the phase minimises that term by going quiet and input-independent (the collapse it fixes).
+1. `init_from_data`: every conv of encoder and decoder is rescaled on a batch of real audio so
+   its output channels have mean 0 and std 1 (LSUV-style data-dependent init), then residual
+   k-means fits the codebooks on the encoder's latents;
+2. `train_codec`: the standard VQ-VAE recipe on the exact inference path (encoder -> residual
+   VQ -> decoder): straight-through gradients past the quantiser, a commitment loss, codebooks
+   updated by exponential moving averages (with dead codes restarted from the batch), and
+   EnCodec's multi-scale spectral + waveform L1 reconstruction loss (its GAN left out).
 """
 
 from __future__ import annotations
@@ -27,9 +23,10 @@ import torch
 
 from .musicgen import decode_codes, encode_audio
 
-SCALES = (128, 256, 512, 1024)  # STFT sizes (Hann window, hop n_fft / 4) of the spectral loss
-DECODER_SCALES = (256, 512, 1024, 2048)  # STFT sizes of the decoder-only loss
+SCALES = (128, 256, 512, 1024, 2048)  # STFT sizes (Hann window, hop n_fft / 4) of the spectral loss
 EPS = 1e-3  # magnitude floor: spectral detail more than 60 dB below full scale does not count
+COMMITMENT = 0.02  # VQ-VAE's beta, on latents scaled by their variance (0.25 collapsed the encoder onto few codes)
+EMA_DECAY = 0.9  # codebook moving averages: fast, because the build runs few hundred steps
 
 
 def _stft_mag(x: torch.Tensor, n_fft: int) -> torch.Tensor:
@@ -53,18 +50,8 @@ def spectral_terms(ref: torch.Tensor, est: torch.Tensor, scales=SCALES) -> tuple
 
 
 def codec_loss(ref: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
-    """Multi-scale spectral loss + 0.1 x L1 on the waveform (EnCodec's recipe, minus the GAN),
-    + 0.5 x normalised waveform MSE (= 1 / linear SNR): with only a few hundred CPU steps the
-    spectral terms alone leave the phase, and so the SNR, untrained."""
+    """Multi-scale spectral loss + 0.1 x L1 on the waveform (EnCodec's recipe, minus the GAN)."""
     log_l1, conv = spectral_terms(ref, est)
-    nmse = (ref - est).pow(2).sum(-1) / ref.pow(2).sum(-1).clamp(min=1e-8)
-    return log_l1 + conv + 0.1 * (ref - est).abs().mean() + 0.5 * nmse.mean()
-
-
-def decoder_loss(ref: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
-    """Multi-resolution STFT loss (log-magnitude L1 + spectral convergence over DECODER_SCALES)
-    + 0.1 x waveform L1."""
-    log_l1, conv = spectral_terms(ref, est, DECODER_SCALES)
     return log_l1 + conv + 0.1 * (ref - est).abs().mean()
 
 
@@ -90,19 +77,23 @@ def reconstruction_quality(model, audio_batch: torch.Tensor) -> dict[str, float]
 
     spectral_distance: mean absolute difference of natural-log STFT magnitudes, averaged over
     SCALES (0 = identical spectra; lower is better). snr_db: 10 log10(signal / error energy) of
-    the waveform, averaged over clips (higher is better; phase errors count, so it is modest even
-    for a good codec). logmel_corr: correlation of input and output log-mel spectrograms (1 =
-    same shape of spectrum over time). output_spread: how much outputs of different clips differ
-    (mean distance of each clip's log-mel from the batch mean, dB; ~0 = collapsed decoder).
+    the waveform, averaged over clips (higher is better; every phase error counts, so a codec
+    trained for minutes on CPU stays near 0 dB, where silence scores 0 dB too). magnitude_snr_db:
+    the same on STFT magnitudes (n_fft 1024), blind to phase. logmel_corr: correlation of input
+    and output log-mel spectrograms (1 = same shape of spectrum over time). output_spread: how
+    much outputs of different clips differ (mean distance of each clip's log-mel from the batch
+    mean, dB; ~0 = collapsed decoder).
     """
     audio_batch = audio_batch.float()
     est = decode_codes(model, encode_audio(model, audio_batch))[:, : audio_batch.shape[-1]]
     log_l1, _ = spectral_terms(audio_batch, est)
     err = (audio_batch - est).pow(2).sum(-1)
     snr = 10 * torch.log10(audio_batch.pow(2).sum(-1).clamp(min=1e-12) / err.clamp(min=1e-12))
+    a, b = _stft_mag(audio_batch, 1024), _stft_mag(est, 1024)
+    mag_snr = 10 * torch.log10(a.pow(2).sum((1, 2)).clamp(min=1e-12) / (a - b).pow(2).sum((1, 2)).clamp(min=1e-12))
     sr = model.config.audio_encoder.sampling_rate
     mel = log_mel(est, sr)
-    return {"spectral_distance": float(log_l1), "snr_db": float(snr.mean()),
+    return {"spectral_distance": float(log_l1), "snr_db": float(snr.mean()), "magnitude_snr_db": float(mag_snr.mean()),
             "logmel_corr": logmel_correlation(audio_batch, est, sr),
             "output_spread": float((mel - mel.mean(0, keepdim=True)).abs().mean()), "output_std": float(est.std())}
 
@@ -124,8 +115,7 @@ def _kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.
 def fit_codebooks(codec, audio: torch.Tensor, seed: int, iters: int = 15, max_frames: int = 40000) -> None:
     """Residual k-means: codebook q is fitted on what codebooks 0..q-1 left unexplained.
 
-    Random EnCodec codebooks are all zeros (every clip would be code 0), so this runs before
-    any training too. At most `max_frames` latent frames (a seeded random subset) are used."""
+    At most `max_frames` latent frames (a seeded random subset) are used."""
     gen = torch.Generator().manual_seed(seed)
     latents = torch.cat([codec.encoder(chunk[:, None, :]) for chunk in audio.split(8)])  # (B, D, T)
     residual = latents.transpose(1, 2).reshape(-1, latents.shape[1])
@@ -139,6 +129,32 @@ def fit_codebooks(codec, audio: torch.Tensor, seed: int, iters: int = 15, max_fr
         cb.cluster_size.fill_(1.0)
         cb.inited.fill_(True)
         residual = residual - centers[torch.cdist(residual, centers).argmin(1)]
+
+
+@torch.no_grad()
+def standardise_convs(net, x: torch.Tensor, last_std: float | None = None) -> torch.Tensor:
+    """Rescale each conv of `net` in turn (forward order) so that, on input x, its output channels
+    have mean 0 and std 1 (the last conv: std `last_std` if given). Returns net(x) afterwards."""
+    convs = [m for m in net.modules() if type(m).__name__ == "EncodecConv1d"]
+    for i, module in enumerate(convs):
+        seen = {}
+        hook = module.register_forward_hook(lambda mod, inp, out: seen.setdefault("out", out))
+        net(x)
+        hook.remove()
+        out, conv = seen["out"], module.conv
+        mu, sd = out.mean((0, 2)), out.std((0, 2)).clamp(min=1e-8)
+        scale = (last_std if last_std is not None and i == len(convs) - 1 else 1.0) / sd
+        conv.bias.copy_((conv.bias - mu) * scale)
+        conv.weight = conv.weight * scale[:, None, None]  # weight norm re-derives magnitude and direction
+    return net(x)
+
+
+def init_from_data(codec, audio: torch.Tensor, seed: int, clips: int = 16, seconds: float = 1.0) -> None:
+    """Phase 1 above, on `clips` seeded random crops of audio (B, N), then k-means on all of it."""
+    x = _crops(audio, clips, int(seconds * codec.config.sampling_rate), torch.Generator().manual_seed(seed))
+    latents = standardise_convs(codec.encoder, x[:, None, :])
+    standardise_convs(codec.decoder, latents, last_std=float(audio.std()))
+    fit_codebooks(codec, audio, seed)
 
 
 def optimizer_step(loss: torch.Tensor, opt, sched, params) -> None:
@@ -157,121 +173,57 @@ def _crops(audio: torch.Tensor, batch: int, samples: int, gen: torch.Generator) 
     return torch.stack([audio[r, s : s + samples] for r, s in zip(rows.tolist(), starts.tolist())])
 
 
+def quantize_train(codec, z: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual VQ of latents z (B, D, T) as `encode` runs it, for training: returns the quantised
+    latents with straight-through gradients to z, and the commitment loss. Updates each codebook
+    by EMA of the residuals assigned to it; codes unused for a while restart on a random residual."""
+    residual = z.detach().transpose(1, 2).reshape(-1, z.shape[1])
+    quantized = torch.zeros_like(residual)
+    with torch.no_grad():
+        for layer in codec.quantizer.layers:
+            cb = layer.codebook
+            idx = torch.cdist(residual, cb.embed).argmin(1)
+            q = cb.embed[idx]
+            cb.cluster_size.mul_(EMA_DECAY).add_(torch.bincount(idx, minlength=len(cb.embed)).float(),
+                                                 alpha=1 - EMA_DECAY)
+            cb.embed_avg.mul_(EMA_DECAY).add_(torch.zeros_like(cb.embed).index_add_(0, idx, residual),
+                                              alpha=1 - EMA_DECAY)
+            n = cb.cluster_size.sum()
+            size = (cb.cluster_size + 1e-5) / (n + len(cb.embed) * 1e-5) * n  # Laplace smoothing
+            cb.embed.copy_(cb.embed_avg / size[:, None])
+            dead = cb.cluster_size < 0.05
+            if dead.any():
+                fresh = residual[torch.randint(len(residual), (int(dead.sum()),), generator=gen)]
+                cb.embed[dead], cb.embed_avg[dead], cb.cluster_size[dead] = fresh, fresh, 1.0
+            quantized += q
+            residual = residual - q
+    quantized = quantized.reshape(z.shape[0], z.shape[2], -1).transpose(1, 2)
+    commitment = (z - quantized).pow(2).mean() / z.detach().var().clamp(min=1e-8)
+    return z + (quantized - z).detach(), commitment
+
+
 def train_codec(codec, audio: torch.Tensor, steps: int, seed: int, batch: int = 8, seconds: float = 0.5,
-                lr: float = 4e-3, ae_share: float = 0.75, decoder_steps: int | None = None,
-                log_every: int = 0) -> list[float]:
-    """Phases 1-3 above on audio (B, N) at the codec's rate; returns the loss of every step.
-
-    `ae_share` of `steps` train the continuous autoencoder; the decoder phase runs
-    `decoder_steps` (default: the rest of `steps`) of `train_decoder`."""
+                lr: float = 3e-3, log_every: int = 0) -> list[float]:
+    """Phases 1-2 above on audio (B, N) at the codec's rate; returns the loss of every step.
+    AdamW, 20 warm-up steps then cosine decay to lr / 10, batches of random crops, seeded."""
     gen = torch.Generator().manual_seed(seed)
+    init_from_data(codec, audio, seed)
     samples = int(seconds * codec.config.sampling_rate)
-    ae_steps = int(round(steps * ae_share))
-    losses: list[float] = []
     params = list(codec.encoder.parameters()) + list(codec.decoder.parameters())
-    codec.train()
-    if ae_steps > 0:
-        opt = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * (1 - 0.9 * s / ae_steps))
-        for step in range(ae_steps):
-            x = _crops(audio, batch, samples, gen)
-            loss = codec_loss(x, codec.decoder(codec.encoder(x[:, None, :]))[:, 0, :samples])
-            optimizer_step(loss, opt, sched, params)
-            losses.append(loss.item())
-            if log_every and (step % log_every == 0 or step == ae_steps - 1):
-                print(f"  codec autoencoder step {step}/{ae_steps} loss {loss.item():.3f}", flush=True)
-    codec.eval()
-    fit_codebooks(codec, audio, seed)
-    n_dec = steps - ae_steps if decoder_steps is None else decoder_steps
-    if n_dec > 0:
-        losses += train_decoder(codec, audio, n_dec, seed, log_every=log_every)["loss"]
-    return losses
-
-
-@torch.no_grad()
-def quantized_embeddings(codec, audio: torch.Tensor, chunk: int = 8) -> torch.Tensor:
-    """What `decode` feeds the decoder for whole clips (B, N): quantizer.decode(codes) with the
-    codes `encode` gives, (B, D, T). Computed once, so decoder steps never run the encoder."""
-    out = []
-    for x in audio.split(chunk):
-        codes = codec.encode(x[:, None, :]).audio_codes[0]  # (B, K, T), as encode_audio
-        out.append(codec.quantizer.decode(codes.transpose(0, 1)))
-    return torch.cat(out)
-
-
-def reinit_decoder(codec, seed: int) -> None:
-    """Fresh (seeded) weights for codec.decoder, in place; the global RNG is left as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        fresh = type(codec.decoder)(codec.config)
-    codec.decoder.load_state_dict(fresh.state_dict())
-
-
-@torch.no_grad()
-def fold_input_standardisation(codec, emb: torch.Tensor) -> None:
-    """Data-dependent init: fold per-channel standardisation of the decoder input into the
-    decoder's first conv (W' = W / std, b' = b - W' mean). The frozen encoder's latents are a
-    large constant vector with ~0.5% variation carrying the content; a decoder fed them raw
-    only sees the constant and collapses to one output for every input."""
-    conv = codec.decoder.layers[0].conv
-    mu, sd = emb.mean((0, 2)), emb.std((0, 2)).clamp(min=1e-6)
-    w = conv.weight / sd[None, :, None]
-    conv.bias.sub_((w * mu[None, :, None]).sum((1, 2)))
-    conv.weight = w  # weight norm's right_inverse re-derives its magnitude and direction
-
-
-def train_decoder(model, audio: torch.Tensor, steps: int, seed: int, batch: int = 8, seconds: float = 1.0,
-                  lr: float = 1e-3, reinit: bool = True, log_every: int = 0,
-                  max_seconds: float | None = None) -> dict:
-    """Re-initialise and train only the decoder of `model` (a MusicGen or its EnCodec) to turn the
-    quantised embeddings of audio (B, N) back into audio; encoder and codebooks stay frozen, so
-    the codes do not change. Adam, warm-up then cosine decay to lr/10, batches of `batch` random
-    `seconds`-long crops (frame-aligned), seeded. Stops early after `max_seconds` of wall time.
-
-    Returns {"loss", "out_std", "spectral": per-step lists, "step_seconds": mean step time}."""
-    codec = getattr(model, "audio_encoder", model)
-    hop = int(codec.config.sampling_rate / codec.config.frame_rate)
-    frames = int(round(seconds * codec.config.frame_rate))
-    codec.eval()
-    for p in codec.parameters():
-        p.requires_grad_(False)
-    if reinit:
-        reinit_decoder(codec, seed)
-    emb = quantized_embeddings(codec, audio)
-    if reinit:
-        fold_input_standardisation(codec, emb)
-    audio = audio[:, : emb.shape[-1] * hop]
-    params = list(codec.decoder.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    gen = torch.Generator().manual_seed(seed + 7)
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
-    warm = max(1, min(20, steps // 10))
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(s, steps) / steps))))
-    hist: dict = {"loss": [], "out_std": [], "spectral": []}
-    codec.decoder.train()
+        opt, lambda s: min(1.0, (s + 1) / 20) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+    losses: list[float] = []
+    codec.train()
     t0 = time.time()
     for step in range(steps):
-        rows = torch.randint(len(emb), (batch,), generator=gen).tolist()
-        starts = torch.randint(emb.shape[-1] - frames + 1, (batch,), generator=gen).tolist()
-        z = torch.stack([emb[r, :, s : s + frames] for r, s in zip(rows, starts)])
-        x = torch.stack([audio[r, s * hop : (s + frames) * hop] for r, s in zip(rows, starts)])
-        est = codec.decoder(z)[:, 0, : x.shape[-1]]
-        loss = decoder_loss(x, est)
+        x = _crops(audio, batch, samples, gen)
+        quantized, commitment = quantize_train(codec, codec.encoder(x[:, None, :]), gen)
+        loss = codec_loss(x, codec.decoder(quantized)[:, 0, :samples]) + COMMITMENT * commitment
         optimizer_step(loss, opt, sched, params)
-        with torch.no_grad():
-            spectral = float(spectral_terms(x, est, DECODER_SCALES)[0])
-        hist["loss"].append(loss.item())
-        hist["out_std"].append(float(est.detach().std()))
-        hist["spectral"].append(spectral)
+        losses.append(loss.item())
         if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"  decoder step {step}/{steps} loss {loss.item():.3f} spectral {spectral:.3f} out_std "
-                  f"{hist['out_std'][-1]:.4f} (in {float(x.std()):.4f}) {time.time() - t0:.0f}s", flush=True)
-        if max_seconds is not None and time.time() - t0 > max_seconds:
-            break
-    codec.decoder.eval()
-    for p in codec.parameters():
-        p.requires_grad_(True)
-    hist["step_seconds"] = (time.time() - t0) / max(1, len(hist["loss"]))
-    return hist
+            print(f"  codec step {step}/{steps} loss {loss.item():.3f} commitment {commitment.item():.3f} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+    codec.eval()
+    return losses

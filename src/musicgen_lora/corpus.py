@@ -152,14 +152,14 @@ def _ambient(rng, n, sr):
 
 def _bass(rng, n, sr):
     bpm, (root, minor, prog) = int(rng.integers(95, 121)), _key(rng, 33, 45)
-    wave = int(rng.integers(2))  # 0: triangle, 1: sine
+    wave = int(rng.integers(3))  # 0: triangle, 1: sine, 2: sawtooth (bright: the codec must learn high partials)
     pattern = ((0, None, 12, 0, None, 7, 0, None), (0, 0, None, 7, None, 12, 10, 7))[int(rng.integers(2))]
     step = max(1, round(sr * 60 / bpm / 2))  # samples per 8th note
     s, pos = np.arange(n) // step, (np.arange(n) % step) / step
     table = np.array([[0.0 if p is None else float(_hz(_chord(root, d, minor)[0] + p)) for p in pattern] for d in prog])
     hz = table[(s // 8) % len(prog), s % 8]  # 0 Hz marks a rest
     on, ph = hz > 0, np.cumsum(hz) / sr % 1.0
-    tone = 4 * np.abs(ph - 0.5) - 1 if wave == 0 else np.sin(2 * np.pi * ph)
+    tone = (4 * np.abs(ph - 0.5) - 1, np.sin(2 * np.pi * ph), 2 * ph - 1)[wave]
     env = on * np.minimum(pos * step / (0.005 * sr), 1) * np.clip((0.9 - pos) / 0.1, 0, 1) * (1 - 0.3 * pos)
     out, kick = 0.8 * tone * env, _sweep(sr, 0.3, 90, 45, 25, 12)
     for beat in range(0, int(n / step) + 1, 2):
@@ -184,7 +184,8 @@ STYLES: dict[str, Style] = {
     "ambient": Style(_ambient, ("warm ambient pad with slowly evolving synth chords and no drums",
                                 "dark ambient drone with slowly evolving minor synth chords and no drums")),
     "bass": Style(_bass, ("groovy triangle synth bass line with a soft kick drum",
-                          "deep sine sub bass line with a soft kick drum")),
+                          "deep sine sub bass line with a soft kick drum",
+                          "buzzy sawtooth synth bass line with a soft kick drum")),
 }
 
 
