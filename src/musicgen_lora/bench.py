@@ -35,6 +35,7 @@ import torch
 from . import bench_models as BM
 from . import bench_pipeline as BP
 from . import params as P
+from .heap import limited_heap
 from .io import atomic_path, write_json
 
 ROOT = Path.cwd()
@@ -180,7 +181,7 @@ def run(args) -> dict:
         if "train" in only:
             with tempfile.TemporaryDirectory() as tmp:
                 clip = BM.write_clips(Path(tmp), 1, args.small_frames / 50.0, small.config.audio_encoder.sampling_rate)[0]
-                with BM.limited_heap(not args.no_heap_limit) as heap:
+                with limited_heap(not args.no_heap_limit) as heap:
                     tr = BM.train_small(peft_small, tok, clip, args.small_frames, args.warmup, args.steps,
                                         args.onthefly_steps if "epoch" in only else 0)
             tr.update(rank=args.rank, gradient_checkpointing=ckpt, heap_limited=heap)

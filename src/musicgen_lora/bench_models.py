@@ -10,11 +10,9 @@ weights), and shared by the training, generation and encoding benchmarks.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import statistics
 import time
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -29,29 +27,6 @@ from .musicgen import (codec_info, delay_pattern_labels, encode_audio, forward_l
 from .train import lora_config
 
 CAPTION = "bright upbeat chiptune with fast major-key square wave arpeggios, pulse bass and noise drums"
-
-
-@contextlib.contextmanager
-def limited_heap(enabled: bool = True) -> Iterator[bool]:
-    """While training, serve allocations of 1 MiB and more straight from mmap, so freed
-    activations go back to the OS: glibc's default threshold grows to 32 MiB, after which every
-    3-12 MiB activation of a 1024-wide decoder lands in the heap and the process keeps the
-    high-water mark of every step (a step without checkpointing then peaks near 9 GB instead of
-    5). Generation must not run like this: its per-call weight-packing buffers would then be
-    fresh, page-faulting mappings on every matmul (5x slower), so on exit the threshold goes back
-    to 32 MiB and the freed heap is trimmed. Yields False where there is no glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        libc = None
-    on = bool(enabled and libc and libc.mallopt(-3, 1 << 20) and libc.mallopt(-1, 1 << 20))  # MMAP/TRIM_THRESHOLD
-    try:
-        yield on
-    finally:
-        if on:
-            libc.mallopt(-3, 32 << 20)
-            libc.mallopt(-1, 64 << 20)
-            libc.malloc_trim(0)
 
 
 def build_small(device: str = "cpu"):
