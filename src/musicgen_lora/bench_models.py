@@ -207,8 +207,9 @@ def train_small(peft_model, tokenizer, clip: Path, frames: int, warmup: int, mea
 def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidance: float, top_k: int,
                     device: str = "cpu", repeats: int = 1) -> dict:
     """`prompts` x `seconds`: merged adapter (evaluate's `merged`: plain layers) vs unmerged, one
-    batch vs one prompt at a time, guidance on vs off. Every arm generates the same frames; a short warm-up precedes them, and
-    with `repeats` > 1 the arms run again in reverse order (ABBA: load drift cancels)."""
+    batch vs one prompt at a time, guidance on vs off, all under the evaluate stage's
+    `large_heap`. Every arm generates the same frames; a short warm-up precedes them, and with
+    `repeats` > 1 the arms run again in reverse order (ABBA: load drift cancels)."""
     base = peft_model.base_model.model
     frames = codec_info(base.config).frames(seconds)
     peft_model.eval()
@@ -224,11 +225,12 @@ def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, g
 
     arms = {"unmerged": (False, len(prompts), guidance), "merged": (True, len(prompts), guidance),
             "merged_unguided": (True, len(prompts), 1.0), "sequential": (True, 1, guidance)}
-    _generate(peft_model, tokenizer, prompts[:2], 4, guidance, top_k, device)  # warm-up
     took = dict.fromkeys(arms, 0.0)
-    for r in range(repeats):
-        for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
-            took[name] += run(*arms[name])
+    with large_heap():  # as the evaluate stage runs
+        _generate(peft_model, tokenizer, prompts[:2], 4, guidance, top_k, device)  # warm-up
+        for r in range(repeats):
+            for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+                took[name] += run(*arms[name])
     t = {k: v / repeats for k, v in took.items()}
     return {"prompts": len(prompts), "seconds": seconds, "frames": frames, "guidance_scale": guidance,
             "repeats": repeats, **{f"{k}_s": round(v, 2) for k, v in t.items()},

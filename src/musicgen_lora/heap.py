@@ -37,9 +37,10 @@ def _thresholds(mmap: int, trim: int, enabled: bool = True) -> Iterator[bool]:
 
 
 def large_heap(enabled: bool = True) -> contextlib.AbstractContextManager[bool]:
-    """Keep freed buffers up to 1 GiB in the heap for reuse. Encoding a batch of 15 s clips
-    allocates 100+ MiB activations per conv layer: as fresh mmaps, page faults made a batch of
-    8 encode 1.6x slower than the same clips one at a time (tiny codec, 1 thread)."""
+    """Keep freed buffers up to 1 GiB in the heap for reuse. Encoding or decoding a batch of 15 s
+    clips allocates 100+ MiB activations per conv layer: as fresh mmaps, page faults made a
+    batch of 8 encode 1.6x slower than the same clips one at a time (tiny codec, 1 thread), and
+    generation (whose audio decode is half its time on the tiny model) 1.2x slower."""
     return _thresholds(1 << 30, 2 << 30, enabled)
 
 
