@@ -43,3 +43,24 @@ def test_merged_adapters_match_unmerged_and_restore_the_wrappers():
     best = _loss(peft_model, batch, dec)
     peft_model.set_adapter("final")
     assert abs(_loss(peft_model, batch, dec) - best) > 1e-3  # the two adapters really differ
+
+
+def test_copy_twin_renames_rows_and_copies_audio(tmp_path):
+    """final with best's weights: best's audio copied under final_model/, rows renamed, and the
+    copied rows' metrics are their own dicts (later updates to one model's rows stay there)."""
+    from musicgen_lora.evaluate import ResultRow, copy_twin
+
+    twin_dir = tmp_path / "best_model"
+    twin_dir.mkdir()
+    (twin_dir / "00_a.wav").write_bytes(b"RIFF-one")
+    (twin_dir / "01_b.wav").write_bytes(b"RIFF-two")
+    rows = [ResultRow("a", "best", 0, "best_model/00_a.wav", 15.0, 4.9, [], {"x": 1.0}),
+            ResultRow("b", "best", 0, "best_model/01_b.wav", 15.0, 4.9, ["noisy"], {"x": 2.0})]
+    out = copy_twin(rows, twin_dir, tmp_path / "final_model", "final")
+    assert [r.model for r in out] == ["final", "final"]
+    assert [r.file for r in out] == ["final_model/00_a.wav", "final_model/01_b.wav"]
+    assert (tmp_path / "final_model/01_b.wav").read_bytes() == b"RIFF-two"
+    out[0].metrics["style"] = 3.0
+    out[1].flags.append("decaying")
+    assert rows[0].metrics == {"x": 1.0} and rows[1].flags == ["noisy"]
+    assert out[1].valid_loss == 4.9 and out[1].prompt == "b"

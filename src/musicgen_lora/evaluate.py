@@ -11,10 +11,12 @@ attaches both adapters, merges each in turn for fast generation (`merged`), and 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
+import shutil
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +178,15 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     print(f"evaluate base: valid loss {loss:.4f}; {len(rows)} clips in {out_dir}")
 
 
+def copy_twin(twin_rows: list[ResultRow], twin_dir: Path, out_dir: Path, name: str) -> list[ResultRow]:
+    """Adapter `name` has the same weights as the one evaluated into `twin_dir`: merging and
+    generating from the same seeds would give the same audio, so copy it and its rows."""
+    with atomic_dir(out_dir) as tmp:
+        shutil.copytree(twin_dir, tmp, dirs_exist_ok=True)
+    return [replace(r, model=name, file=f"{out_dir.name}/{Path(r.file).name}", flags=list(r.flags),
+                    metrics=dict(r.metrics)) for r in twin_rows]
+
+
 def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], base_rows: Path, ref_path: Path,
                  results: Path, mp: P.ModelParams, ep: P.EvaluateParams) -> None:
     torch.manual_seed(ep.seed)
@@ -191,15 +202,24 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
         peft_model.load_adapter(str(adapters[name]), adapter_name=name)
     all_rows = [ResultRow(**r) for r in read_jsonl(base_rows)]
     distances = {"base": summary["base"]}
+    done: dict[str, tuple[str, list[ResultRow]]] = {}  # adapter weights digest -> (name, rows)
     for name in names:
-        with merged(peft_model, name) as merged_model:
-            loss = valid_loss(merged_model, tokenizer, tokens_dir, info.pad_id, start_id)
-            out_dir = eval_dir / f"{name}_model"
-            rows, feats = generate_set(merged_model, tokenizer, ep, info.frames(ep.seconds), info.sample_rate,
-                                       out_dir, name, loss, th, ref)
-            distances[name] = set_distances(merged_model, out_dir, feats, ref, info.sample_rate)
+        out_dir = eval_dir / f"{name}_model"
+        digest = hashlib.sha256((adapters[name] / "adapter_model.safetensors").read_bytes()).hexdigest()
+        if digest in done:  # final is best (valid loss still falling at the end): same weights, same audio
+            twin, twin_rows = done[digest]
+            rows, distances[name] = copy_twin(twin_rows, eval_dir / f"{twin}_model", out_dir, name), distances[twin]
+            loss = rows[0].valid_loss
+        else:
+            with merged(peft_model, name) as merged_model:
+                loss = valid_loss(merged_model, tokenizer, tokens_dir, info.pad_id, start_id)
+                rows, feats = generate_set(merged_model, tokenizer, ep, info.frames(ep.seconds), info.sample_rate,
+                                           out_dir, name, loss, th, ref)
+                distances[name] = set_distances(merged_model, out_dir, feats, ref, info.sample_rate)
+            done[digest] = (name, rows)
         all_rows += rows
-        print(f"evaluate {name}: valid loss {loss:.4f}")
+        print(f"evaluate {name}: valid loss {loss:.4f}" + (f" (same weights as {done[digest][0]})"
+                                                          if done[digest][0] != name else ""))
     for row in all_rows:
         row.metrics.update(distances[row.model])
     write_jsonl(results, (asdict(r) for r in all_rows))
