@@ -193,27 +193,44 @@ def forward_loss(model, batch: dict[str, torch.Tensor], pad_id: int, start_id: i
 
 # --- codec ----------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def all_cores():
+    """Every core for the codec: its convolutions over whole clips are large enough to split
+    well (2 threads encode 1.8x faster than 1 on the tiny codec), even where `set_threads` gives
+    the tiny LM decoder one thread. Codes come out identical either way."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @torch.no_grad()
 def encode_audio(model, audio: torch.Tensor) -> torch.Tensor:
     """EnCodec codes (B, K, T) for mono audio (B, N) at the codec's sample rate."""
-    out = model.audio_encoder.encode(audio[:, None, :])
+    with all_cores():
+        out = model.audio_encoder.encode(audio[:, None, :])
     return out.audio_codes[0]
 
 
 @torch.no_grad()
 def decode_codes(model, codes: torch.Tensor) -> torch.Tensor:
     """Audio (B, N) for codes (B, K, T)."""
-    return model.audio_encoder.decode(codes[None], [None] * codes.shape[0]).audio_values[:, 0]
+    with all_cores():
+        return model.audio_encoder.decode(codes[None], [None] * codes.shape[0]).audio_values[:, 0]
 
 
 @contextlib.contextmanager
 def _capture_codes(model, sink: list):
-    """`generate` returns audio only; keep the codes it decodes, for the token-health metrics."""
+    """`generate` returns audio only; keep the codes it decodes, for the token-health metrics
+    (and decode them on every core)."""
     original = model.audio_encoder.decode
 
     def decode(audio_codes, *args, **kwargs):
         sink.append(audio_codes[0].detach().clone())
-        return original(audio_codes, *args, **kwargs)
+        with all_cores():
+            return original(audio_codes, *args, **kwargs)
 
     model.audio_encoder.decode = decode
     try:
