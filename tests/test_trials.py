@@ -6,6 +6,8 @@ import subprocess
 import pytest
 from ruamel.yaml import YAML
 
+from musicgen_lora.bench_pipeline import workspace_trial_times
+
 from conftest import make_project, sh
 
 pytestmark = pytest.mark.slow
@@ -38,6 +40,9 @@ def test_trials_tags_params_and_report(tmp_path):
     assert sh(["git", "tag", "-l", "trial-*"], tmp_path, env).split() == ["trial-a", "trial-b"]
     msg = sh(["git", "tag", "-l", "--format=%(contents)", "trial-a"], tmp_path, env)
     assert "padding left in the loss" in msg and "train.mask_padding: False" in msg
+    times = workspace_trial_times(tmp_path)  # what `make bench` reports as trials_wall_s
+    assert times["first_trial_estimated"] is False and set(times["trial_s"]) == {"trial-a", "trial-b"}
+    assert all(s > 0 for s in times["trial_s"].values()) and f"wall_s: {times['trial_s']['trial-a']}" in msg
     assert sh(["git", "status", "--porcelain", "params.yaml"], tmp_path, env) == ""
 
     rows = {r["name"]: r for r in json.loads(sh(["python", "-m", "musicgen_lora", "compare", "--json"], tmp_path, env))}

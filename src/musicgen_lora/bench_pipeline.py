@@ -147,23 +147,30 @@ def workspace_stage_times(project: Path) -> dict | None:
 
 
 def workspace_trial_times(project: Path) -> dict | None:
-    """Wall time of `make trials` from its annotated tags: trial i (i > 0) ran from trial i-1's
-    tag to its own experiment commit; the first trial's time is not recorded anywhere, so it is
-    estimated as the mean of the others. None unless every trial of the manifest is tagged."""
+    """Wall time of `make trials` from its annotated tags. Sequential runs record each trial's
+    wall time in the tag message (`wall_s: N`); tags without it (queued runs, older tags) fall
+    back to dates: trial i (i > 0) ran from trial i-1's tag to its own experiment commit, and
+    the first trial, whose start is recorded nowhere, is estimated as the mean of the others.
+    None unless every trial of the manifest is tagged."""
     manifest = project / "experiments" / "trials.yaml"
     if not manifest.exists():
         return None
     names = [t["name"] for t in YAML(typ="safe").load(manifest.read_text())["trials"]]
-    fmt = "%(refname:short) %(taggerdate:unix) %(*committerdate:unix)"
+    fmt = "%(refname:short)%00%(taggerdate:unix)%00%(*committerdate:unix)%00%(contents)%01"
     proc = subprocess.run(["git", "for-each-ref", f"--format={fmt}", "refs/tags"], cwd=project,
                           capture_output=True, text=True)
-    tags = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] in names:
+    tags, recorded = {}, {}
+    for record in proc.stdout.split("\x01"):
+        parts = record.strip("\n").split("\x00")
+        if len(parts) == 4 and parts[0] in names and parts[1] and parts[2]:
             tags[parts[0]] = (int(parts[1]), int(parts[2]))
+            wall = re.search(r"^wall_s: (\d+)$", parts[3], re.M)
+            if wall:
+                recorded[parts[0]] = int(wall.group(1))
     if len(tags) != len(names) or len(names) < 2:
         return None
+    if len(recorded) == len(names):
+        return {"wall_s": float(sum(recorded.values())), "trial_s": recorded, "first_trial_estimated": False}
     ordered = sorted(names, key=lambda n: tags[n][1])
     per = {ordered[0]: None}
     for a, b in zip(ordered, ordered[1:]):

@@ -36,9 +36,10 @@ class Trial:
             out += ["-S", f"{key}={yaml_scalar(value)}"]
         return out
 
-    def tag_message(self) -> str:
+    def tag_message(self, wall_s: float | None = None) -> str:
         lines = "\n".join(f"  {k}: {v}" for k, v in self.params.items())
-        return f"{self.name}: {self.description}\n\noverrides:\n{lines}\n"
+        wall = "" if wall_s is None else f"wall_s: {wall_s:.0f}\n"
+        return f"{self.name}: {self.description}\n\noverrides:\n{lines}\n{wall}"
 
 
 def yaml_scalar(value) -> str:
@@ -80,8 +81,8 @@ def exp_commit(name: str, baseline: str) -> str | None:
     return sha or None
 
 
-def tag(trial: Trial, sha: str, force: bool) -> None:
-    git("tag", "-a", *(["-f"] if force else []), trial.name, sha, "-m", trial.tag_message())
+def tag(trial: Trial, sha: str, force: bool, wall_s: float | None = None) -> None:
+    git("tag", "-a", *(["-f"] if force else []), trial.name, sha, "-m", trial.tag_message(wall_s))
 
 
 def run_sequential(trials: list[Trial], force: bool) -> dict[str, str]:
@@ -95,8 +96,9 @@ def run_sequential(trials: list[Trial], force: bool) -> dict[str, str]:
         if proc.returncode or sha is None:
             status[trial.name] = f"FAILED (dvc exp run exit {proc.returncode})"
             continue
-        tag(trial, sha, force)
-        status[trial.name] = f"ok in {time.time() - start:.0f} s, tagged {sha[:7]}"
+        wall_s = time.time() - start
+        tag(trial, sha, force, wall_s)
+        status[trial.name] = f"ok in {wall_s:.0f} s, tagged {sha[:7]}"
     return status
 
 
