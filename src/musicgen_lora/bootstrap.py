@@ -47,7 +47,7 @@ HELD_OUT = 1000  # track indices >= this are validation tracks, never trained on
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """Sizes of the build. The defaults make the committed model (a few minutes on 2 CPU cores)."""
+    """Sizes of the build. The defaults make the committed model (about 8 minutes on 2 CPU cores)."""
 
     seed: int = 0
     tracks_per_style: int = 8      # generic training tracks per style
