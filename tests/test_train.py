@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -57,8 +58,10 @@ def test_killed_run_resumes_to_the_same_result(project):
 def test_nan_loss_stops_naming_the_step(project, tmp_path):
     root, env = project
     params = (root / "params.yaml").read_text()
+    diverging = re.sub(r"(?m)^(  lr:) [^ #\n]+", r"\1 1.0e+30", params)
+    assert diverging != params
     try:
-        (root / "params.yaml").write_text(params.replace("lr: 0.0001", "lr: 1.0e+30"))
+        (root / "params.yaml").write_text(diverging)
         proc = subprocess.run(TRAIN, cwd=root, env=env, capture_output=True, text=True)
     finally:
         (root / "params.yaml").write_text(params)
