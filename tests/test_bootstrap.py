@@ -7,7 +7,6 @@ built by the same code paths with the default sizes."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 
 import pytest
