@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .allocator import relaunch
 from .params import ParamsError
 
 # command -> (module, function): each stage lives in the module of the same name.
@@ -37,5 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The command line: under mimalloc (see allocator.py), then `main`."""
+    relaunch(sys.argv[1:])
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

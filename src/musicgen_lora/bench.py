@@ -35,7 +35,7 @@ import torch
 from . import bench_models as BM
 from . import bench_pipeline as BP
 from . import params as P
-from .heap import limited_heap
+from .allocator import active, release
 from .io import atomic_path, write_json
 
 ROOT = Path.cwd()
@@ -49,7 +49,7 @@ def peak_rss_gb() -> float:
 def machine() -> dict:
     info = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(), "cpu": platform.processor(),
-            "load_average_start": [round(x, 2) for x in os.getloadavg()]}
+            "load_average_start": [round(x, 2) for x in os.getloadavg()], "allocator": active()}
     try:
         import transformers, peft  # noqa: E401
         info.update(transformers=transformers.__version__, peft=peft.__version__)
@@ -108,6 +108,7 @@ def run(args) -> dict:
     only = set(args.only or BENCHES)
     info = machine()
     rows, details = [], {}
+    peaks = {}  # peak RSS (GB) after each model phase: where the whole-process peak comes from
 
     # 1. caching, and the project copy the pipeline timings may use
     copy_env = None
@@ -156,11 +157,14 @@ def run(args) -> dict:
                 clips = BM.write_clips(Path(tmp), args.epoch_clips, args.clip_seconds, sr)
                 details["epoch_tiny"] = BM.epoch_cached_vs_onthefly(peft_tiny, tok, clips)
             print(f"[bench] tiny epoch: {details['epoch_tiny']}", flush=True)
+            peaks["tiny_epoch"] = round(peak_rss_gb(), 2)
         if "generate" in only:
             details["generate_tiny"] = BM.generation_arms(peft_tiny, tok, prompts, args.tiny_gen_seconds,
                                                           ep.guidance_scale, ep.top_k, repeats=args.tiny_gen_repeats)
             print(f"[bench] tiny generate: {details['generate_tiny']}", flush=True)
+            peaks["tiny_generate"] = round(peak_rss_gb(), 2)
         del peft_tiny
+        release()  # phases are separate stage processes in the pipeline: hand back what this one freed
 
     # musicgen-small shape: training step, on-the-fly encode, generation, encoding
     if only & {"train", "generate", "encode"}:
@@ -173,7 +177,9 @@ def run(args) -> dict:
         info["small_shape_params"] = {"decoder": BM.count_params(small.decoder),
                                       "text_encoder": BM.count_params(small.text_encoder),
                                       "audio_encoder": BM.count_params(small.audio_encoder)}
-        print(f"[bench] small shape built in {time.monotonic() - t:.1f} s, peak RSS {peak_rss_gb():.2f} GB",
+        peaks["small_build"] = round(peak_rss_gb(), 2)
+        release()  # the build's temporaries (weight initialisation)
+        print(f"[bench] small shape built in {time.monotonic() - t:.1f} s, peak RSS {peaks['small_build']} GB",
               flush=True)
         tok = tiny_tokenizer()  # any T5-vocabulary ids will do for random weights
         ckpt = args.checkpointing == "on"
@@ -181,19 +187,23 @@ def run(args) -> dict:
         if "train" in only:
             with tempfile.TemporaryDirectory() as tmp:
                 clip = BM.write_clips(Path(tmp), 1, args.small_frames / 50.0, small.config.audio_encoder.sampling_rate)[0]
-                with limited_heap(not args.no_heap_limit) as heap:
-                    tr = BM.train_small(peft_small, tok, clip, args.small_frames, args.warmup, args.steps,
-                                        args.onthefly_steps if "epoch" in only else 0)
-            tr.update(rank=args.rank, gradient_checkpointing=ckpt, heap_limited=heap)
+                tr = BM.train_small(peft_small, tok, clip, args.small_frames, args.warmup, args.steps,
+                                    args.onthefly_steps if "epoch" in only else 0)
+            tr.update(rank=args.rank, gradient_checkpointing=ckpt, allocator=active())
             details["train_small"] = tr
             print(f"[bench] small train: {tr}", flush=True)
+            peaks["small_train"] = round(peak_rss_gb(), 2)
+            release()
         if "generate" in only:
             details["generate_small"] = BM.generation_arms(peft_small, tok, prompts, args.small_gen_seconds,
                                                            ep.guidance_scale, ep.top_k, repeats=args.small_gen_repeats)
             print(f"[bench] small generate: {details['generate_small']}", flush=True)
+            peaks["small_generate"] = round(peak_rss_gb(), 2)
+            release()
         if "encode" in only:
             details["encode"] = BM.encode_throughput(small, args.encode_clips, args.encode_seconds, args.encode_batch)
             print(f"[bench] encode: {details['encode']}", flush=True)
+            peaks["small_encode"] = round(peak_rss_gb(), 2)
         del peft_small, small
 
     if "epoch_tiny" in details:
@@ -226,8 +236,8 @@ def run(args) -> dict:
                           **e))
     if "train" in only:
         rows.append(entry("train_peak_rss_gb", round(peak_rss_gb(), 2), "GB (peak RSS of the whole bench process)",
-                          6.0, "lower", gradient_checkpointing=args.checkpointing == "on",
-                          heap_limited=details.get("train_small", {}).get("heap_limited")))
+                          6.0, "lower", gradient_checkpointing=args.checkpointing == "on", allocator=active(),
+                          peak_after_phase=peaks))
 
     if torch.cuda.is_available() and not args.no_gpu and only & {"train", "generate"}:
         details["gpu"] = gpu_benchmarks(args, prompts, ep)
@@ -302,13 +312,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--tiny-gen-seconds", type=float, default=15.0)
     ap.add_argument("--tiny-gen-repeats", type=int, default=2, help="ABBA repeats of the tiny generation arms")
     ap.add_argument("--small-gen-seconds", type=float, default=0.5, help="same for every arm")
-    ap.add_argument("--small-gen-repeats", type=int, default=1, help="ABBA repeats of the small-shape arms")
+    ap.add_argument("--small-gen-repeats", type=int, default=2, help="ABBA repeats of the small-shape arms")
     ap.add_argument("--gpu-gen-seconds", type=float, default=15.0)
     ap.add_argument("--encode-clips", type=int, default=8)
     ap.add_argument("--encode-seconds", type=float, default=5.0)
     ap.add_argument("--encode-batch", type=int, default=8)
-    ap.add_argument("--no-heap-limit", action="store_true",
-                    help="keep glibc's default mmap threshold (for comparing peak RSS)")
     ap.add_argument("--no-gpu", action="store_true")
     return ap.parse_args(argv)
 

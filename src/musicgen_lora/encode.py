@@ -19,7 +19,6 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from . import params as P
-from .heap import large_heap
 from .io import atomic_dir, inside, read_jsonl, write_json
 from .musicgen import codec_info, encode_audio, load_model
 from .segment import MANIFEST
@@ -47,7 +46,7 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     silence = encode_audio(model, torch.zeros(1, total))[0]  # (K, T): what digital silence encodes to
     frames = silence.shape[-1]
     index_rows, shard_names = [], []
-    with atomic_dir(out_dir) as tmp, large_heap():
+    with atomic_dir(out_dir) as tmp:
         for s0 in tqdm(range(0, len(clips), SHARD_CLIPS), desc="encode shards", unit="shard"):
             shard = clips[s0 : s0 + SHARD_CLIPS]
             codes, masks = [], []

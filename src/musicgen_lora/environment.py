@@ -1,4 +1,4 @@
-"""What a run ran on: package versions, torch threads and device, seeds, model, data hash."""
+"""What a run ran on: package versions, torch threads, allocator and device, seeds, model, data hash."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 
 import torch
+
+from .allocator import active
 
 PACKAGES = ("torch", "torchaudio", "transformers", "peft", "accelerate", "dvc", "dvclive", "numpy", "soundfile")
 
@@ -21,6 +23,7 @@ def environment(model_name: str, revision: str | None, seeds: dict, data_files: 
         "platform": platform.platform(),
         "packages": {p: md.version(p) for p in PACKAGES},
         "torch_threads": torch.get_num_threads(),
+        "allocator": active(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "seeds": seeds,
         "model": {"name": model_name, "revision": revision},

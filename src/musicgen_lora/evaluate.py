@@ -31,7 +31,6 @@ from . import metrics_style as S
 from . import params as P
 from .audio import load_mono, write_wav
 from .encode import load_tokens
-from .heap import large_heap
 from .io import atomic_dir, atomic_path, inside, read_jsonl, write_json, write_jsonl
 from .musicgen import codec_info, delay_pattern_labels, forward_loss, generate, load_model, text_inputs
 
@@ -250,12 +249,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--results", type=Path)
     args = ap.parse_args(argv)
     mp, ep = P.load("model", "evaluate")
-    with large_heap():  # decoding a batch of 15 s clips: 100+ MiB buffers, reused instead of re-mapped
-        if args.which == "base":
-            run_base(args.segments, args.tokens, args.out, args.base_rows, args.reference, mp, ep)
-        else:
-            adapters = dict(a.split("=", 1) for a in args.adapter)
-            run_adapters(args.tokens, args.out, {k: Path(v) for k, v in adapters.items()}, args.base_rows,
-                         args.reference, args.results, mp, ep)
+    if args.which == "base":
+        run_base(args.segments, args.tokens, args.out, args.base_rows, args.reference, mp, ep)
+    else:
+        adapters = dict(a.split("=", 1) for a in args.adapter)
+        run_adapters(args.tokens, args.out, {k: Path(v) for k, v in adapters.items()}, args.base_rows,
+                     args.reference, args.results, mp, ep)
     return 0
 
