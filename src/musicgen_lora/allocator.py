@@ -4,10 +4,10 @@ Why: glibc malloc gives buffers above its mmap threshold straight back to the OS
 training step and every batch of conv layers page-faults its activations in afresh (2.3 million
 faults, ~2.5 s of a 11.5 s LoRA step on the musicgen-small shape); raising the threshold keeps
 them, but its heap then fragments to 7.3 GB where 5.3 GB are live. mimalloc reuses freed
-blocks without either cost: the same step takes 8.3 s at 5.8 GB, and a batch of 8 clips encodes
-faster than 8 single clips instead of at parity. This is PyTorch's own CPU tuning advice
-(swap the allocator with LD_PRELOAD), done for the user. Numerics are unchanged: torch aligns
-every buffer to 64 bytes under either allocator.
+blocks without either cost: the same step takes 8.3-9.5 s at 5.9 GB, and a batch of 8 clips
+encodes at least as fast as 8 single clips (glibc's fresh mappings made it 1.6x slower). This
+is PyTorch's own CPU tuning advice (swap the allocator with LD_PRELOAD), done for the user.
+Numerics are unchanged: torch aligns every buffer to 64 bytes under either allocator.
 
 Freed memory is kept for reuse (`MIMALLOC_PURGE_DELAY` one hour, unless set): each step reuses
 the previous step's high-water mark, and returning it between steps is exactly the cost being
@@ -34,9 +34,9 @@ def library() -> Path | None:
         files = metadata.distribution("cmeel-mimalloc").files or []
     except metadata.PackageNotFoundError:
         return None
-    libs = sorted((f for f in files if f.name.startswith("libmimalloc.so.")), key=lambda f: len(f.name))
-    found = [Path(f.locate()) for f in libs if Path(f.locate()).exists()]
-    return found[0] if found else None
+    libs = sorted((Path(f.locate()) for f in files if f.name.startswith("libmimalloc.so.")),
+                  key=lambda p: len(p.name))
+    return next((p for p in libs if p.exists()), None)
 
 
 def active() -> str:

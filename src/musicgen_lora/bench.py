@@ -189,7 +189,7 @@ def run(args) -> dict:
                 clip = BM.write_clips(Path(tmp), 1, args.small_frames / 50.0, small.config.audio_encoder.sampling_rate)[0]
                 tr = BM.train_small(peft_small, tok, clip, args.small_frames, args.warmup, args.steps,
                                     args.onthefly_steps if "epoch" in only else 0)
-            tr.update(rank=args.rank, gradient_checkpointing=ckpt, allocator=active())
+            tr.update(rank=args.rank, gradient_checkpointing=ckpt)
             details["train_small"] = tr
             print(f"[bench] small train: {tr}", flush=True)
             peaks["small_train"] = round(peak_rss_gb(), 2)
@@ -236,7 +236,7 @@ def run(args) -> dict:
                           **e))
     if "train" in only:
         rows.append(entry("train_peak_rss_gb", round(peak_rss_gb(), 2), "GB (peak RSS of the whole bench process)",
-                          6.0, "lower", gradient_checkpointing=args.checkpointing == "on", allocator=active(),
+                          6.0, "lower", gradient_checkpointing=args.checkpointing == "on",
                           peak_after_phase=peaks))
 
     if torch.cuda.is_available() and not args.no_gpu and only & {"train", "generate"}:
