@@ -62,7 +62,7 @@ del blocks
 kept = rss()
 print(active(), release(), round(live - base, 2), round(kept - base, 2), round(rss() - base, 2))
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = run(["-c", code], **env)
     name, released, live, kept, after = out.stdout.split()
     assert (name, released) == ("mimalloc", "True"), out.stderr
     assert float(live) > 0.7 and float(kept) > 0.7  # freed, yet kept for the next step
