@@ -21,6 +21,7 @@ from peft import get_peft_model
 from transformers import MusicgenForConditionalGeneration
 
 from . import params as P
+from .cpu_inference import fast_generation
 from .evaluate import merged
 from .musicgen import (codec_info, delay_pattern_labels, encode_audio, forward_loss, generate, small_config,
                        text_inputs)
@@ -206,25 +207,29 @@ def train_small(peft_model, tokenizer, clip: Path, frames: int, warmup: int, mea
 def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidance: float, top_k: int,
                     device: str = "cpu", repeats: int = 1) -> dict:
     """`prompts` x `seconds`: merged adapter (evaluate's `merged`: plain layers) vs unmerged, one
-    batch vs one prompt at a time, guidance on vs off. Every arm generates the same frames; an
-    untimed full-size run of the largest arm first (the allocator's first touch of its memory
-    would otherwise land on whichever arm runs first), and with `repeats` > 1 the arms run again
-    in reverse order (ABBA: load drift cancels)."""
+    batch vs one prompt at a time, guidance on vs off, each on evaluate's generation kernels
+    (`fast_generation`, entered inside the timing: its weight packing is part of the cost), and
+    the merged model on stock kernels. Every arm generates the same frames; an untimed
+    full-size run of the largest arm first (the allocator's first touch of its memory would
+    otherwise land on whichever arm runs first), and with `repeats` > 1 the arms run again in
+    reverse order (ABBA: load drift cancels)."""
     base = peft_model.base_model.model
     frames = codec_info(base.config).frames(seconds)
     peft_model.eval()
 
-    def run(merge: bool, batch: int, g: float) -> float:
+    def run(merge: bool, batch: int, g: float, fast: bool) -> float:
         with merged(peft_model, peft_model.active_adapter) if merge else contextlib.nullcontext(peft_model) as m:
             _sync(device)
             t = time.perf_counter()
-            for i in range(0, len(prompts), batch):
-                _generate(m, tokenizer, prompts[i : i + batch], frames, g, top_k, device)
+            with fast_generation(m, prepack=True) if fast else contextlib.nullcontext():
+                for i in range(0, len(prompts), batch):
+                    _generate(m, tokenizer, prompts[i : i + batch], frames, g, top_k, device)
             _sync(device)
             return time.perf_counter() - t
 
-    arms = {"unmerged": (False, len(prompts), guidance), "merged": (True, len(prompts), guidance),
-            "merged_unguided": (True, len(prompts), 1.0), "sequential": (True, 1, guidance)}
+    arms = {"unmerged": (False, len(prompts), guidance, True), "merged": (True, len(prompts), guidance, True),
+            "merged_unguided": (True, len(prompts), 1.0, True), "sequential": (True, 1, guidance, True),
+            "merged_stock_kernels": (True, len(prompts), guidance, False)}
     took = dict.fromkeys(arms, 0.0)
     run(*arms["unmerged"])  # warm-up
     for r in range(repeats):
@@ -235,7 +240,8 @@ def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, g
             "repeats": repeats, **{f"{k}_s": round(v, 2) for k, v in t.items()},
             "merged_vs_unmerged": round(t["unmerged"] / t["merged"], 3),
             "batched_vs_sequential": round(t["sequential"] / t["merged"], 3),
-            "guided_vs_unguided_cost": round(t["merged"] / t["merged_unguided"], 3)}
+            "guided_vs_unguided_cost": round(t["merged"] / t["merged_unguided"], 3),
+            "fast_vs_stock_kernels": round(t["merged_stock_kernels"] / t["merged"], 3)}
 
 
 def _generate(model, tokenizer, prompts: list[str], frames: int, guidance: float, top_k: int, device: str) -> None:

@@ -30,6 +30,7 @@ from . import metrics as M
 from . import metrics_style as S
 from . import params as P
 from .audio import load_mono, write_wav
+from .cpu_inference import fast_generation
 from .encode import load_tokens
 from .io import atomic_dir, atomic_path, inside, read_jsonl, write_json, write_jsonl
 from .musicgen import codec_info, delay_pattern_labels, forward_loss, generate, load_model, text_inputs
@@ -99,7 +100,7 @@ def generate_set(model, tokenizer, ep: P.EvaluateParams, frames: int, sr: int, o
                  loss: float, th: M.FlagThresholds, reference: dict) -> tuple[list[ResultRow], np.ndarray]:
     """Generate every prompt, write the audio and one row per prompt; return rows and MFCC stats."""
     rows, feats = [], []
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir) as tmp, fast_generation(model, ep.cpu_prepack):
         for b0 in tqdm(range(0, len(ep.prompts), ep.batch_size), desc=f"generate {name}", unit="batch"):
             prompts = ep.prompts[b0 : b0 + ep.batch_size]
             seed = ep.seed + b0

@@ -115,6 +115,7 @@ class EvaluateParams:
     top_k: int = 250
     batch_size: int = 8
     seed: int = 0
+    cpu_prepack: bool = True
     silence_threshold_dbfs: float = -60.0
     decaying_slope_lu_per_s: float = -0.5
     silent_tail_drop_lu: float = -10.0
