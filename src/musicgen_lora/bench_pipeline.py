@@ -96,6 +96,9 @@ def cache_skip(work: Path, env: dict, logs: Path) -> dict:
 
 # --- whole pipeline ------------------------------------------------------------------------
 
+MAX_GAP_S = 600  # no demo stage runs 10 minutes before writing its first output
+
+
 def _latest_mtime(path: Path) -> tuple[float, float] | None:
     """(earliest, latest) modification time of the files under `path`."""
     if path.is_file():
@@ -111,7 +114,9 @@ def workspace_stage_times(project: Path) -> dict | None:
     DVC runs stages one after another, so a stage ran from the end of the stage before it (in
     the order their outputs were finished) to the last write of its own outputs; the first stage
     from its first output file. Returned only when that order respects the DAG (outputs restored
-    later, e.g. by a checkout, break it) and every stage of dvc.yaml has outputs on disk."""
+    later, e.g. by a checkout, break it), every stage of dvc.yaml has outputs on disk, and no
+    stage wrote its first output more than `MAX_GAP_S` after the stage before it finished (the
+    mark of a partial re-run: the stages it skipped kept their old outputs)."""
     lock, dvc_yaml = project / "dvc.lock", project / "dvc.yaml"
     if not lock.exists() or not dvc_yaml.exists():
         return None
@@ -137,6 +142,8 @@ def workspace_stage_times(project: Path) -> dict | None:
             up = producers.get(dep)
             if up and span[up][1] > span[name][1]:
                 return None
+    if any(span[b][0] - span[a][1] > MAX_GAP_S for a, b in zip(order, order[1:])):
+        return None
     stage_s, prev = {}, span[order[0]][0]
     for name in order:
         stage_s[name] = round(span[name][1] - prev, 1)

@@ -30,7 +30,7 @@ from . import metrics as M
 from . import metrics_style as S
 from . import params as P
 from .audio import load_mono, write_wav
-from .cpu_inference import fast_generation
+from .cpu_inference import fast_generation, swapped
 from .encode import load_tokens
 from .io import atomic_dir, atomic_path, inside, read_jsonl, write_json, write_jsonl
 from .musicgen import codec_info, delay_pattern_labels, forward_loss, generate, load_model, text_inputs
@@ -60,16 +60,10 @@ def merged(peft_model, name: str):
     On exit the wrappers go back and the adapter is unmerged."""
     peft_model.set_adapter(name)
     peft_model.merge_adapter()
-    inner = peft_model.base_model.model
-    swapped = [(inner.get_submodule(path.rpartition(".")[0]), path.rpartition(".")[2], module)
-               for path, module in inner.named_modules() if isinstance(module, LoraLayer)]
-    for parent, attr, module in swapped:
-        setattr(parent, attr, module.base_layer)
     try:
-        yield inner
+        with swapped(peft_model.base_model.model, lambda m: m.base_layer if isinstance(m, LoraLayer) else None) as m:
+            yield m
     finally:
-        for parent, attr, module in swapped:
-            setattr(parent, attr, module)
         peft_model.unmerge_adapter()
 
 
