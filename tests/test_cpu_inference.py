@@ -12,15 +12,19 @@ from musicgen_lora.musicgen import decode_codes, delay_pattern_labels, forward_l
 from musicgen_lora.train import lora_config
 
 
-def test_packed_linear_matches_linear_for_any_row_count():
+def test_packed_linear_matches_linear_for_any_row_count_and_gives_its_weight_back():
     torch.manual_seed(0)
     linear = nn.Linear(96, 200)
-    packed = PackedLinear(linear, rows_hint=16)
+    weight = linear.weight.detach().clone()
+    xs = [torch.randn(*shape) for shape in [(1, 96), (16, 96), (300, 96), (2, 7, 96)]]
     with torch.no_grad():
-        for shape in [(1, 96), (16, 96), (300, 96), (2, 7, 96)]:
-            x = torch.randn(*shape)
-            assert torch.allclose(packed(x), linear(x), atol=1e-5), shape
-    assert packed.weight is linear.weight  # no second parameter: the packed copy is a buffer of its own
+        expected = [linear(x) for x in xs]
+        packed = PackedLinear(linear, rows_hint=16)
+        assert packed.weight is linear.weight and linear.weight.numel() == 0  # moved, not copied
+        for x, y in zip(xs, expected):
+            assert torch.allclose(packed(x), y, atol=1e-5), x.shape
+        packed.unpack()
+    assert torch.equal(linear.weight, weight)
 
 
 def test_exp_elu_matches_elu():
@@ -50,6 +54,7 @@ def test_fast_generation_matches_stock_and_restores_the_model():
     linears = sum(type(m) is nn.Linear for m in peft_model.decoder.modules())
     elus = sum(isinstance(m, nn.ELU) for m in peft_model.audio_encoder.decoder.modules())
     assert can_prepack(peft_model.decoder) and linears > 0 and elus > 0
+    weights = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
     with fast_generation(peft_model, prepack=True) as fast:
         assert sum(isinstance(m, PackedLinear) for m in fast.decoder.modules()) == linears  # LoRA's too
         assert sum(isinstance(m, ExpELU) for m in fast.audio_encoder.decoder.modules()) == elus
@@ -59,6 +64,7 @@ def test_fast_generation_matches_stock_and_restores_the_model():
     assert abs(fast_loss - loss) < 1e-4
     assert (fast_audio - audio).abs().max() < 1e-5
     assert list(peft_model.modules()) == before  # the very same modules, in the same places
+    assert all(torch.equal(p, weights[n]) for n, p in peft_model.named_parameters())  # unpacked bit for bit
     assert measure(peft_model)[0] == loss
     with fast_generation(peft_model, prepack=False) as fast:
         assert not any(isinstance(m, PackedLinear) for m in fast.decoder.modules())

@@ -5,7 +5,8 @@ the evaluate params, so changing train or LoRA params never regenerates base aud
 measures the training clips once, to calibrate the flag thresholds, and stores the reference
 features the style distances compare against. `evaluate adapters` loads the base model once,
 attaches both adapters, merges each in turn for fast generation (`merged`), and writes
-`comparison_results.jsonl` (one row per prompt and model, base rows included).
+`comparison_results.jsonl` (one row per prompt and model, base rows included). Every model
+generates on `cpu_inference.fast_generation`'s kernels (prepacked weights on CPU).
 """
 
 from __future__ import annotations
