@@ -71,6 +71,28 @@ def test_fast_generation_matches_stock_and_restores_the_model():
         assert any(isinstance(m, ExpELU) for m in fast.audio_encoder.decoder.modules())
 
 
+def test_a_tied_weight_is_not_packed():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(10, 8)
+            self.head = nn.Linear(8, 10, bias=False)
+            self.head.weight = self.embed.weight
+            self.proj = nn.Linear(8, 8)
+
+    class Model(nn.Module):  # the two parts `fast_generation` reaches into
+        def __init__(self):
+            super().__init__()
+            self.decoder = Tied()
+            self.audio_encoder = nn.Module()
+            self.audio_encoder.decoder = nn.Sequential(nn.ELU())
+
+    model = Model()
+    with fast_generation(model, prepack=True) as fast:
+        assert type(fast.decoder.head) is nn.Linear and fast.decoder.embed.weight.shape == (10, 8)
+        assert isinstance(fast.decoder.proj, PackedLinear)
+
+
 def test_only_fp32_cpu_weights_are_prepacked():
     assert can_prepack(nn.Linear(4, 4))
     assert not can_prepack(nn.Linear(4, 4).to(torch.bfloat16))

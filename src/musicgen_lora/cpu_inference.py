@@ -15,6 +15,7 @@ keep the stock layers; generation, which samples, uses these.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 
 import torch
@@ -78,13 +79,11 @@ def fast_generation(model, prepack: bool, rows_hint: int = 16):
     """MusicGen `model` (plain or peft-wrapped) with prepacked decoder linears (when `prepack`
     and the decoder is fp32 on CPU) and the audio decoder's ELUs through `exp`."""
     pack = prepack and can_prepack(model.decoder)
-    seen = set()
+    # A weight tied to another module stays where it is: packing moves it out of both.
+    uses = collections.Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
 
     def linear(m):
-        if not pack or type(m) is not nn.Linear or id(m.weight) in seen:  # a shared weight is packed once
-            return None
-        seen.add(id(m.weight))
-        return PackedLinear(m, rows_hint)
+        return PackedLinear(m, rows_hint) if pack and type(m) is nn.Linear and uses[id(m.weight)] == 1 else None
 
     def elu(m):
         return ExpELU() if isinstance(m, nn.ELU) and m.alpha == 1.0 else None
