@@ -39,7 +39,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# The five reference trainings of ../shared/TRIALS.md as tagged experiments, then their report.
+# The five reference trainings of experiments/TRIALS.md as tagged experiments, then their report.
 trials: install
 	$(PY) -m musicgen_lora trials $(TRIALS)
 	$(PY) -m musicgen_lora compare

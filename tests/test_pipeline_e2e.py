@@ -30,7 +30,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     for m in ("base_model", "best_model", "final_model"):
         assert len(list((tmp_path / "evaluation" / m).glob("*.wav"))) == 2
 
-    # The stage ran through `python -m musicgen_lora`, which preloads mimalloc (allocator.py).
+    # The stage ran through `python -m musicgen_lora`, which preloads mimalloc (runtime/allocator.py).
     assert json.loads((tmp_path / "metrics/train/environment.json").read_text())["allocator"] == "mimalloc"
     epochs = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
     assert [e["epoch"] for e in epochs] == [0, 1, 2]

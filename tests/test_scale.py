@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from musicgen_lora.core.params import edit_params
 from conftest import make_project, sh
 
 pytestmark = pytest.mark.slow
@@ -16,14 +17,8 @@ TRAIN_ARGS = ["train", "--tokens", "data/tokens", "--best", "models/best_model",
 
 
 def set_param(root: Path, key: str, value) -> None:
-    from ruamel.yaml import YAML
-
-    y = YAML()
-    data = y.load((root / "params.yaml").read_text())
     section, name = key.split(".")
-    data[section][name] = value
-    with open(root / "params.yaml", "w") as f:
-        y.dump(data, f)
+    edit_params(root / "params.yaml", {section: {name: value}})
 
 
 def test_two_processes_match_one_process(tmp_path):
@@ -79,9 +74,10 @@ def test_musicgen_small_shape_through_the_real_path(tmp_path):
     used as `model.name`: segment, encode, one optimizer step of rank-32 LoRA, generation."""
     from transformers import MusicgenForConditionalGeneration
 
-    from musicgen_lora.bootstrap import build_tokenizer
-    from musicgen_lora.musicgen import generate, load_model, small_config
-    from musicgen_lora.params import ModelParams
+    from musicgen_lora.tiny.bootstrap import build_tokenizer
+    from musicgen_lora.model.configs import small_config
+    from musicgen_lora.model.musicgen import generate, load_model
+    from musicgen_lora.core.params import ModelParams
 
     model_dir = tmp_path / "musicgen-small-shaped"
     torch.manual_seed(0)

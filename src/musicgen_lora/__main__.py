@@ -1,46 +1,94 @@
-"""`python -m musicgen_lora <command>`: one subcommand per pipeline stage, plus tools."""
+"""`python -m musicgen_lora <command>`: one command per pipeline stage, plus tools.
+
+`--help` lists every command; `<command> --help` shows its arguments. Errors a user can fix
+(params, data, adapters) end as one line on stderr with a non-zero exit; `--debug` before the
+command (or MUSICGEN_LORA_DEBUG=1) shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from dataclasses import dataclass
 
-from .allocator import relaunch
-from .params import ParamsError
+from .core.errors import UserError
+from .core.params import ParamsError
+from .runtime.allocator import relaunch, scrub
 
-# command -> (module, function): each stage lives in the module of the same name.
+
+@dataclass(frozen=True)
+class Command:
+    module: str  # under musicgen_lora
+    func: str
+    purpose: str
+    runs_models: bool = False  # relaunched under mimalloc (runtime/allocator.py)
+
+
 COMMANDS = {
-    "segment": ("segment", "main"),
-    "encode": ("encode", "main"),
-    "train": ("train", "main"),
-    "evaluate": ("evaluate", "main"),
-    "summarize": ("summarize", "main"),
-    "metrics": ("evaluate", "metrics_main"),
-    "corpus": ("corpus", "corpus_main"),
-    "bootstrap": ("bootstrap", "bootstrap_main"),
-    "validate": ("params", "validate_main"),
-    "trials": ("trials", "main"),
-    "compare": ("compare", "main"),
-    "bench": ("bench", "main"),
+    "segment": Command("stages.segment", "main", "stage: cut data/raw into clips with captions and a manifest"),
+    "encode": Command("stages.encode", "main", "stage: encode clips into EnCodec token shards", True),
+    "train": Command("stages.train", "main", "stage: fit a LoRA adapter (best and final)", True),
+    "evaluate": Command("stages.evaluate", "main", "stage: generate the prompt set with base/best/final and measure it", True),
+    "summarize": Command("stages.summarize", "main", "stage: the run's metrics, report and plots"),
+    "validate": Command("core.params", "validate_main", "check params.yaml and print every problem"),
+    "metrics": Command("metrics.cli", "main", "score any audio files with the evaluation's metrics and flags"),
+    "env": Command("core.provenance", "env_main", "what this machine's results depend on (CPU, ISA, threads, allocator)",
+                   True),
+    "trials": Command("experiments.trials", "main", "run the reference trials as tagged DVC experiments"),
+    "compare": Command("experiments.compare", "main", "the cross-trial report (reports/trials.md)"),
+    "corpus": Command("tiny.corpus", "corpus_main", "write the synthetic demo corpus"),
+    "bootstrap": Command("tiny.bootstrap", "bootstrap_main", "rebuild the embedded tiny MusicGen", True),
+    "bench": Command("bench.run", "main", "benchmarks (bench/results.json, bench/results.md)", True),
 }
 
 
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {c.purpose}" for name, c in COMMANDS.items()]
+    return ("usage: python -m musicgen_lora [--debug] <command> [args]\n\n"
+            "LoRA fine-tuning of MusicGen as a DVC pipeline (see dvc.yaml).\n\ncommands:\n" + "\n".join(lines) +
+            "\n\n`python -m musicgen_lora <command> --help` shows a command's arguments.")
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m musicgen_lora {{{','.join(COMMANDS)}}} [args]", file=sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("MUSICGEN_LORA_DEBUG") == "1"
+    if argv[:1] == ["--debug"]:
+        debug, argv = True, argv[1:]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"musicgen_lora: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module, func = COMMANDS[argv[0]]
+    command = COMMANDS[argv[0]]
     try:
-        return getattr(importlib.import_module(f"musicgen_lora.{module}"), func)(argv[1:]) or 0
+        return getattr(importlib.import_module(f"musicgen_lora.{command.module}"), command.func)(argv[1:]) or 0
     except ParamsError as exc:
+        if debug:
+            raise
         print(exc, file=sys.stderr)
         return 2
+    except UserError as exc:
+        if debug:
+            raise
+        print(exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{argv[0]}: interrupted; nothing half-written was kept (run it again to resume)", file=sys.stderr)
+        return 130
 
 
 def cli() -> None:
-    """The command line: under mimalloc (see allocator.py), then `main`."""
-    relaunch(sys.argv[1:])
+    """The command line: commands that run models under mimalloc (runtime/allocator.py), then `main`."""
+    args = sys.argv[1:]
+    name = next((a for a in args if not a.startswith("-")), None)
+    if name in COMMANDS and COMMANDS[name].runs_models:
+        relaunch(args)
+    scrub()
     sys.exit(main())
 
 

@@ -1,0 +1,1 @@
+"""`make bench`: benchmarks, never imported by the pipeline."""

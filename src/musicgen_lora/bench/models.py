@@ -1,0 +1,295 @@
+"""Model-side benchmarks of `make bench`: training step (FLOPs, utilisation, memory), epoch over
+cached tokens vs encoding on the fly, generation arms, and EnCodec throughput.
+
+The musicgen-small shape is built from the real sub-configurations (t5-base text encoder,
+EnCodec 32 kHz, 24 x 1024 decoder with 4 codebooks of 2048) with random weights: no hub. It is
+constructed once, in place, under `torch.no_grad()` (no state dict, no second copy of the
+weights), and shared by the training, generation and encoding benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from peft import get_peft_model
+from transformers import MusicgenForConditionalGeneration
+
+from ..core import params as P
+from ..model.lora import lora_config, merged
+from ..runtime.kernels import fast_generation
+from ..model.configs import small_config
+from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
+from ..model.musicgen import codec_info, encode_audio, generate
+
+CAPTION = "bright upbeat chiptune with fast major-key square wave arpeggios, pulse bass and noise drums"
+
+
+def build_small(device: str = "cpu"):
+    """The musicgen-small-shaped model with random weights, built in place (one copy)."""
+    torch.manual_seed(0)
+    with torch.no_grad(), torch.device(device):
+        model = MusicgenForConditionalGeneration(small_config())
+    model.config.decoder.decoder_start_token_id = 2048
+    return model.eval()
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def decoder_flop_params(model) -> int:
+    """Decoder parameters that multiply every audio position: all decoder weights except the
+    token and position embeddings (table look-ups, no FLOPs) and LoRA's own small matrices."""
+    total = 0
+    for name, p in model.decoder.named_parameters():
+        if "embed_tokens" in name or "embed_positions" in name or "lora_" in name:
+            continue
+        total += p.numel()
+    return total
+
+
+# --- machine peak -----------------------------------------------------------------------------
+
+def matmul_flops(n: int = 2048, reps: int = 4, device: str = "cpu") -> float:
+    """Achieved fp32 FLOP/s of an n x n x n matmul (best of `reps`): the machine's own peak."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    torch.mm(a, b, out=out)  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        torch.mm(a, b, out=out)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# --- training ---------------------------------------------------------------------------------
+
+def lora_model(model, rank: int, alpha: float, checkpointing: bool):
+    peft_model = get_peft_model(model, lora_config(P.TrainParams(rank=rank, alpha=alpha), model))
+    if checkpointing:
+        model.decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return peft_model
+
+
+def text_batch(tokenizer, device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in text_inputs(tokenizer, [CAPTION]).items()}
+
+
+class Stepper:
+    """One optimizer step of the LoRA (AdamW on the adapter only), timed."""
+
+    def __init__(self, peft_model, tokenizer, device: str):
+        self.model, self.device = peft_model, device
+        self.text = text_batch(tokenizer, device)
+        dec = peft_model.base_model.model.config.decoder
+        self.pad_id, self.start_id = dec.pad_token_id, dec.decoder_start_token_id
+        self.opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
+        peft_model.train()
+
+    def step(self, codes: torch.Tensor) -> float:
+        """codes (1, K, T) -> seconds for labels + forward + backward + optimizer step."""
+        _sync(self.device)
+        t = time.perf_counter()
+        labels = delay_pattern_labels(codes.cpu(), torch.ones(1, codes.shape[-1], dtype=torch.bool), True)
+        with _on(self.device):
+            loss = forward_loss(self.model, {**self.text, "labels": labels.to(self.device)}, self.pad_id,
+                                self.start_id)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        _sync(self.device)
+        return time.perf_counter() - t
+
+
+def write_clips(folder: Path, n: int, seconds: float, sr: int, seed: int = 0) -> list[Path]:
+    """`n` mono wavs of band-limited noise (content is irrelevant to timing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        audio = (0.1 * rng.standard_normal(int(seconds * sr))).astype(np.float32)
+        paths.append(folder / f"clip{i:02d}.wav")
+        sf.write(paths[-1], audio, sr, subtype="FLOAT")
+    return paths
+
+
+def onthefly_codes(model, path: Path, device: str) -> tuple[torch.Tensor, float]:
+    """Read one wav and encode it, as a per-step-encoding trainer does; (codes, seconds)."""
+    t = time.perf_counter()
+    audio, _ = sf.read(str(path), dtype="float32")
+    codes = encode_audio(model, torch.from_numpy(audio)[None].to(device))
+    _sync(device)
+    return codes, time.perf_counter() - t
+
+
+def epoch_cached_vs_onthefly(peft_model, tokenizer, clips: list[Path], device: str = "cpu") -> dict:
+    """One epoch (batch 1, every clip once) over cached tokens, then the same epoch encoding each
+    clip on the fly. Tokens are encoded before the cached epoch, outside its timing (the encode
+    stage's job). A warm-up step precedes both."""
+    base = peft_model.base_model.model
+    stepper = Stepper(peft_model, tokenizer, device)
+    cached = [onthefly_codes(base, p, device)[0] for p in clips]
+    stepper.step(cached[0])  # warm-up
+    t = time.perf_counter()
+    for codes in cached:
+        stepper.step(codes)
+    cached_s = time.perf_counter() - t
+    t, enc_s = time.perf_counter(), 0.0
+    for p in clips:
+        codes, e = onthefly_codes(base, p, device)
+        enc_s += e
+        stepper.step(codes)
+    fly_s = time.perf_counter() - t
+    return {"clips": len(clips), "cached_epoch_s": round(cached_s, 3), "onthefly_epoch_s": round(fly_s, 3),
+            "ratio": round(fly_s / cached_s, 3), "encoder_share_of_onthefly_step": round(enc_s / fly_s, 3)}
+
+
+def train_small(peft_model, tokenizer, clip: Path, frames: int, warmup: int, measured: int, onthefly: int,
+                device: str = "cpu") -> dict:
+    """LoRA steps on the small shape, batch 1 x `frames`: `warmup` steps, then `measured` cached
+    steps interleaved with `onthefly` steps that read and encode `clip` first. The machine's
+    matmul FLOP/s is measured beside every measured step (load on a shared machine drifts), and
+    each step's utilisation is taken against the peak measured next to it."""
+    base = peft_model.base_model.model
+    k = base.config.decoder.num_codebooks
+    codes = torch.randint(0, base.config.decoder.vocab_size, (1, k, frames))
+    stepper = Stepper(peft_model, tokenizer, device)
+    n_params = decoder_flop_params(base)
+    tokens = frames + k - 1  # decoder positions per clip (delay pattern adds K-1)
+    flops = 4 * n_params * tokens
+    warm = [stepper.step(codes) for _ in range(warmup)]
+    steps, peaks, mfu, fly, enc = [], [], [], [], []
+    order = ["cached"] * measured
+    for i in range(min(onthefly, measured)):
+        order.insert(2 * i + 1, "onthefly")
+    for kind in order:
+        if kind == "cached":
+            peak = matmul_flops(device=device)
+            s = stepper.step(codes)
+            steps.append(s)
+            peaks.append(peak)
+            mfu.append(flops / s / peak)
+        else:
+            c, e = onthefly_codes(base, clip, device)
+            fly.append(e + stepper.step(c[..., :frames]))
+            enc.append(e)
+    step_s = statistics.median(steps)
+    out = {"frames": frames, "tokens_per_step": tokens, "decoder_flop_params": n_params,
+           "flops_definition": "4 x decoder params (embeddings excluded) x decoder positions per step",
+           "model_flops_per_step": flops, "warmup_steps_s": [round(s, 2) for s in warm],
+           "steps_s": [round(s, 2) for s in steps], "step_s": round(step_s, 3),
+           "achieved_flops": flops / step_s, "matmul_peak_flops": statistics.median(peaks),
+           "mfu_per_step": [round(m, 3) for m in mfu], "mfu": round(statistics.median(mfu), 3)}
+    if fly:
+        out.update({"onthefly_steps_s": [round(s, 2) for s in fly], "encode_s": [round(e, 3) for e in enc],
+                    "onthefly_vs_cached_ratio": round(statistics.median(fly) / step_s, 3),
+                    "encoder_share_of_step": round(statistics.median(enc) / statistics.median(fly), 3)})
+    return out
+
+
+# --- generation -------------------------------------------------------------------------------
+
+def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidance: float, top_k: int,
+                    device: str = "cpu", repeats: int = 1) -> dict:
+    """`prompts` x `seconds`: merged adapter (evaluate's `merged`: plain layers) vs unmerged, one
+    batch vs one prompt at a time, guidance on vs off, each on evaluate's generation kernels
+    (`fast_generation`, entered inside the timing: its weight packing is part of the cost), and
+    the merged model on stock kernels. Every arm generates the same frames; an untimed
+    full-size run of the largest arm first (the allocator's first touch of its memory would
+    otherwise land on whichever arm runs first), and with `repeats` > 1 the arms run again in
+    reverse order (ABBA: load drift cancels)."""
+    base = peft_model.base_model.model
+    frames = codec_info(base.config).frames(seconds)
+    peft_model.eval()
+
+    def run(merge: bool, batch: int, g: float, fast: bool) -> float:
+        with merged(peft_model, peft_model.active_adapter) if merge else contextlib.nullcontext(peft_model) as m:
+            _sync(device)
+            t = time.perf_counter()
+            with fast_generation(m, prepack=True) if fast else contextlib.nullcontext():
+                for i in range(0, len(prompts), batch):
+                    _generate(m, tokenizer, prompts[i : i + batch], frames, g, top_k, device)
+            _sync(device)
+            return time.perf_counter() - t
+
+    arms = {"unmerged": (False, len(prompts), guidance, True), "merged": (True, len(prompts), guidance, True),
+            "merged_unguided": (True, len(prompts), 1.0, True), "sequential": (True, 1, guidance, True),
+            "merged_stock_kernels": (True, len(prompts), guidance, False)}
+    took = dict.fromkeys(arms, 0.0)
+    run(*arms["unmerged"])  # warm-up
+    for r in range(repeats):
+        for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+            took[name] += run(*arms[name])
+    t = {k: v / repeats for k, v in took.items()}
+    return {"prompts": len(prompts), "seconds": seconds, "frames": frames, "guidance_scale": guidance,
+            "repeats": repeats, **{f"{k}_s": round(v, 2) for k, v in t.items()},
+            "merged_vs_unmerged": round(t["unmerged"] / t["merged"], 3),
+            "batched_vs_sequential": round(t["sequential"] / t["merged"], 3),
+            "guided_vs_unguided_cost": round(t["merged"] / t["merged_unguided"], 3),
+            "fast_vs_stock_kernels": round(t["merged_stock_kernels"] / t["merged"], 3)}
+
+
+def _generate(model, tokenizer, prompts: list[str], frames: int, guidance: float, top_k: int, device: str) -> None:
+    """The pipeline's `musicgen.generate` on CPU; on a GPU the same sampling call with the inputs
+    moved to the device (that helper hands back numpy arrays, which need CPU tensors)."""
+    if not device.startswith("cuda"):
+        generate(model, tokenizer, prompts, frames, guidance, 1.0, top_k, seed=0)
+        return
+    torch.manual_seed(0)
+    inputs = {k: v.to(device) for k, v in text_inputs(tokenizer, prompts).items()}
+    with torch.no_grad():
+        model.generate(**inputs, do_sample=True, max_new_tokens=frames, guidance_scale=guidance, temperature=1.0,
+                       top_k=top_k or None)
+
+
+class _on:
+    """Generation inputs come from the tokenizer on CPU; on a GPU move them with the model."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.startswith("cuda"):
+            self.ctx = torch.device(self.device)
+            self.ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self.device.startswith("cuda"):
+            self.ctx.__exit__(*exc)
+
+
+# --- encoding ---------------------------------------------------------------------------------
+
+def encode_throughput(model, clips: int, seconds: float, batch: int) -> dict:
+    """Audio seconds encoded per wall second: `clips` clips in batches of `batch` vs one at a time,
+    after an untimed batched pass (the allocator's first touch of the memory both arms reuse)."""
+    sr = model.config.audio_encoder.sampling_rate
+    audio = 0.1 * torch.randn(clips, int(seconds * sr), generator=torch.Generator().manual_seed(0))
+    encode_audio(model, audio[:batch])  # warm-up
+    t = time.perf_counter()
+    for i in range(0, clips, batch):
+        encode_audio(model, audio[i : i + batch])
+    batched = time.perf_counter() - t
+    t = time.perf_counter()
+    for i in range(clips):
+        encode_audio(model, audio[i : i + 1])
+    single = time.perf_counter() - t
+    total = clips * seconds
+    return {"clips": clips, "clip_seconds": seconds, "batch_size": batch, "sample_rate": sr,
+            "batched_audio_s_per_s": round(total / batched, 2), "single_audio_s_per_s": round(total / single, 2),
+            "batched_s": round(batched, 2), "single_s": round(single, 2), "ratio": round(single / batched, 3)}

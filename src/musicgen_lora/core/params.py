@@ -1,0 +1,281 @@
+"""One typed loader for `params.yaml`: each stage gets its own section as a dataclass.
+
+Validation happens once, before any model loads: a YAML error, a missing section or key, an
+unknown key, a wrong type or a value out of range raises `ParamsError` naming the line or key
+and the allowed range; the CLI turns it into one line on stderr and exit code 2. params.yaml is
+the only source of values: a key missing from the file is an error, never a silent default.
+`validate` lists every problem of the file in one pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml import YAML, YAMLError
+
+from ..metrics.flags import FlagThresholds
+
+PARAMS_FILE = Path("params.yaml")
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+
+
+class ParamsError(ValueError):
+    """A bad value in params.yaml; the message names the key."""
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Which MusicGen to load: `tiny` (the project's embedded model), a hub id or a local directory."""
+
+    name: str = "tiny"
+    revision: str | None = None
+
+    def rules(self) -> list[tuple[bool, str, str]]:
+        return [(bool(self.name.strip()), "name", "a non-empty model id or directory")]
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    clip_seconds: float = 15.0
+    min_clip_seconds: float = 5.0
+    default_caption: str = "music"
+    valid_fraction: float = 0.15
+    min_loudness_lufs: float = -50.0
+    seed: int = 0
+
+    def rules(self) -> list[tuple[bool, str, str]]:
+        return [
+            (0 < self.clip_seconds <= 600, "clip_seconds", "in (0, 600]"),
+            (0 < self.min_clip_seconds <= self.clip_seconds, "min_clip_seconds", "in (0, clip_seconds]"),
+            (0 <= self.valid_fraction < 1, "valid_fraction", "in [0, 1)"),
+            (_finite(self.min_loudness_lufs), "min_loudness_lufs", "a finite LUFS value"),
+        ]
+
+
+@dataclass(frozen=True)
+class EncodeParams:
+    # null = no padding beyond the clip length; trial-1 padded 15 s clips to 30 s.
+    pad_to_seconds: float | None = None
+    batch_size: int = 8
+
+    def rules(self) -> list[tuple[bool, str, str]]:
+        return [
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (self.pad_to_seconds is None or 0 < self.pad_to_seconds <= 600, "pad_to_seconds", "in (0, 600] or null"),
+        ]
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    lr: float = 1e-3
+    batch_size: int = 1
+    grad_accum: int = 8
+    epochs: int = 3
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    mask_padding: bool = True
+    text_dropout: float = 0.0
+    checkpoint_every: int = 50
+    mixed_precision: str = "no"  # "bf16" or "fp16" on GPUs
+    gradient_checkpointing: bool = False  # recompute activations: less memory, more compute
+    torch_compile: bool = False  # torch.compile the model (worth it on GPUs; attention is SDPA already)
+    seed: int = 0
+
+    def rules(self) -> list[tuple[bool, str, str]]:
+        return [
+            (self.rank > 0, "rank", "an integer > 0"),
+            (_finite(self.alpha) and self.alpha > 0, "alpha", "finite and > 0"),
+            (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
+            (len(self.target_modules) > 0, "target_modules", "a non-empty list"),
+            # above 1 no LoRA step is sane; .inf or 1e9 would only turn into NaN minutes later
+            (0 < self.lr <= 1, "lr", "in (0, 1]"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (self.grad_accum >= 1, "grad_accum", ">= 1"),
+            (self.epochs >= 1, "epochs", ">= 1"),
+            (self.warmup_steps >= 0, "warmup_steps", ">= 0"),
+            (0 <= self.weight_decay <= 1, "weight_decay", "in [0, 1]"),
+            (_finite(self.max_grad_norm) and self.max_grad_norm > 0, "max_grad_norm", "finite and > 0"),
+            (0 <= self.text_dropout < 1, "text_dropout", "in [0, 1)"),
+            (self.checkpoint_every >= 1, "checkpoint_every", ">= 1"),
+            (self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", "one of no, bf16, fp16"),
+        ]
+
+
+@dataclass(frozen=True)
+class EvaluateParams(FlagThresholds):
+    """Generation settings; the flag thresholds are `FlagThresholds`' fields (declared there once)."""
+
+    prompts: list[str] = field(default_factory=lambda: ["upbeat chiptune"])
+    seconds: float = 15.0
+    guidance_scale: float = 3.0
+    temperature: float = 1.0
+    top_k: int = 250
+    batch_size: int = 8
+    seed: int = 0
+    cpu_prepack: bool = True
+
+    def thresholds(self) -> FlagThresholds:
+        return FlagThresholds(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FlagThresholds)})
+
+    def rules(self) -> list[tuple[bool, str, str]]:
+        return [
+            (len(self.prompts) > 0, "prompts", "a non-empty list of prompts"),
+            (all(p.strip() for p in self.prompts), "prompts", "non-empty strings"),
+            # the decoder's position limit is checked against the model (evaluate, validate)
+            (0 < self.seconds <= 600, "seconds", "in (0, 600]"),
+            (_finite(self.guidance_scale) and self.guidance_scale >= 1, "guidance_scale", ">= 1 (1 = no guidance)"),
+            (_finite(self.temperature) and self.temperature > 0, "temperature", "finite and > 0"),
+            (self.top_k >= 0, "top_k", ">= 0 (0 = off)"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+        ] + [(_finite(getattr(self, f.name)), f.name, "finite") for f in dataclasses.fields(FlagThresholds)]
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelParams,
+    "segment": SegmentParams,
+    "encode": EncodeParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+}
+
+
+def _type_ok(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def section_problems(name: str, raw) -> tuple[object | None, list[str]]:
+    """(the section's dataclass or None, every problem found in it, one line each)."""
+    cls = SECTIONS[name]
+    if raw is None:
+        return None, [f"params.yaml: section {name!r} is missing (copy it from the project's params.yaml)"]
+    if not isinstance(raw, dict):
+        return None, [f"params.yaml: section {name!r} must be a mapping of keys (got {raw!r})"]
+    raw = dict(raw)
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    problems = [f"params.yaml: unknown key {name}.{key} (known: {', '.join(sorted(known))})"
+                for key in raw if key not in known]
+    problems += [f"params.yaml: {name}.{key} is missing (every key is set in params.yaml; "
+                 f"copy it from the project's params.yaml)" for key in known if key not in raw]
+    for key in [k for k in known if k in raw]:
+        value, hint = raw[key], hints[key]
+        if not _type_ok(value, hint):
+            problems.append(f"params.yaml: {name}.{key} must be of type {_hint_name(hint)} (got {value!r})")
+        elif hint is float or (value is not None and float in typing.get_args(hint)):
+            raw[key] = float(value)
+        elif isinstance(value, list):
+            raw[key] = list(value)
+    if problems:
+        return None, problems
+    params = cls(**raw)
+    return params, [f"params.yaml: {name}.{key} must be {rule} (got {getattr(params, key)!r})"
+                    for holds, key, rule in params.rules() if not holds]
+
+
+def parse_section(name: str, raw):
+    """Build and validate the dataclass of section `name` from its raw mapping."""
+    params, problems = section_problems(name, raw)
+    if problems:
+        raise ParamsError("\n".join(problems))
+    return params
+
+
+def _hint_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def read_params(path: Path = PARAMS_FILE) -> dict:
+    """The whole params file as plain Python objects; a YAML error (duplicate keys included) is
+    one line with its line number."""
+    if not path.exists():
+        raise ParamsError(f"{path}: not found (run from the project root)")
+    try:
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParamsError(f"{path}: {where}{problem} (fix the YAML syntax)") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of sections")
+    return data
+
+
+def edit_params(path: Path, changes: dict) -> None:
+    """Set `{section: {key: value}}` in a params file, keeping its comments and order (ruamel's
+    round trip), written atomically. A section or key that does not exist is an error."""
+    from .files import write_text
+
+    yaml = YAML()
+    data = yaml.load(Path(path).read_text(encoding="utf-8"))
+    for section, values in changes.items():
+        for key, value in values.items():
+            if section not in data or key not in data[section]:
+                raise ParamsError(f"{path}: no key {section}.{key} to set")
+            data[section][key] = value
+    out = io.StringIO()
+    yaml.dump(data, out)
+    write_text(Path(path), out.getvalue())
+
+
+def load(*names: str, path: Path = PARAMS_FILE) -> tuple:
+    """Load and validate the named sections, in order."""
+    data = read_params(path)
+    return tuple(parse_section(n, data.get(n)) for n in names)
+
+
+def problems(path: Path = PARAMS_FILE) -> list[str]:
+    """Every problem of the whole file, one line each: unknown sections, every section's keys,
+    and the rules that span sections."""
+    data = read_params(path)
+    out = [f"params.yaml: unknown section {key!r} (known: {', '.join(SECTIONS)})" for key in data if key not in SECTIONS]
+    parsed = {}
+    for name in SECTIONS:
+        parsed[name], found = section_problems(name, data.get(name))
+        out += found
+    seg, enc = parsed["segment"], parsed["encode"]
+    if seg and enc and enc.pad_to_seconds is not None and enc.pad_to_seconds < seg.clip_seconds:
+        out.append(f"params.yaml: encode.pad_to_seconds must be null or >= segment.clip_seconds "
+                   f"({seg.clip_seconds:g}) (got {enc.pad_to_seconds!r})")
+    return out
+
+
+def validate_main(argv: list[str]) -> int:
+    """Check the whole params.yaml and print every problem, one line each (exit 2 if any)."""
+    import argparse
+
+    argparse.ArgumentParser(prog="musicgen_lora validate", description=validate_main.__doc__).parse_args(argv)
+    found = problems()
+    if found:
+        raise ParamsError("\n".join(found))
+    print("params.yaml: ok")
+    return 0

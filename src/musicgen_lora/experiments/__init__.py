@@ -1,0 +1,1 @@
+"""The reference trials as tagged DVC experiments, and their cross-trial report."""

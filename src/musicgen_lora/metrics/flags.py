@@ -1,0 +1,70 @@
+"""Flags: a clip whose loudness decays, ends in silence, is mostly silent or is noise.
+
+`FlagThresholds` is declared once, here; `params.EvaluateParams` takes its fields from it, so
+params.yaml's `evaluate` section carries the same names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+FLAG_NAMES = ("decaying", "silent_tail", "mostly_silent", "noisy")
+
+
+@dataclass(frozen=True)
+class FlagThresholds:
+    """Flag limits. decaying: slope < limit; silent_tail: tail_drop < limit;
+    mostly_silent: silence_ratio > limit; noisy: flatness > limit. silence_threshold_dbfs
+    is the frame level used when measuring silence_ratio."""
+
+    decaying_slope_lu_per_s: float = -0.5
+    silent_tail_drop_lu: float = -10.0
+    mostly_silent_ratio: float = 0.5
+    noisy_flatness: float = 0.3
+    silence_threshold_dbfs: float = -60.0
+
+
+_FLAG_KEYS = ("loudness_slope_lu_per_s", "tail_drop_lu", "silence_ratio", "spectral_flatness")
+
+
+def _scalars(metrics: dict, what: str) -> list[float]:
+    missing = [k for k in _FLAG_KEYS if k not in metrics]
+    if missing:
+        raise ValueError(f"{what}: metrics lack keys {missing}")
+    vals = [float(metrics[k]) for k in _FLAG_KEYS]
+    if not np.isfinite(vals).all():
+        raise ValueError(f"{what}: non-finite metric values {dict(zip(_FLAG_KEYS, vals))}")
+    return vals
+
+
+def flags(metrics: dict, thresholds: FlagThresholds = FlagThresholds()) -> list[str]:
+    """Subset of ["decaying", "silent_tail", "mostly_silent", "noisy"] whose threshold is crossed (strictly)."""
+    slope, tail, silence, flat = _scalars(metrics, "flags")
+    hit = (slope < thresholds.decaying_slope_lu_per_s, tail < thresholds.silent_tail_drop_lu,
+           silence > thresholds.mostly_silent_ratio, flat > thresholds.noisy_flatness)
+    return [name for name, h in zip(FLAG_NAMES, hit) if h]
+
+
+def calibrate_thresholds(reference_metrics: list[dict], base: FlagThresholds = FlagThresholds(), *,
+                         slope_margin: float = 0.25, tail_margin: float = 3.0, silence_margin: float = 0.1,
+                         flatness_margin: float = 0.05, low_pct: float = 5.0, high_pct: float = 95.0) -> FlagThresholds:
+    """Thresholds relative to real (training) clips, never stricter than `base`.
+
+    decaying = min(base, P5(slopes) - slope_margin); silent_tail = min(base, P5(tail drops) -
+    tail_margin); mostly_silent = min(1, max(base, P95(silence) + silence_margin)); noisy =
+    min(1, max(base, P95(flatness) + flatness_margin)). So a flag fires only if a generated
+    clip is worse than ~95% of real clips (plus a margin) *and* worse than the absolute base
+    (real songs with fade-outs or hissy recordings do not raise false alarms). numpy.percentile.
+    """
+    if not reference_metrics:
+        raise ValueError("calibrate_thresholds: no reference metrics given")
+    slope, tail, silence, flat = np.array([_scalars(m, "calibrate_thresholds") for m in reference_metrics]).T
+    return replace(
+        base,
+        decaying_slope_lu_per_s=float(min(base.decaying_slope_lu_per_s, np.percentile(slope, low_pct) - slope_margin)),
+        silent_tail_drop_lu=float(min(base.silent_tail_drop_lu, np.percentile(tail, low_pct) - tail_margin)),
+        mostly_silent_ratio=float(min(1.0, max(base.mostly_silent_ratio, np.percentile(silence, high_pct) + silence_margin))),
+        noisy_flatness=float(min(1.0, max(base.noisy_flatness, np.percentile(flat, high_pct) + flatness_margin))),
+    )

@@ -1,0 +1,72 @@
+"""MusicGen's delay pattern, the masking of padded frames and the training loss.
+
+The decoder predicts codebook k shifted right by k steps (the pattern `generate` decodes with);
+labels of padded frames are -100 so padding never enters the loss. Written out next to each
+other, as audiocraft does, because getting them out of step is the classic silent bug.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100  # label value CrossEntropy skips
+
+
+def delay_pattern_labels(codes: torch.Tensor, frame_mask: torch.Tensor, mask_padding: bool) -> torch.Tensor:
+    """Decoder labels (B, T + K - 1, K) for codes (B, K, T), in MusicGen's delay pattern.
+
+    Codebook k is shifted right by k steps, so at sequence step s the decoder predicts frame s
+    of codebook 0, frame s-1 of codebook 1, ... (the pattern `generate` decodes with). Steps a
+    codebook has no frame for are IGNORE. With `mask_padding`, frames that only cover padding
+    (frame_mask False) are IGNORE too: trial-1 left them in and the model learned to predict the
+    silence of the padded half (low valid loss, quiet or noisy generations).
+    """
+    b, k, t = codes.shape
+    labels = torch.full((b, t + k - 1, k), IGNORE, dtype=torch.long)
+    keep = frame_mask.bool() if mask_padding else torch.ones_like(frame_mask, dtype=torch.bool)
+    masked = codes.long().masked_fill(~keep[:, None, :], IGNORE)
+    for cb in range(k):
+        labels[:, cb : cb + t, cb] = masked[:, cb]
+    return labels
+
+
+def decoder_input_ids(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tensor:
+    """Teacher-forcing inputs (B*K, S): labels shifted right behind the start token; ignored
+    positions become the pad id, as in `generate`'s delay-pattern mask."""
+    b, s, k = labels.shape
+    shifted = torch.full((b, k, s), pad_id, dtype=torch.long)
+    shifted[..., 0] = start_id
+    shifted[..., 1:] = labels.transpose(1, 2)[..., :-1]
+    shifted[shifted == IGNORE] = pad_id
+    return shifted.reshape(b * k, s)
+
+
+def codebook_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over codebooks of each codebook's token-mean cross-entropy (as audiocraft does).
+
+    logits (B*K, S, V), labels (B, S, K). A codebook whose labels are all IGNORE is left out
+    (CrossEntropy's mean over nothing is NaN); if nothing at all is left, the loss is an exact
+    zero that still carries the graph, so a fully padded batch never poisons training.
+    """
+    b, s, k = labels.shape
+    logits = logits.reshape(b, k, s, -1).float()
+    total, used = logits.new_zeros(()), 0
+    for cb in range(k):
+        target = labels[..., cb].reshape(-1)
+        valid = target != IGNORE
+        if valid.any():
+            total = total + F.cross_entropy(logits[:, cb].reshape(-1, logits.shape[-1])[valid], target[valid])
+            used += 1
+    return total / used if used else logits.sum() * 0.0
+
+
+def text_inputs(tokenizer, captions: list[str]) -> dict[str, torch.Tensor]:
+    return dict(tokenizer(captions, padding=True, return_tensors="pt"))
+
+
+def forward_loss(model, batch: dict[str, torch.Tensor], pad_id: int, start_id: int) -> torch.Tensor:
+    """Teacher-forced loss of a batch {input_ids, attention_mask, labels}."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                decoder_input_ids=decoder_input_ids(batch["labels"], start_id, pad_id))
+    return codebook_loss(out.logits, batch["labels"])

@@ -1,0 +1,1 @@
+"""The pipeline: one module per `dvc.yaml` stage, nothing else."""

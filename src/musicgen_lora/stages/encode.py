@@ -1,0 +1,73 @@
+"""Stage `encode`: turn every clip into EnCodec codes once, batched, with per-frame padding masks.
+
+Training then reads tokens from safetensors shards instead of running the codec on every
+step. Clips are padded to `pad_to_seconds` here (null: the clip length); the frame mask
+records which frames hold real audio, so train can leave padding out of the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from ..core import params as P
+from ..core.args import stage_paths
+from ..core.audio import read_audio
+from ..core.files import atomic_dir, inside, read_jsonl, write_json
+from ..model.musicgen import codec_info, encode_audio, load_model
+from ..model.tokens import INDEX, SHARD_CLIPS, frame_mask, shard_name
+from .segment import MANIFEST
+
+
+def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.ModelParams) -> dict:
+    clips = read_jsonl(seg_dir / MANIFEST)
+    files = [inside(seg_dir, row["file"]) for row in clips]  # a bad manifest fails before the model loads
+    model, _ = load_model(model_params)
+    info = codec_info(model.config)
+    clip_samples = len(read_audio(files[0])[0])
+    clip_s = clip_samples / info.sample_rate
+    pad_s = enc.pad_to_seconds if enc.pad_to_seconds is not None else clip_s
+    if pad_s + 1e-6 < clip_s:
+        raise P.ParamsError(f"params.yaml: encode.pad_to_seconds must be >= the clip length {clip_s:g} s "
+                            f"(got {enc.pad_to_seconds})")
+    total = int(round(pad_s * info.sample_rate))
+    silence = encode_audio(model, torch.zeros(1, total))[0]  # (K, T): what digital silence encodes to
+    frames = silence.shape[-1]
+    index_rows, shard_names = [], []
+    with atomic_dir(out_dir) as tmp, tqdm(total=len(clips), desc="encode", unit="clip") as progress:
+        for s0 in range(0, len(clips), SHARD_CLIPS):
+            shard = clips[s0 : s0 + SHARD_CLIPS]
+            codes, masks = [], []
+            for b0 in range(0, len(shard), enc.batch_size):
+                batch = shard[b0 : b0 + enc.batch_size]
+                audio = np.zeros((len(batch), total), dtype=np.float32)
+                for i, file in enumerate(files[s0 + b0 : s0 + b0 + len(batch)]):
+                    data = read_audio(file)[0].mean(axis=1)
+                    audio[i, : len(data)] = data[:total]
+                codes.append(encode_audio(model, torch.from_numpy(audio)).to(torch.int16))
+                progress.update(len(batch))
+                masks += [frame_mask(r["duration_s"], frames, info.frame_rate) for r in batch]
+            name = shard_name(len(shard_names))
+            save_file({"codes": torch.cat(codes), "frame_mask": torch.from_numpy(np.stack(masks))}, str(tmp / name))
+            shard_names.append(name)
+            index_rows += [{"id": r["id"], "split": r["split"], "caption": r["caption"], "shard": name, "row": i}
+                           for i, r in enumerate(shard)]
+        index = {"codec": asdict(info), "frames": frames, "clip_seconds": clip_s, "pad_to_seconds": pad_s,
+                 "silence_codes": [int(torch.mode(c).values) for c in silence], "shards": shard_names,
+                 "clips": index_rows}
+        write_json(tmp / INDEX, index)
+    print(f"encode: {len(clips)} clips -> {frames} frames x {info.num_codebooks} codebooks "
+          f"(padded to {pad_s:g} s) in {len(shard_names)} shards")
+    return index
+
+
+def main(argv: list[str]) -> int:
+    args = stage_paths("encode", __doc__, argv, "--segments", "--out")
+    model, enc = P.load("model", "encode")
+    run(args.segments, args.out, enc, model)
+    return 0

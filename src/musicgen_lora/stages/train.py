@@ -1,0 +1,233 @@
+"""Stage `train`: a peft LoRA on the MusicGen decoder, with transformers' Trainer.
+
+Labels carry the delay pattern and (with `mask_padding`) leave padded frames out of the loss
+(see `model.delay.delay_pattern_labels`). Valid loss is measured before training and after every
+epoch; the adapter with the lowest valid loss is `best_model`, the last epoch's is
+`final_model`. Trainer checkpoints every `checkpoint_every` optimizer steps into a directory
+keyed by the run's inputs, so a killed run resumes where it stopped and ends with the same
+adapters and losses. Per-epoch losses go to DVCLive (for `dvc plots` and `dvc exp show`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from dvclive import Live
+from peft import get_peft_model
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from ..core import params as P
+from ..core.errors import UserError
+from ..core.args import stage_paths
+from ..core.files import atomic_dir, write_json
+from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
+from ..model.lora import lora_config
+from ..model.musicgen import load_config, load_model
+from ..model.tokens import INDEX, load_tokens
+from ..core.provenance import environment
+
+CHECKPOINTS = Path("models/checkpoints")
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN or inf; the message names the optimizer step."""
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    def __init__(self, codes: torch.Tensor, mask: torch.Tensor, captions: list[str]):
+        self.codes, self.mask, self.captions = codes, mask, captions
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"index": i, "codes": self.codes[i], "frame_mask": self.mask[i], "caption": self.captions[i]}
+
+
+class Collator:
+    """Tokenize captions, build delay-pattern labels; drop the text condition with probability
+    `text_dropout` (classifier-free guidance), decided per (seed, epoch, clip) so resuming
+    mid-epoch makes the same decisions."""
+
+    def __init__(self, tokenizer, mask_padding: bool, text_dropout: float, seed: int):
+        self.tokenizer, self.mask_padding, self.text_dropout, self.seed = tokenizer, mask_padding, text_dropout, seed
+        self.epoch = 0
+
+    def __call__(self, items: list[dict]) -> dict:
+        batch = text_inputs(self.tokenizer, [it["caption"] for it in items])
+        if self.text_dropout > 0:
+            for row, it in enumerate(items):
+                gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, it["index"])) & 0xFFFFFFFF)
+                if torch.rand((), generator=gen) < self.text_dropout:
+                    batch["attention_mask"][row] = 0  # zeroed text states: MusicGen's unconditional input
+        codes = torch.stack([it["codes"] for it in items])
+        mask = torch.stack([it["frame_mask"] for it in items])
+        batch["labels"] = delay_pattern_labels(codes, mask, self.mask_padding)
+        return batch
+
+
+class LoraTrainer(Trainer):
+    """Trainer whose loss is MusicGen's per-codebook loss on delay-pattern labels."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; Trainer divides by grad_accum
+
+    def __init__(self, *args, pad_id: int, start_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pad_id, self.start_id = pad_id, start_id
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = forward_loss(model, inputs, self.pad_id, self.start_id)
+        if model.training and not torch.isfinite(loss):
+            raise NonFiniteLoss(f"train: loss is {loss.item()} at optimizer step {self.state.global_step + 1}; "
+                                f"lower train.lr or check the data")
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        with torch.no_grad():
+            return self.compute_loss(model, inputs).detach(), None, None
+
+
+class EpochCallback(TrainerCallback):
+    """Keeps the best adapter (lowest valid loss) and tells the collator the epoch."""
+
+    def __init__(self, collator: Collator, best_dir: Path):
+        self.collator, self.best_dir = collator, best_dir
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch is fractional when resuming mid-epoch (e.g. 0.6 -> epoch 0)
+        self.collator.epoch = int((state.epoch or 0) + 1e-6)
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        history = [h["eval_loss"] for h in state.log_history if "eval_loss" in h and h["epoch"] > 0]
+        if not state.is_world_process_zero:  # under `accelerate launch`, one process writes
+            return
+        if state.epoch and metrics and metrics["eval_loss"] <= min(history + [metrics["eval_loss"]]):
+            with atomic_dir(self.best_dir) as tmp:
+                model.save_pretrained(tmp)
+                (tmp / "epoch.json").write_text(json.dumps({"epoch": round(state.epoch)}))
+
+
+def run_key(tp: P.TrainParams, mp: P.ModelParams, tokens_dir: Path) -> str:
+    """Checkpoints belong to one set of inputs; a change of params or data starts afresh."""
+    h = hashlib.sha256(json.dumps([asdict(tp), asdict(mp)], sort_keys=True).encode())
+    h.update((tokens_dir / INDEX).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def last_complete_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest checkpoint whose trainer_state.json (Trainer writes it last) is readable; a
+    checkpoint cut short by a kill is removed rather than resumed from."""
+    steps = sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    for path in steps:
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+    return None
+
+
+def epoch_losses(log_history: list[dict]) -> list[dict]:
+    """Per-epoch train loss (mean of the logged step losses) and valid loss, from Trainer's log."""
+    rows = []
+    for h in log_history:
+        if "eval_loss" in h:
+            e = round(h["epoch"])
+            steps = [s["loss"] for s in log_history if "loss" in s and e - 1 < s["epoch"] <= e + 1e-9]
+            rows.append({"epoch": e, "valid_loss": h["eval_loss"],
+                         "train_loss": (sum(steps) / len(steps)) if steps and e > 0 else None})
+    return rows
+
+
+def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp: P.TrainParams,
+        mp: P.ModelParams) -> list[dict]:
+    torch.manual_seed(tp.seed)
+    index, codes, mask, captions = load_tokens(tokens_dir, "train")
+    _, vcodes, vmask, vcaptions = load_tokens(tokens_dir, "valid")
+    if not captions or not vcaptions:
+        raise UserError(f"train: need clips in both splits (train {len(captions)}, valid {len(vcaptions)}); "
+                         f"add recordings or raise segment.valid_fraction")
+    lora = lora_config(tp, load_config(mp))  # a target that matches nothing fails before the weights load
+    model, tokenizer = load_model(mp)
+    model = get_peft_model(model, lora)
+    ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
+    collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed)
+    args = TrainingArguments(
+        # eval batch 1: valid loss is the mean over clips, as in evaluate
+        output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,
+        gradient_accumulation_steps=tp.grad_accum, num_train_epochs=tp.epochs, learning_rate=tp.lr,
+        warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay, max_grad_norm=tp.max_grad_norm,
+        lr_scheduler_type="linear", seed=tp.seed, data_seed=tp.seed, eval_strategy="epoch",
+        save_strategy="steps", save_steps=tp.checkpoint_every, save_total_limit=1, logging_steps=1,
+        report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
+        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+        bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
+        gradient_checkpointing=tp.gradient_checkpointing, torch_compile=tp.torch_compile,
+    )
+    trainer = LoraTrainer(model=model, args=args, train_dataset=ClipDataset(codes, mask, captions),
+                          eval_dataset=ClipDataset(vcodes, vmask, vcaptions), data_collator=collator,
+                          callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter")],
+                          pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
+    last = last_complete_checkpoint(ckpt_dir)
+    epoch0 = ckpt_dir / "epoch0.json"  # the base model's valid loss: the curve's starting point
+    main_process = trainer.is_world_process_zero()
+    trainer.accelerator.wait_for_everyone()
+    if not epoch0.exists():
+        loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
+        if main_process:
+            write_json(epoch0, {"epoch": 0, "valid_loss": loss, "train_loss": None})
+    diverged = None
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    except NonFiniteLoss as exc:
+        diverged = str(exc)  # keep what was good: the best adapter so far and the losses logged
+    trainer.accelerator.wait_for_everyone()
+    if not main_process:
+        return []
+    if diverged is None:
+        with atomic_dir(final_dir) as tmp:
+            model.save_pretrained(tmp)
+    if (ckpt_dir / "best_adapter").exists():
+        with atomic_dir(best_dir) as tmp:
+            shutil.copytree(ckpt_dir / "best_adapter", tmp, dirs_exist_ok=True)
+    rows = [json.loads(epoch0.read_text())] + epoch_losses(trainer.state.log_history)
+    log_metrics(metrics_dir, rows, trainer.state.global_step, tp, diverged)
+    write_json(metrics_dir / "environment.json",
+               environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX]))
+    if diverged:
+        raise UserError(diverged)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return rows
+
+
+def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainParams, diverged: str | None) -> None:
+    """Per-epoch losses through DVCLive (step = epoch) plus the run's summary values."""
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    trained = [r for r in rows if r["epoch"] > 0]
+    best = min(trained or rows[:1], key=lambda r: r["valid_loss"])
+    with Live(dir=str(metrics_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
+        for r in trained:
+            live.step = r["epoch"]
+            live.log_metric("train/loss", r["train_loss"])
+            live.log_metric("valid/loss", r["valid_loss"])
+        live.summary.update({"best_epoch": best["epoch"], "best_valid_loss": best["valid_loss"],
+                             "final_valid_loss": (trained or rows)[-1]["valid_loss"], "base_valid_loss": rows[0]["valid_loss"],
+                             "optimizer_steps": steps, "diverged": diverged or False,
+                             "effective_batch": tp.batch_size * tp.grad_accum * int(os.environ.get("WORLD_SIZE", 1))})
+    write_json(metrics_dir / "epochs.json", rows)
+
+
+def main(argv: list[str]) -> int:
+    args = stage_paths("train", __doc__, argv, "--tokens", "--best", "--final", "--metrics")
+    mp, tp = P.load("model", "train")
+    rows = run(args.tokens, args.best, args.final, args.metrics, tp, mp)
+    for r in rows:
+        print(f"epoch {r['epoch']}: train {r['train_loss']}  valid {r['valid_loss']:.4f}")
+    return 0
+

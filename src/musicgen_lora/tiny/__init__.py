@@ -1,0 +1,1 @@
+"""The embedded tiny MusicGen and the demo corpus: builders, never imported by the pipeline."""

@@ -1,0 +1,114 @@
+import pytest
+from ruamel.yaml import YAML
+
+from musicgen_lora.__main__ import main
+from musicgen_lora.core.params import ParamsError, load, parse_section
+
+from conftest import ROOT
+
+
+def write_params(tmp_path, monkeypatch, edit):
+    y = YAML()
+    data = y.load((ROOT / "params.yaml").read_text())
+    edit(data)
+    with open(tmp_path / "params.yaml", "w") as f:
+        y.dump(data, f)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_load_typed(tmp_path, monkeypatch):
+    write_params(tmp_path, monkeypatch, lambda d: None)
+    model, train = load("model", "train")
+    assert model.name == "tiny"
+    assert isinstance(train.lr, float) and isinstance(train.rank, int)
+    assert train.target_modules == ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+
+
+@pytest.mark.parametrize("section,key,value,needle", [
+    ("train", "rank", 0, "train.rank"),
+    ("train", "rank", 2.5, "train.rank must be of type int"),
+    ("train", "alpha", 0, "train.alpha"),
+    ("train", "lr", -1e-4, "train.lr"),
+    ("train", "dropout", 1.0, "train.dropout must be in [0, 1)"),
+    ("train", "batch_size", 0, "train.batch_size"),
+    ("train", "grad_accum", 0, "train.grad_accum"),
+    ("train", "mask_padding", "yes", "train.mask_padding must be of type bool"),
+    ("train", "bogus", 1, "unknown key train.bogus"),
+    ("evaluate", "prompts", [], "evaluate.prompts"),
+    ("encode", "pad_to_seconds", 10.0, "encode.pad_to_seconds"),
+])
+def test_bad_value_exits_2_naming_key(tmp_path, monkeypatch, capsys, section, key, value, needle):
+    write_params(tmp_path, monkeypatch, lambda d: d[section].__setitem__(key, value))
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_unknown_section(tmp_path, monkeypatch, capsys):
+    write_params(tmp_path, monkeypatch, lambda d: d.__setitem__("trian", {"rank": 4}))
+    assert main(["validate"]) == 2
+    assert "unknown section 'trian'" in capsys.readouterr().err
+
+
+def section(name: str, **changes) -> dict:
+    """The project's params.yaml section `name`, with `changes`."""
+    return {**YAML(typ="safe").load((ROOT / "params.yaml").read_text())[name], **changes}
+
+
+def test_int_accepted_for_float():
+    assert parse_section("train", section("train", alpha=24)).alpha == 24.0
+
+
+def test_parse_rejects_bool_as_int():
+    with pytest.raises(ParamsError, match="train.epochs"):
+        parse_section("train", section("train", epochs=True))
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("model:\n  name: tiny\n  name: other\n", "line 3: found duplicate key"),
+    ("model:\n  name: [tiny\n  revision: 2\n", "line 3:"),
+])
+def test_yaml_errors_are_one_line_with_the_line_number(tmp_path, monkeypatch, capsys, text, needle):
+    (tmp_path / "params.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_a_missing_section_is_an_error_not_a_second_set_of_defaults(tmp_path, monkeypatch, capsys):
+    write_params(tmp_path, monkeypatch, lambda d: d.pop("train"))
+    assert main(["validate"]) == 2
+    assert "section 'train' is missing" in capsys.readouterr().err
+    with pytest.raises(ParamsError, match="train.lr is missing"):
+        parse_section("train", {k: v for k, v in section("train").items() if k != "lr"})
+
+
+@pytest.mark.parametrize("lr", [float("inf"), 1e9, float("nan")])
+def test_lr_has_an_upper_bound_and_must_be_finite(lr):
+    with pytest.raises(ParamsError, match=r"train.lr must be in \(0, 1\]"):
+        parse_section("train", section("train", lr=lr))
+
+
+def test_validate_reports_every_problem_in_one_pass(tmp_path, monkeypatch, capsys):
+    def edit(d):
+        d["train"]["rank"] = 0
+        d["evaluate"]["prompts"] = []
+        d["segment"]["bogus"] = 1
+    write_params(tmp_path, monkeypatch, edit)
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    assert any("train.rank" in e for e in err) and any("evaluate.prompts" in e for e in err)
+    assert any("unknown key segment.bogus" in e for e in err)
+
+
+def test_help_lists_every_command(capsys):
+    from musicgen_lora.__main__ import COMMANDS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", "--help"])
+    assert exc.value.code == 0 and "every problem" in capsys.readouterr().out

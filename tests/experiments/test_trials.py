@@ -1,0 +1,84 @@
+"""The trials command end to end: real `dvc exp run` in a temporary git repo, tags, compare."""
+
+import json
+import subprocess
+
+import pytest
+from ruamel.yaml import YAML
+
+from musicgen_lora.bench.pipeline import workspace_trial_times
+
+from conftest import make_project, sh
+
+pytestmark = pytest.mark.slow
+
+TRIALS = {"trials": [
+    {"name": "trial-a", "description": "padded to 6 s, padding left in the loss",
+     "params": {"train.rank": 4, "train.alpha": 8.0, "train.lr": 0.0003, "train.epochs": 1,
+                "train.mask_padding": False, "encode.pad_to_seconds": 6.0}},
+    {"name": "trial-b", "description": "masked, rank 8",
+     "params": {"train.rank": 8, "train.alpha": 16.0, "train.lr": 0.00005, "train.epochs": 1,
+                "train.dropout": 0.05}},
+]}
+
+
+def trial_project(root):
+    """A tiny project with the two-trial manifest committed; returns its environment."""
+    env = make_project(root, tracks=3)
+    (root / "experiments").mkdir()
+    YAML().dump(TRIALS, root / "experiments/trials.yaml")
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", "trials"], root, env)
+    return env
+
+
+def test_trials_tags_params_and_report(tmp_path):
+    env = trial_project(tmp_path)
+    out = sh(["python", "-m", "musicgen_lora", "trials"], tmp_path, env)
+    assert "trial-a: ok" in out and "trial-b: ok" in out
+
+    assert sh(["git", "tag", "-l", "trial-*"], tmp_path, env).split() == ["trial-a", "trial-b"]
+    msg = sh(["git", "tag", "-l", "--format=%(contents)", "trial-a"], tmp_path, env)
+    assert "padding left in the loss" in msg and "train.mask_padding: False" in msg
+    times = workspace_trial_times(tmp_path)  # what `make bench` reports as trials_wall_s
+    assert times["first_trial_estimated"] is False and set(times["trial_s"]) == {"trial-a", "trial-b"}
+    assert all(s > 0 for s in times["trial_s"].values()) and f"wall_s: {times['trial_s']['trial-a']}" in msg
+    assert sh(["git", "status", "--porcelain", "params.yaml"], tmp_path, env) == ""
+
+    rows = {r["name"]: r for r in json.loads(sh(["python", "-m", "musicgen_lora", "compare", "--json"], tmp_path, env))}
+    a, b = rows["trial-a"]["params"], rows["trial-b"]["params"]
+    assert a["train"]["rank"] == 4 and a["train"]["mask_padding"] is False and a["encode"]["pad_to_seconds"] == 6.0
+    assert b["train"]["rank"] == 8 and b["train"]["lr"] == 0.00005 and isinstance(b["train"]["alpha"], float)
+    # trial-a's overrides did not leak into trial-b
+    assert b["train"]["mask_padding"] is True and b["encode"]["pad_to_seconds"] is None
+    assert b["train"]["dropout"] == 0.05 and a["train"]["dropout"] == 0.0
+    for r in rows.values():
+        assert r["metrics"]["best_valid_loss"] > 0 and len(r["valid_losses"]) == 1
+
+    again = subprocess.run(["python", "-m", "musicgen_lora", "trials", "trial-a"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and "tag exists" in again.stdout
+
+    sh(["python", "-m", "musicgen_lora", "compare"], tmp_path, env)
+    report = (tmp_path / "reports/trials.md").read_text()
+    assert "| trial-a |" in report and "| trial-b |" in report
+    assert (tmp_path / "reports/trials_valid_loss.png").stat().st_size > 1000
+
+    # a tag brings back that trial's adapters exactly
+    sh(["git", "checkout", "-q", "trial-a"], tmp_path, env)
+    sh(["dvc", "checkout", "-q"], tmp_path, env)
+    lock = YAML(typ="safe").load((tmp_path / "dvc.lock").read_text())
+    md5 = {o["path"]: o["md5"] for o in lock["stages"]["train"]["outs"]}
+    assert json.loads((tmp_path / "models/best_model/adapter_config.json").read_text())["r"] == 4
+    assert md5["models/best_model"].endswith(".dir")
+
+
+def test_trials_through_dvc_queue(tmp_path):
+    """The same trials through `dvc exp run --queue` and two `dvc queue` workers: same tags."""
+    env = trial_project(tmp_path)
+    out = sh(["python", "-m", "musicgen_lora", "trials", "--queue", "-j", "2"], tmp_path, env)
+    assert "trial-a: ok" in out and "trial-b: ok" in out, out
+    assert sh(["git", "tag", "-l", "trial-*"], tmp_path, env).split() == ["trial-a", "trial-b"]
+    rows = {r["name"]: r for r in json.loads(sh(["python", "-m", "musicgen_lora", "compare", "--json"], tmp_path, env))}
+    assert rows["trial-a"]["params"]["train"]["rank"] == 4 and rows["trial-b"]["params"]["train"]["rank"] == 8
+    assert rows["trial-b"]["params"]["train"]["mask_padding"] is True

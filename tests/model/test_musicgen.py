@@ -1,0 +1,105 @@
+import torch
+from peft import PeftModel, get_peft_model
+
+from musicgen_lora.model.delay import (IGNORE, codebook_loss, decoder_input_ids, delay_pattern_labels,
+                                        forward_loss, text_inputs)
+from musicgen_lora.core.params import ParamsError, TrainParams
+from musicgen_lora.model.lora import lora_config
+
+import pytest
+
+
+def test_delay_pattern_shifts_codebook_k_by_k():
+    codes = torch.arange(2 * 4 * 5).reshape(2, 4, 5)
+    labels = delay_pattern_labels(codes, torch.ones(2, 5, dtype=torch.bool), mask_padding=True)
+    assert labels.shape == (2, 5 + 4 - 1, 4)
+    for k in range(4):
+        assert torch.equal(labels[:, k : k + 5, k], codes[:, k])
+        assert (labels[:, :k, k] == IGNORE).all() and (labels[:, k + 5 :, k] == IGNORE).all()
+
+
+def test_inputs_match_transformers_generation_pattern(tiny):
+    """Teacher-forcing inputs equal what `generate` feeds back: transformers' own delay mask."""
+    model, _ = tiny
+    pad = model.config.decoder.pad_token_id
+    codes = torch.randint(0, 200, (1, 4, 6))
+    labels = delay_pattern_labels(codes, torch.ones(1, 6, dtype=torch.bool), True)
+    ours = decoder_input_ids(labels, pad, pad)
+    full = torch.full((4, 1), pad)  # BOS column
+    _, pattern = model.decoder.build_delay_pattern_mask(full, pad, max_length=1 + 6 + 3)
+    expected = pattern.clone()
+    for k in range(4):
+        expected[k, 1 + k : 1 + k + 6] = codes[0, k]
+    assert torch.equal(ours, expected[:, :-1])
+
+
+def test_padded_frames_never_contribute_to_loss():
+    codes = torch.randint(0, 8, (1, 4, 10))
+    mask = torch.zeros(1, 10, dtype=torch.bool)
+    mask[:, :6] = True
+    labels = delay_pattern_labels(codes, mask, mask_padding=True)
+    logits = torch.randn(4, labels.shape[1], 8, requires_grad=True)
+    codebook_loss(logits, labels).backward()
+    for k in range(4):
+        assert (logits.grad[k, k + 6 :] == 0).all()  # frames 6.. of codebook k sit at steps k+6..
+        assert (logits.grad[k, k : k + 6].abs().sum(-1) > 0).all()
+    unmasked = delay_pattern_labels(codes, mask, mask_padding=False)
+    assert (unmasked != IGNORE).sum() == 4 * 10  # trial-1: padding left in the loss
+
+
+def test_fully_masked_codebook_gives_no_nan():
+    labels = torch.full((1, 5, 4), IGNORE)
+    labels[0, :, 0] = 3  # only codebook 0 has targets
+    logits = torch.randn(4, 5, 8, requires_grad=True)
+    loss = codebook_loss(logits, labels)
+    assert torch.isfinite(loss)
+    nothing = codebook_loss(logits, torch.full((1, 5, 4), IGNORE))
+    nothing.backward()
+    assert nothing.item() == 0.0 and torch.isfinite(logits.grad).all()
+
+
+def test_adapter_save_load_round_trip(tiny, tmp_path):
+    model, tok = tiny
+    batch = text_inputs(tok, ["upbeat chiptune"])
+    batch["labels"] = delay_pattern_labels(torch.randint(0, 200, (1, 4, 20)), torch.ones(1, 20, dtype=torch.bool), True)
+    peft = get_peft_model(model, lora_config(TrainParams(rank=4, alpha=8.0), model))
+    with torch.no_grad():
+        for n, p in peft.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)  # a non-trivial adapter
+        pad = model.config.decoder.pad_token_id
+        before = forward_loss(peft, batch, pad, pad)
+        peft.save_pretrained(tmp_path / "adapter")
+        assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+        base = peft.unload()
+        plain = forward_loss(base, batch, pad, pad)
+        loaded = PeftModel.from_pretrained(base, tmp_path / "adapter")
+        after = forward_loss(loaded, batch, pad, pad)
+        loaded.unload()
+    assert torch.allclose(before, after) and not torch.allclose(before, plain)
+
+
+def test_lora_targets_only_decoder(tiny):
+    model, _ = tiny
+    cfg = lora_config(TrainParams(), model)
+    names = [n for n, _ in model.named_modules() if __import__("re").fullmatch(cfg.target_modules, n)]
+    assert names and all(n.startswith("decoder.") for n in names)
+    with pytest.raises(ParamsError, match="train.target_modules"):
+        lora_config(TrainParams(target_modules=["q_proj", "nonexistent"]), model)
+
+
+def test_generate_falls_back_to_re_encoded_codes_when_the_capture_sees_none(tiny, monkeypatch):
+    import contextlib
+    import warnings
+
+    from musicgen_lora.model import musicgen
+
+    model, tokenizer = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, captured = musicgen.generate(model, tokenizer, ["chiptune"], 10, 3.0, 1.0, 50, seed=0)
+    monkeypatch.setattr(musicgen, "_capture_codes", lambda model, sink: contextlib.nullcontext())
+    with pytest.warns(UserWarning, match="sampled codes not captured"):
+        audio, codes = musicgen.generate(model, tokenizer, ["chiptune"], 10, 3.0, 1.0, 50, seed=0)
+    assert codes.shape == captured.shape and audio.shape[0] == 1
+    assert (codes >= 0).all() and (codes < model.config.audio_encoder.codebook_size).all()

@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import soundfile as sf
+
+from musicgen_lora.model.tokens import frame_mask
+from musicgen_lora.core.params import SegmentParams
+from musicgen_lora.stages.segment import cut, run, split_sources
+
+SR = 16000
+
+
+def tone(seconds, sr=SR, freq=440.0):
+    t = np.arange(int(seconds * sr)) / sr
+    return 0.3 * np.sin(2 * np.pi * freq * t)
+
+
+def test_cut_offsets_and_padding():
+    clips = cut(tone(9.5).astype(np.float32), SR, clip_s=4.0, min_s=1.0)
+    assert [c[0] / SR for c in clips] == [0.0, 4.0, 8.0]
+    assert all(len(c[1]) == 4 * SR for c in clips)
+    assert clips[-1][2] == int(1.5 * SR) and np.all(clips[-1][1][int(1.5 * SR):] == 0)
+    assert len(cut(tone(9.5).astype(np.float32), SR, 4.0, min_s=2.0)) == 2  # 1.5 s tail dropped
+
+
+def test_split_is_by_file_and_seeded():
+    sources = [f"s{i}.wav" for i in range(20)]
+    a, b = split_sources(sources, 0.25, seed=1), split_sources(sources, 0.25, seed=1)
+    assert a == b and sum(v == "valid" for v in a.values()) == 5
+    assert split_sources(sources, 0.25, seed=2) != a
+
+
+def test_run_writes_manifest_skips_bad_and_keeps_files_apart(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "sub dir").mkdir(parents=True)
+    sf.write(raw / "a.wav", tone(9.0, 22050), 22050)
+    (raw / "a.txt").write_text("bright chiptune ♪ テスト\n", encoding="utf-8")
+    sf.write(raw / "sub dir" / "b é.flac", np.stack([tone(6.5, 44100), tone(6.5, 44100, 220)], 1), 44100)
+    sf.write(raw / "c.wav", tone(7.0), SR)
+    (raw / "broken.mp3").write_text("not audio")
+    (raw / "orphan.txt").write_text("caption of nothing")
+    sf.write(raw / "silent.wav", np.zeros(6 * SR), SR)
+    out = tmp_path / "seg"
+    summary = run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
+                                          default_caption="music"), SR)
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    skipped = {json.loads(line)["source"]: json.loads(line)["reason"]
+               for line in (out / "skipped.jsonl").read_text().splitlines()}
+    assert set(skipped) == {"broken.mp3", "orphan.txt"}
+    assert summary["dropped_quiet_clips"] == 2  # digital silence is not training data
+    a = [r for r in rows if r["source"] == "a.wav"]
+    assert [r["offset_s"] for r in a] == [0.0, 4.0]  # 1 s remainder < min_clip_seconds
+    assert a[0]["caption"] == "bright chiptune ♪ テスト"
+    b = [r for r in rows if r["source"] == "sub dir/b é.flac"]
+    assert b[0]["caption"] == "music" and b[0]["padding_fraction"] == 0.0
+    assert b[1]["duration_s"] == 2.5 and b[1]["padding_fraction"] == 0.375
+    for source in {r["source"] for r in rows}:
+        assert len({r["split"] for r in rows if r["source"] == source}) == 1
+    for r in rows:
+        data, sr = sf.read(out / r["file"])
+        assert sr == SR and data.ndim == 1 and len(data) == 4 * SR
+
+
+def test_frame_mask_covers_real_audio_only():
+    m = frame_mask(1.0, frames=200, frame_rate=50.0)
+    assert m.sum() == 50 and m[:50].all() and not m[50:].any()
+    assert frame_mask(1.01, 200, 50.0).sum() == 51

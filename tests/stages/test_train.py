@@ -1,0 +1,108 @@
+"""Training that stops: killed mid-epoch and resumed, and a diverging loss."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import make_project, sh
+
+pytestmark = pytest.mark.slow
+TRAIN = ["python", "-m", "musicgen_lora", "train", "--tokens", "data/tokens", "--best", "models/best_model",
+         "--final", "models/final_model", "--metrics", "metrics/train"]
+PARAMS = {"segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
+          "train": {"epochs": 2, "grad_accum": 1, "checkpoint_every": 3, "dropout": 0.1, "text_dropout": 0.2}}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    env = make_project(root, tracks=3, params=PARAMS)
+    sh(["dvc", "repro", "encode"], root, env)
+    return root, env
+
+
+def outputs(root: Path) -> tuple[dict, list]:
+    tensors = {d: load_file(root / f"models/{d}/adapter_model.safetensors") for d in ("best_model", "final_model")}
+    return tensors, json.loads((root / "metrics/train/epochs.json").read_text())
+
+
+def test_killed_run_resumes_to_the_same_result(project):
+    root, env = project
+    sh(TRAIN, root, env)
+    clean_tensors, clean_losses = outputs(root)
+    assert not list((root / "models/checkpoints").iterdir())  # removed after a finished run
+
+    proc = subprocess.Popen(TRAIN, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(root.glob("models/checkpoints/*/checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint was written"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = sh(TRAIN, root, env)
+    tensors, losses = outputs(root)
+    assert losses == clean_losses, resumed
+    for d in tensors:
+        assert tensors[d].keys() == clean_tensors[d].keys()
+        for k in tensors[d]:
+            assert (tensors[d][k] == clean_tensors[d][k]).all(), (d, k)
+
+
+def test_run_killed_before_its_first_checkpoint_restarts_to_the_same_result(project):
+    """Killed after the base evaluation wrote epoch0.json but before any checkpoint: the restart
+    skips that evaluation, and must still train exactly as an uninterrupted run."""
+    root, env = project
+    params = (root / "params.yaml").read_text()
+    try:
+        (root / "params.yaml").write_text(re.sub(r"(?m)^(  checkpoint_every:) [^ #\n]+", r"\1 1000", params))
+        sh(TRAIN, root, env)
+        clean_tensors, clean_losses = outputs(root)
+        proc = subprocess.Popen(TRAIN, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while not list(root.glob("models/checkpoints/*/epoch0.json")):
+            assert proc.poll() is None and time.time() < deadline, "the base evaluation never finished"
+            time.sleep(0.05)
+        time.sleep(1.0)  # mid-epoch
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert not list(root.glob("models/checkpoints/*/checkpoint-*"))
+        restarted = sh(TRAIN, root, env)
+    finally:
+        (root / "params.yaml").write_text(params)
+    tensors, losses = outputs(root)
+    assert losses == clean_losses, restarted
+    for d in tensors:
+        for k in tensors[d]:
+            assert (tensors[d][k] == clean_tensors[d][k]).all(), (d, k)
+
+
+def test_nan_loss_stops_naming_the_step(project, monkeypatch, capsys):
+    """A loss that turns NaN (here: from the 6th forward pass on; validation bounds train.lr, so
+    no params.yaml value diverges on purpose) stops the run with one line naming the step, keeps
+    the best adapter so far and records the divergence."""
+    from musicgen_lora.__main__ import main
+    from musicgen_lora.stages import train
+
+    root, _ = project
+    monkeypatch.chdir(root)
+    calls = []
+    real = train.forward_loss
+
+    def forward_loss(model, batch, pad_id, start_id):
+        calls.append(1)
+        loss = real(model, batch, pad_id, start_id)
+        return loss * float("nan") if len(calls) > 5 and model.training else loss
+
+    monkeypatch.setattr(train, "forward_loss", forward_loss)
+    assert main(TRAIN[3:]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "at optimizer step" in err[-1] and "train.lr" in err[-1]
+    metrics = json.loads((root / "metrics/train/metrics.json").read_text())
+    assert "optimizer step" in metrics["diverged"]

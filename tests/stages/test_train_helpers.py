@@ -1,0 +1,73 @@
+"""The training stage's helpers, in-process and fast: collator, epoch losses, checkpoint
+discovery, run key. (test_train.py runs the stage itself, killed, resumed and diverging.)"""
+
+import json
+from dataclasses import replace
+
+import torch
+
+from musicgen_lora.core.params import ModelParams, TrainParams
+from musicgen_lora.model.delay import IGNORE
+from musicgen_lora.model.tokens import INDEX
+from musicgen_lora.stages.train import ClipDataset, Collator, epoch_losses, last_complete_checkpoint, run_key
+
+
+def items(n: int, frames: int = 6, real: int = 4, k: int = 4) -> list[dict]:
+    codes = torch.arange(n * k * frames).reshape(n, k, frames) % 200
+    mask = torch.arange(frames)[None].expand(n, frames) < real
+    return [ClipDataset(codes, mask, [f"caption {i}" for i in range(n)])[i] for i in range(n)]
+
+
+def test_collator_builds_delay_labels_and_masks_padding(tiny):
+    _, tokenizer = tiny
+    batch = Collator(tokenizer, mask_padding=True, text_dropout=0.0, seed=0)(items(2))
+    assert batch["labels"].shape == (2, 6 + 4 - 1, 4)
+    assert batch["input_ids"].shape[0] == 2 and batch["attention_mask"].sum() > 0
+    # codebook 0, frames 4-5 are padding: -100; codebook 1 is shifted by one step
+    assert (batch["labels"][:, 4:6, 0] == IGNORE).all() and (batch["labels"][:, :4, 0] != IGNORE).all()
+    assert batch["labels"][0, 0, 1] == IGNORE and batch["labels"][0, 1, 1] == items(1)[0]["codes"][1, 0]
+    unmasked = Collator(tokenizer, mask_padding=False, text_dropout=0.0, seed=0)(items(2))
+    assert (unmasked["labels"][:, 4:6, 0] != IGNORE).all()
+
+
+def test_caption_dropout_is_decided_per_seed_epoch_and_clip(tiny):
+    _, tokenizer = tiny
+    batch = items(16)
+
+    def dropped(seed: int, epoch: int) -> list[bool]:
+        collator = Collator(tokenizer, mask_padding=True, text_dropout=0.5, seed=seed)
+        collator.epoch = epoch
+        return (collator(batch)["attention_mask"].sum(1) == 0).tolist()
+
+    assert dropped(0, 0) == dropped(0, 0)  # resuming mid-epoch makes the same decisions
+    assert dropped(0, 0) != dropped(0, 1) or dropped(0, 0) != dropped(1, 0)
+    assert 0 < sum(dropped(0, 0)) < 16
+
+
+def test_epoch_losses_average_each_epochs_steps():
+    history = [{"loss": 4.0, "epoch": 0.5}, {"loss": 2.0, "epoch": 1.0}, {"eval_loss": 3.0, "epoch": 1.0},
+               {"loss": 1.0, "epoch": 1.5}, {"loss": 1.0, "epoch": 2.0}, {"eval_loss": 2.5, "epoch": 2.0}]
+    assert epoch_losses(history) == [{"epoch": 1, "valid_loss": 3.0, "train_loss": 3.0},
+                                     {"epoch": 2, "valid_loss": 2.5, "train_loss": 1.0}]
+
+
+def test_checkpoint_discovery_takes_the_newest_complete_one(tmp_path):
+    assert last_complete_checkpoint(tmp_path) is None
+    for step in (3, 6, 9):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text(json.dumps({"global_step": 3}))
+    (tmp_path / "checkpoint-6" / "trainer_state.json").write_text(json.dumps({"global_step": 6}))
+    (tmp_path / "checkpoint-9" / "trainer_state.json").write_text('{"global_st')  # cut short by a kill
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-6")
+    assert not (tmp_path / "checkpoint-9").exists()  # removed, not resumed from
+
+
+def test_run_key_changes_with_params_and_data_only(tmp_path):
+    (tmp_path / INDEX).write_text('{"clips": 1}')
+    tp, mp = TrainParams(), ModelParams()
+    key = run_key(tp, mp, tmp_path)
+    assert key == run_key(TrainParams(), ModelParams(), tmp_path)
+    assert key != run_key(replace(tp, lr=tp.lr / 2), mp, tmp_path)
+    assert key != run_key(tp, replace(mp, name="facebook/musicgen-small"), tmp_path)
+    (tmp_path / INDEX).write_text('{"clips": 2}')
+    assert key != run_key(tp, mp, tmp_path)
