@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo data tiny test bench trials compare clean
+.PHONY: install demo data tiny test bench trials compare clean musicnn
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -50,6 +50,23 @@ compare: install
 # Benchmarks: bench/results.json and bench/results.md.
 bench: install
 	$(PY) -m musicgen_lora bench
+
+# The pretrained musicnn taggers (PyPI wheel musicnn==0.1.0, ISC) converted for the PyTorch port in
+# src/musicgen_lora/metrics/musicnn.py: assets/musicnn/{MTT,MSD}_musicnn.safetensors, tags.json,
+# reference_outputs.safetensors (the original TF model on reference_clips/), PROVENANCE.md, LICENSE.
+# Run once, by hand; the outputs are committed and nothing else needs TensorFlow or librosa.  It needs
+# network access to the package registry: it builds a throwaway venv in a temp dir (removed after)
+# with TensorFlow 2.15 (the last one whose tf.compat.v1.layers work without tf_keras), numpy<2 (musicnn's
+# float16 log-mel overflows under numpy 2's promotion rules) and librosa<0.10 (musicnn's reflect-padded
+# STFT); Python <= 3.11.  The clips themselves come from tools/musicnn_clips.py (fluidsynth).
+musicnn:
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	python3 -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install -q --upgrade pip; \
+	"$$tmp/venv/bin/pip" install -q 'tensorflow-cpu>=2.15,<2.16' 'numpy<2' 'librosa>=0.7,<0.10' safetensors; \
+	"$$tmp/venv/bin/pip" download -q --no-deps musicnn==0.1.0 -d "$$tmp"; \
+	"$$tmp/venv/bin/pip" install -q --no-deps "$$tmp/musicnn-0.1.0-py3-none-any.whl"; \
+	"$$tmp/venv/bin/python" tools/musicnn_convert.py --wheel "$$tmp/musicnn-0.1.0-py3-none-any.whl"
 
 clean:
 	rm -rf data/segments data/tokens models/best_model models/final_model models/checkpoints evaluation metrics
