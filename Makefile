@@ -56,14 +56,15 @@ bench: install
 # reference_outputs.safetensors (the original TF model on reference_clips/), PROVENANCE.md, LICENSE.
 # Run once, by hand; the outputs are committed and nothing else needs TensorFlow or librosa.  It needs
 # network access to the package registry: it builds a throwaway venv in a temp dir (removed after)
-# with TensorFlow 2.15 (the last one whose tf.compat.v1.layers work without tf_keras), numpy<2 (musicnn's
-# float16 log-mel overflows under numpy 2's promotion rules) and librosa<0.10 (musicnn's reflect-padded
-# STFT); Python <= 3.11.  The clips themselves come from tools/musicnn_clips.py (fluidsynth).
+# with TensorFlow 2.15 (the last one whose tf.compat.v1.layers work without tf_keras), numpy 1.23
+# (musicnn's float16 log-mel overflows under numpy 2's promotion rules) and librosa 0.8.1 (the newest
+# with musicnn's reflect-padded STFT; 0.9 pads with zeros; needs numpy < 1.24); Python 3.9-3.11.
+# The clips themselves come from tools/musicnn_clips.py (fluidsynth).
 musicnn:
 	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	python3 -m venv "$$tmp/venv"; \
 	"$$tmp/venv/bin/pip" install -q --upgrade pip; \
-	"$$tmp/venv/bin/pip" install -q 'tensorflow-cpu>=2.15,<2.16' 'numpy<2' 'librosa>=0.7,<0.10' safetensors; \
+	"$$tmp/venv/bin/pip" install -q 'tensorflow-cpu>=2.15,<2.16' 'numpy==1.23.5' 'librosa==0.8.1' safetensors; \
 	"$$tmp/venv/bin/pip" download -q --no-deps musicnn==0.1.0 -d "$$tmp"; \
 	"$$tmp/venv/bin/pip" install -q --no-deps "$$tmp/musicnn-0.1.0-py3-none-any.whl"; \
 	"$$tmp/venv/bin/python" tools/musicnn_convert.py --wheel "$$tmp/musicnn-0.1.0-py3-none-any.whl"

@@ -74,6 +74,11 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def single_key(meta: dict) -> dict:
+    """safetensors metadata as one JSON string: several keys are written in a random order (file bytes would churn)."""
+    return {"musicnn": json.dumps(meta, sort_keys=True)}
+
+
 def convert(ckpt_prefix: str) -> tuple[dict, list]:
     """Read one checkpoint; return {readable name: float32 array in torch layout} and the skipped TF names."""
     reader = tf.compat.v1.train.NewCheckpointReader(ckpt_prefix)
@@ -120,8 +125,8 @@ def main() -> None:
     for model in MODELS:
         weights, skipped = convert(str(pkg / model) + "/")
         save_file(weights, str(out / f"{model}.safetensors"),
-                  metadata={"source": f"musicnn {dist.version} wheel, {model}/ TF checkpoint", "bn_eps": "0.001",
-                            "format": "float32, PyTorch layouts (conv2d OIHW with H=time W=mel, conv1d OIW, Linear OI)"})
+                  metadata=single_key({"source": f"musicnn {dist.version} wheel, {model}/ TF checkpoint", "bn_eps": 0.001,
+                                       "format": "float32, PyTorch layouts (conv2d OIHW, H=time W=mel; conv1d OIW; Linear OI)"}))
         skipped_all[model] = skipped
         tags[model] = list(mconfig.MTT_LABELS if model.startswith("MTT") else mconfig.MSD_LABELS)
         assert len(tags[model]) == 50
@@ -150,9 +155,9 @@ def main() -> None:
             _, logmel = batch_data(str(clip), N_FRAMES, N_FRAMES)
             ref[f"{name}/logmel"] = np.asarray(logmel, np.float32)
     save_file(ref, str(out / "reference_outputs.safetensors"),
-              metadata={"clips_sha256": json.dumps(clip_meta), "models": json.dumps(MODELS),
-                        "n_frames": str(N_FRAMES), "patch_hop_frames": str(N_FRAMES),
-                        "note": "musicnn.extractor.extractor(clip, model, input_length=3, input_overlap=False)"})
+              metadata=single_key({"clips_sha256": clip_meta, "models": MODELS, "n_frames": N_FRAMES,
+                                   "patch_hop_frames": N_FRAMES,
+                                   "call": "musicnn.extractor.extractor(clip, model, input_length=3, input_overlap=False)"}))
 
     (out / "LICENSE").write_text(dist.read_text("LICENSE.md").rstrip() + "\n")
     whl = args.wheel
@@ -176,9 +181,13 @@ def main() -> None:
         " input_overlap=False, extract_features=True)` on each clip of `reference_clips/` (rendered by"
         " `tools/musicnn_clips.py`): keys `<clip>/<model>/probs` (patches x 50, sigmoid outputs) and"
         f" `<clip>/<model>/penultimate` (patches x 200), and `{FRONTEND_CLIP}/logmel` (frames x 96, the network input"
-        " of musicnn.extractor.batch_data). numpy < 2 on purpose: musicnn computes `np.log10(10000 * mel16 + 1)` on a"
-        " float16 array, which numpy 1.x promotes to float32 but numpy 2 keeps in float16, where it overflows to inf"
-        " for any mel value above 6.55 (loud tonal audio) and the model's outputs become meaningless.",
+        " of musicnn.extractor.batch_data).",
+        "- Versions pinned on purpose, to run musicnn's code as it ran in 2019: numpy < 2 because musicnn computes"
+        " `np.log10(10000 * mel16 + 1)` on a float16 array, which numpy 1.x promotes to float32 but numpy 2 keeps in"
+        " float16, where it overflows to inf for any mel value above 6.55 (loud tonal audio) and the model's outputs"
+        " become meaningless; librosa 0.8.1 because librosa >= 0.9 changed the STFT's default centre padding from"
+        " 'reflect' (what musicnn was trained with) to zeros; TensorFlow 2.15 because its tf.compat.v1.layers still"
+        " work (Keras 2).",
         "",
         "Checkpoint files (inside the wheel):",
         "",
