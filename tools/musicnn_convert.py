@@ -142,10 +142,19 @@ def main() -> None:
         name = clip.stem
         clip_meta[name] = sha256(clip)
         for model in MODELS:
+            # musicnn 0.1.0's extractor runs BATCH_SIZE (1) patches per session call and, for every call
+            # after the first, appends the first call's 'penultimate' again (it unpacks the new value into
+            # `backend_`).  One call for all patches sidesteps that; the tags must not change.
+            mconfig.BATCH_SIZE = 1
+            taggram_1, _ = extractor(str(clip), model=model, input_length=3, input_overlap=False,
+                                     extract_features=False)
+            mconfig.BATCH_SIZE = 4096
             taggram, labels, feats = extractor(str(clip), model=model, input_length=3, input_overlap=False,
                                                extract_features=True)
+            mconfig.BATCH_SIZE = 1
             assert taggram.shape[1] == 50 and feats["penultimate"].shape == (taggram.shape[0], 200)
             assert np.isfinite(taggram).all(), (name, model)
+            assert np.abs(taggram - taggram_1).max() < 1e-5, (name, model, np.abs(taggram - taggram_1).max())
             ref[f"{name}/{model}/probs"] = np.asarray(taggram, np.float32)
             ref[f"{name}/{model}/penultimate"] = np.asarray(feats["penultimate"], np.float32)
             mean = taggram.mean(axis=0)
@@ -154,6 +163,8 @@ def main() -> None:
         if name == FRONTEND_CLIP:
             _, logmel = batch_data(str(clip), N_FRAMES, N_FRAMES)
             ref[f"{name}/logmel"] = np.asarray(logmel, np.float32)
+    # safetensors.numpy writes an array's buffer as is: a Fortran-ordered one (logmel is mel.T) would be garbled.
+    ref = {k: np.ascontiguousarray(v) for k, v in ref.items()}
     save_file(ref, str(out / "reference_outputs.safetensors"),
               metadata=single_key({"clips_sha256": clip_meta, "models": MODELS, "n_frames": N_FRAMES,
                                    "patch_hop_frames": N_FRAMES,
@@ -179,7 +190,11 @@ def main() -> None:
         "- `LICENSE`: the wheel's `LICENSE.md`.",
         "- `reference_outputs.safetensors`: `musicnn.extractor.extractor(clip, model, input_length=3,"
         " input_overlap=False, extract_features=True)` on each clip of `reference_clips/` (rendered by"
-        " `tools/musicnn_clips.py`): keys `<clip>/<model>/probs` (patches x 50, sigmoid outputs) and"
+        " `tools/musicnn_clips.py`), with `configuration.BATCH_SIZE` raised so that all patches go through one"
+        " session call: with the default (1) the extractor of musicnn 0.1.0 returns the first patch's 'penultimate'"
+        " features for every patch (a bug: later values are unpacked into another name); the script checks that the"
+        " tag probabilities equal those of the default batch size within 1e-5."
+        " Stored: keys `<clip>/<model>/probs` (patches x 50, sigmoid outputs) and"
         f" `<clip>/<model>/penultimate` (patches x 200), and `{FRONTEND_CLIP}/logmel` (frames x 96, the network input"
         " of musicnn.extractor.batch_data).",
         "- Versions pinned on purpose, to run musicnn's code as it ran in 2019: numpy < 2 because musicnn computes"
