@@ -13,8 +13,9 @@ import sys
 from dataclasses import dataclass
 
 from .core.errors import UserError
-from .core.params import ParamsError
-from .runtime.allocator import relaunch, scrub
+from .core.params import ParamsError, load
+from .runtime import allocator, numerics
+from .runtime.launch import relaunch, scrub
 
 
 @dataclass(frozen=True)
@@ -22,24 +23,27 @@ class Command:
     module: str  # under musicgen_lora
     func: str
     purpose: str
-    runs_models: bool = False  # relaunched under mimalloc (runtime/allocator.py)
+    computes: bool = False  # relaunched on mimalloc with the pinned numerics (runtime/launch.py)
 
 
 COMMANDS = {
-    "segment": Command("stages.segment", "main", "stage: cut data/raw into clips with captions and a manifest"),
-    "encode": Command("stages.encode", "main", "stage: encode clips into EnCodec token shards", True),
-    "train": Command("stages.train", "main", "stage: fit a LoRA adapter (best and final)", True),
-    "evaluate": Command("stages.evaluate", "main", "stage: generate the prompt set with base/best/final and measure it", True),
-    "summarize": Command("stages.summarize", "main", "stage: the run's metrics, report and plots"),
+    "segment": Command("stages.segment", "main", "stage: cut data/raw into clips with captions and a manifest",
+                       computes=True),
+    "encode": Command("stages.encode", "main", "stage: encode clips into EnCodec token shards", computes=True),
+    "train": Command("stages.train", "main", "stage: fit a LoRA adapter (best and final)", computes=True),
+    "evaluate": Command("stages.evaluate", "main", "stage: generate the prompt set with base/best/final, measure it",
+                        computes=True),
+    "summarize": Command("stages.summarize", "main", "stage: the run's metrics, report and plots", computes=True),
     "validate": Command("core.params", "validate_main", "check params.yaml and print every problem"),
-    "metrics": Command("metrics.cli", "main", "score any audio files with the evaluation's metrics and flags"),
+    "metrics": Command("metrics.cli", "main", "score any audio files with the evaluation's metrics and flags",
+                       computes=True),
     "env": Command("core.provenance", "env_main", "what this machine's results depend on (CPU, ISA, threads, allocator)",
                    True),
     "trials": Command("experiments.trials", "main", "run the reference trials as tagged DVC experiments"),
     "compare": Command("experiments.compare", "main", "the cross-trial report (reports/trials.md)"),
     "corpus": Command("tiny.corpus", "corpus_main", "write the synthetic demo corpus"),
-    "bootstrap": Command("tiny.bootstrap", "bootstrap_main", "rebuild the embedded tiny MusicGen", True),
-    "bench": Command("bench.run", "main", "benchmarks (bench/results.json, bench/results.md)", True),
+    "bootstrap": Command("tiny.bootstrap", "bootstrap_main", "rebuild the embedded tiny MusicGen", computes=True),
+    "bench": Command("bench.run", "main", "benchmarks (bench/results.json, bench/results.md)", computes=True),
 }
 
 
@@ -82,12 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def launch_vars(environ) -> dict[str, str]:
+    """What a computing command is relaunched with: mimalloc, and the CPU path of
+    `numerics.cpu_isa` (none where params.yaml cannot be read: the command then reports why)."""
+    try:
+        (np_,) = load("numerics")
+        pins = numerics.pinned_vars(np_.cpu_isa)
+    except ParamsError:
+        pins = {}
+    return {**allocator.preload_vars(environ), **pins}
+
+
 def cli() -> None:
-    """The command line: commands that run models under mimalloc (runtime/allocator.py), then `main`."""
+    """The command line: computing commands relaunched (runtime/launch.py), then `main`."""
     args = sys.argv[1:]
     name = next((a for a in args if not a.startswith("-")), None)
-    if name in COMMANDS and COMMANDS[name].runs_models:
-        relaunch(args)
+    if name in COMMANDS and COMMANDS[name].computes:
+        relaunch(args, launch_vars(os.environ))
     scrub()
     sys.exit(main())
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from musicgen_lora.runtime import allocator
+from musicgen_lora.runtime import allocator, launch, numerics
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="LD_PRELOAD is Linux's")
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,19 +32,19 @@ def report(out: subprocess.CompletedProcess) -> dict:
 def test_model_commands_relaunch_under_mimalloc_keeping_freed_memory():
     info = report(run(ENV))
     assert info["allocator"] == "mimalloc"
-    assert info["allocator_purge_delay_ms"] == allocator.PURGE_DELAY_MS
+    assert info["launched_with"]["MIMALLOC_PURGE_DELAY"] == allocator.PURGE_DELAY_MS
 
 
 @pytest.mark.parametrize("argv,relaunched", [
     (["validate"], False), (["compare", "--help"], False), (["corpus", "--help"], False),
-    (["trials", "--help"], False), (["metrics", "--help"], False), (["--help"], False),
+    (["trials", "--help"], False), (["--help"], False), (["metrics", "--help"], True),
     (["train", "--help"], True), (["--debug", "encode", "--help"], True),
 ])
-def test_only_commands_that_run_models_relaunch(monkeypatch, capsys, argv, relaunched):
+def test_only_commands_that_compute_relaunch(monkeypatch, capsys, argv, relaunched):
     from musicgen_lora import __main__ as cli_module
 
     calls = []
-    monkeypatch.setattr(cli_module, "relaunch", calls.append)
+    monkeypatch.setattr(cli_module, "relaunch", lambda argv, changes: calls.append(changes))
     monkeypatch.setattr(sys, "argv", ["musicgen_lora", *argv])
     monkeypatch.chdir(ROOT)
     with pytest.raises(SystemExit):
@@ -53,25 +53,28 @@ def test_only_commands_that_run_models_relaunch(monkeypatch, capsys, argv, relau
 
 
 def test_users_own_mimalloc_options_are_kept():
-    assert report(run(ENV, MIMALLOC_PURGE_DELAY="250"))["allocator_purge_delay_ms"] == "250"
+    assert report(run(ENV, MIMALLOC_PURGE_DELAY="250"))["launched_with"]["MIMALLOC_PURGE_DELAY"] == "250"
 
 
 def test_opt_out_keeps_the_system_allocator():
     assert report(run(ENV, **{allocator.SWITCH: "system"}))["allocator"] == "system"
 
 
-def test_child_processes_inherit_no_preload():
-    """The relaunched process runs on mimalloc, and what it starts (git, dvc, queue workers)
-    sees the environment the user had: no LD_PRELOAD, purge delay or relaunch marker."""
-    env = allocator.preload_env({k: v for k, v in os.environ.items() if k not in (allocator.SWITCH, "LD_PRELOAD")})
-    assert env is not None and "LD_PRELOAD" in env
-    code = ("import subprocess; from musicgen_lora.runtime.allocator import active, scrub; scrub(); print(active()); "
+def test_child_processes_inherit_no_preload_and_no_pinned_numerics():
+    """The relaunched process runs on mimalloc with the pinned ISA, and what it starts (git, dvc,
+    queue workers) sees the environment the user had."""
+    base = {k: v for k, v in os.environ.items() if k not in (allocator.SWITCH, "LD_PRELOAD")}
+    changes = {**allocator.preload_vars(base), **numerics.pinned_vars("avx2")}
+    assert "LD_PRELOAD" in changes
+    code = ("import subprocess, torch; from musicgen_lora.runtime.allocator import active; "
+            "from musicgen_lora.runtime.launch import scrub; scrub(); "
+            "print(active(), torch.backends.cpu.get_cpu_capability(), int((torch.ones(64, 64) @ torch.ones(64, 64))[0, 0])); "
             "print(subprocess.run(['env'], capture_output=True, text=True).stdout)")
-    out = run(["-c", code], **env)
+    out = run(["-c", code], **launch.relaunch_env(base, changes))
     lines = out.stdout.splitlines()
-    assert lines[0] == "mimalloc", out.stderr
+    assert lines[0].split() == ["mimalloc", "AVX2", "64"], out.stderr
     child = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
-    leaked = {k for k in child if k in ("LD_PRELOAD", "MIMALLOC_PURGE_DELAY", allocator.SWITCH, allocator.RESTORE)}
+    leaked = {k for k in child if k in (*changes, launch.MARK)}
     assert not leaked, leaked
 
 
@@ -87,8 +90,8 @@ def test_installed_library_preloads_and_torch_computes_on_it():
 
 
 def test_freed_memory_is_kept_for_reuse_until_released():
-    env = allocator.preload_env({k: v for k, v in os.environ.items() if k != allocator.SWITCH})
-    assert env is not None
+    base = {k: v for k, v in os.environ.items() if k != allocator.SWITCH}
+    env = launch.relaunch_env(base, allocator.preload_vars(base))
     code = """
 import torch
 from musicgen_lora.runtime.allocator import active, release

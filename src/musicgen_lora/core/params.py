@@ -145,7 +145,19 @@ class EvaluateParams(FlagThresholds):
         ] + [(_finite(getattr(self, f.name)), f.name, "finite") for f in dataclasses.fields(FlagThresholds)]
 
 
+@dataclass(frozen=True)
+class NumericsParams:
+    """The CPU numerical path of every stage (runtime/numerics.py): `avx2` gives the same tokens,
+    adapters and audio on any x86 machine with AVX2; `native` is faster and machine-dependent."""
+
+    cpu_isa: str = "avx2"
+
+    def rules(self) -> list[tuple[bool, str, str]]:
+        return [(self.cpu_isa in ("avx2", "native"), "cpu_isa", "one of avx2, native")]
+
+
 SECTIONS: dict[str, type] = {
+    "numerics": NumericsParams,
     "model": ModelParams,
     "segment": SegmentParams,
     "encode": EncodeParams,

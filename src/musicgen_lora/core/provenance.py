@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..runtime.allocator import LAUNCH_OPTIONS, active
+from ..runtime.allocator import active
+from ..runtime.launch import LAUNCH_OPTIONS
 
 PACKAGES = ("torch", "torchaudio", "transformers", "peft", "accelerate", "dvc", "dvclive", "numpy", "soundfile")
 
@@ -35,7 +36,7 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "allocator": active(),
-        **({"allocator_purge_delay_ms": LAUNCH_OPTIONS["purge_delay_ms"]} if LAUNCH_OPTIONS else {}),
+        "launched_with": dict(sorted(LAUNCH_OPTIONS.items())),  # pinned ISA variables, mimalloc options
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "python": platform.python_version(),
         "packages": {p: md.version(p) for p in PACKAGES},

@@ -4,7 +4,7 @@ musicnn (PyPI `musicnn` 0.1.0, ISC license) ships TensorFlow 1.x checkpoints tra
 MagnaTagATune (`MTT_musicnn`) and the Million Song Dataset (`MSD_musicnn`), 50 tags each.
 `tools/musicnn_convert.py` turned them into `assets/musicnn/<name>.safetensors` once; this
 module re-implements musicnn's front end and network with torch + numpy only, so the project
-never needs TensorFlow or librosa.  `tests/metrics/test_musicnn.py` checks it against the
+never needs TensorFlow or librosa.  The test suite checks it against the
 original model's outputs recorded in `assets/musicnn/reference_outputs.safetensors`.
 
 Front end, as `musicnn.extractor.batch_data` with librosa 0.8 computes it: 16 kHz mono float32,

@@ -9,9 +9,9 @@ encodes at least as fast as 8 single clips (glibc's fresh mappings made it 1.6x 
 is PyTorch's own CPU tuning advice (swap the allocator with LD_PRELOAD), done for the user.
 Numerics are unchanged: torch aligns every buffer to 64 bytes under either allocator.
 
-Only the commands that run models ask for it (`__main__.COMMANDS`), and the relaunched process
-puts the variables back as they were before it runs anything (`scrub`), so no child process
-(git, dvc, `dvc queue` workers) inherits the preload or the purge delay.
+Only the commands that compute ask for it (`__main__.COMMANDS`), through `launch.relaunch`, and
+the relaunched process puts the variables back as they were before it runs anything
+(`launch.scrub`), so no child process (git, dvc, `dvc queue` workers) inherits the preload.
 
 Freed memory is kept for reuse (`MIMALLOC_PURGE_DELAY` one hour, unless set): each step reuses
 the previous step's high-water mark, and returning it between steps is exactly the cost being
@@ -23,16 +23,13 @@ avoided (mimalloc's default 10 ms delay, or even 5 s, brought the step back to 1
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
 from importlib import metadata
 from pathlib import Path
 
-SWITCH = "MUSICGEN_LORA_MALLOC"  # "system": no preload; set to "mimalloc" once relaunched
-RESTORE = "MUSICGEN_LORA_MALLOC_RESTORE"  # the variables relaunch changed, as they were (JSON)
+SWITCH = "MUSICGEN_LORA_MALLOC"  # "system": no preload
 PURGE_DELAY_MS = str(3600 * 1000)
-LAUNCH_OPTIONS: dict[str, str | None] = {}  # mimalloc's options this process started with (see `scrub`)
 
 
 def library() -> Path | None:
@@ -64,41 +61,13 @@ def release() -> bool:
     return True
 
 
-def preload_env(environ: dict[str, str]) -> dict[str, str] | None:
-    """`environ` with mimalloc preloaded, or None where that is not possible or not wanted."""
-    if sys.platform != "linux" or environ.get(SWITCH) in ("system", "mimalloc"):
-        return None
+def preload_vars(environ: dict[str, str]) -> dict[str, str]:
+    """The variables that preload mimalloc into a relaunched process ({} where that is not
+    possible or not wanted: not Linux, `MUSICGEN_LORA_MALLOC=system`, wheel missing)."""
+    if sys.platform != "linux" or environ.get(SWITCH) == "system":
+        return {}
     lib = library()
     if lib is None:
-        return None
-    env = dict(environ)
-    env[RESTORE] = json.dumps({k: environ.get(k) for k in ("LD_PRELOAD", "MIMALLOC_PURGE_DELAY", SWITCH)})
-    env["LD_PRELOAD"] = os.pathsep.join(filter(None, [str(lib), env.get("LD_PRELOAD")]))
-    env.setdefault("MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS)
-    env[SWITCH] = "mimalloc"  # once only, even if the preload did not take
-    return env
-
-
-def relaunch(argv: list[str]) -> None:
-    """Re-exec `python -m musicgen_lora argv` under `preload_env`; returns (and the command runs
-    as is) where that gives None. Called before torch is imported."""
-    env = preload_env(dict(os.environ))
-    if env is None:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "musicgen_lora", *argv], env)
-
-
-def scrub(environ=os.environ) -> None:
-    """In the relaunched process: put back the variables `preload_env` changed (mimalloc is
-    already loaded and has read its options), so children start as the user's shell would."""
-    saved = environ.pop(RESTORE, None)
-    if saved is None:
-        return
-    LAUNCH_OPTIONS["purge_delay_ms"] = environ.get("MIMALLOC_PURGE_DELAY")
-    for key, value in json.loads(saved).items():
-        if value is None:
-            environ.pop(key, None)
-        else:
-            environ[key] = value
+        return {}
+    return {"LD_PRELOAD": os.pathsep.join(filter(None, [str(lib), environ.get("LD_PRELOAD")])),
+            "MIMALLOC_PURGE_DELAY": environ.get("MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS)}

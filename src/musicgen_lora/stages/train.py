@@ -179,7 +179,11 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     main_process = trainer.is_world_process_zero()
     trainer.accelerator.wait_for_everyone()
     if not epoch0.exists():
-        loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
+        # Iterating a DataLoader draws from torch's global RNG, and the training shuffle draws next:
+        # the base-model evaluation must leave the RNG as it found it, or a run restarted after a kill
+        # (which finds epoch0.json and skips this) would shuffle, and so train, differently.
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+            loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
         if main_process:
             write_json(epoch0, {"epoch": 0, "valid_loss": loss, "train_loss": None})
     diverged = None

@@ -1,0 +1,56 @@
+"""Same tokens and adapters on any x86 machine: with `numerics.cpu_isa: avx2` (the default), encode
+and a short train give identical hashes on this machine as it is and emulating an AVX2-only
+machine (MKL, oneDNN and torch's kernels restricted to AVX2). With `native` they differ on a
+machine that has AVX-512, which is what the pinning is for."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from musicgen_lora.core.params import edit_params
+from musicgen_lora.tiny import corpus
+
+from conftest import ROOT, sh
+
+pytestmark = pytest.mark.slow
+AVX2_MACHINE = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+STEPS = [["encode", "--segments", "seg", "--out", "tokens"],
+         ["train", "--tokens", "tokens", "--best", "best", "--final", "final", "--metrics", "train_metrics"]]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("numerics")
+    (root / "assets").symlink_to(ROOT / "assets")
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    edit_params(root / "params.yaml", {"segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
+                                       "train": {"epochs": 1, "grad_accum": 2}})
+    corpus.write_corpus(root / "raw", [corpus.TARGET_STYLE], 3, 0, min_seconds=6, max_seconds=9)
+    sh([sys.executable, "-m", "musicgen_lora", "segment", "--raw", "raw", "--out", "seg"], root)
+    return root
+
+
+def run_steps(root, cpu_isa: str, machine: dict) -> dict[str, str]:
+    """Hashes of the token shards and the final adapter after encode + train."""
+    edit_params(root / "params.yaml", {"numerics": {"cpu_isa": cpu_isa}})
+    env = {k: v for k, v in os.environ.items() if k not in AVX2_MACHINE and k != "MKL_CBWR"}
+    for step in STEPS:
+        proc = subprocess.run([sys.executable, "-m", "musicgen_lora", *step], cwd=root, env={**env, **machine},
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    files = sorted((root / "tokens").glob("*.safetensors")) + [root / "final/adapter_model.safetensors"]
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def test_pinned_numerics_give_the_same_tokens_and_adapter_on_an_avx2_machine(workspace):
+    assert run_steps(workspace, "avx2", {}) == run_steps(workspace, "avx2", AVX2_MACHINE)
+
+
+def test_native_numerics_depend_on_the_machine(workspace):
+    if torch.backends.cpu.get_cpu_capability() != "AVX512":
+        pytest.skip("this CPU has no AVX-512: native and AVX2 paths are the same here")
+    assert run_steps(workspace, "native", {}) != run_steps(workspace, "native", AVX2_MACHINE)
