@@ -40,3 +40,24 @@ def make_project(root: Path, tracks: int = 4, params: dict | None = None) -> dic
     from musicgen_lora.tiny.workspace import make_project as make
 
     return make(ROOT, root, tracks, SMALL_PARAMS if params is None else params)
+
+
+@pytest.fixture(scope="session")
+def small_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight MusicGen of musicgen-small's exact shape, saved as a local checkpoint
+    directory (no hub here): loaded through the same `from_pretrained` path as the real one."""
+    import torch
+    from transformers import MusicgenForConditionalGeneration
+
+    from musicgen_lora.model.configs import small_config
+    from musicgen_lora.tiny.bootstrap import build_tokenizer
+
+    model_dir = tmp_path_factory.mktemp("checkpoints") / "musicgen-small-shaped"
+    torch.manual_seed(0)
+    model = MusicgenForConditionalGeneration(small_config())
+    with torch.no_grad():  # non-degenerate codebooks (random init leaves them all zero)
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+    model.save_pretrained(model_dir)
+    build_tokenizer(["upbeat chiptune", "lofi piano with vinyl crackle"]).save_pretrained(model_dir)
+    return model_dir

@@ -35,6 +35,7 @@ COMMANDS = {
                         computes=True),
     "summarize": Command("stages.summarize", "main", "stage: the run's metrics, report and plots", computes=True),
     "validate": Command("core.params", "validate_main", "check params.yaml and print every problem"),
+    "preset": Command("experiments.presets", "main", "apply a ready override set for a real checkpoint to params.yaml"),
     "metrics": Command("metrics.cli", "main", "score any audio files with the evaluation's metrics and flags",
                        computes=True),
     "env": Command("core.provenance", "env_main", "what this machine's results depend on (CPU, ISA, threads, allocator)",

@@ -112,3 +112,11 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["validate", "--help"])
     assert exc.value.code == 0 and "every problem" in capsys.readouterr().out
+
+
+def test_generation_longer_than_the_decoder_reaches_is_refused(tmp_path, monkeypatch, capsys):
+    write_params(tmp_path, monkeypatch, lambda d: d["evaluate"].__setitem__("seconds", 100.0))
+    (tmp_path / "assets").symlink_to(ROOT / "assets")  # `tiny` resolves relative to the project
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "evaluate.seconds must be <= 81.86" in err and len(err.splitlines()) == 1

@@ -53,7 +53,9 @@ def test_trials_tags_params_and_report(tmp_path):
     assert b["train"]["mask_padding"] is True and b["encode"]["pad_to_seconds"] is None
     assert b["train"]["dropout"] == 0.05 and a["train"]["dropout"] == 0.0
     for r in rows.values():
-        assert r["metrics"]["best_valid_loss"] > 0 and len(r["valid_losses"]) == 1
+        # epoch 0 (base) and the one trained epoch; headline metrics from dvc exp show
+        assert r["metrics"]["loss_objective"] > 0 and len(r["valid_losses"]) == 2
+        assert set(r["metrics"]["valid_loss_real"]) == {"base", "best", "final"}
 
     again = subprocess.run(["python", "-m", "musicgen_lora", "trials", "trial-a"], cwd=tmp_path, env=env,
                            capture_output=True, text=True)

@@ -61,11 +61,12 @@ def test_messy_folder_keeps_every_good_file(messy, tmp_path, capsys):
     skipped = {json.loads(x)["source"]: json.loads(x)["reason"]
                for x in (out / "skipped.jsonl").read_text(encoding="utf-8").splitlines()}
     assert {r["source"] for r in rows} == set(good)
-    assert {"truncated.wav", "empty.wav", "text.mp3", "tiny.wav", "nan.wav", "nested/lonely caption.txt"} \
-        <= set(skipped)
+    assert {"truncated.wav", "empty.wav", "text.mp3", "tiny.wav", "nan.wav", "nested/lonely caption.txt",
+            "silence.wav"} == set(skipped)  # every file that gave no clip, with its reason
     assert "NaN" in skipped["nan.wav"] and "shorter" in skipped["tiny.wav"] and "no audio" in skipped[
         "nested/lonely caption.txt"]
     assert summary["dropped_quiet_clips"] == 2  # silence.wav: 6 s of digital silence at 4 s clips
+    assert abs(summary["valid_share_of_duration"] - 0.2) < 0.1
     assert [r["caption"] for r in rows if r["source"] == "ñandú ünïcode.wav"][0] == "中文 音乐 ♪ chiptune"
     for r in rows:
         data, sr = sf.read(inside(out, r["file"]))

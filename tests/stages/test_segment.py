@@ -23,11 +23,28 @@ def test_cut_offsets_and_padding():
     assert len(cut(tone(9.5).astype(np.float32), SR, 4.0, min_s=2.0)) == 2  # 1.5 s tail dropped
 
 
-def test_split_is_by_file_and_seeded():
-    sources = [f"s{i}.wav" for i in range(20)]
-    a, b = split_sources(sources, 0.25, seed=1), split_sources(sources, 0.25, seed=1)
-    assert a == b and sum(v == "valid" for v in a.values()) == 5
-    assert split_sources(sources, 0.25, seed=2) != a
+def test_split_is_by_file_seeded_and_a_share_of_duration():
+    durations = {f"s{i}.wav": 10.0 + 7 * i for i in range(20)}  # 10 s to 143 s
+    a, b = split_sources(durations, 0.25, seed=1), split_sources(durations, 0.25, seed=1)
+    assert a == b and split_sources(durations, 0.25, seed=2) != a
+    valid_s = sum(d for s, d in durations.items() if a[s] == "valid")
+    assert abs(valid_s - 0.25 * sum(durations.values())) <= max(durations.values()) / 2
+
+
+def test_one_long_recording_cannot_take_the_valid_split():
+    durations = {"long.wav": 248.0, **{f"s{i}.wav": 20.0 for i in range(18)}}  # 248 s of 608 s
+    for seed in range(10):
+        split = split_sources(durations, 0.15, seed)
+        valid_s = sum(d for s, d in durations.items() if split[s] == "valid")
+        assert split["long.wav"] == "train" and 0.5 * 0.15 * 608 <= valid_s <= 0.15 * 608 + 10
+
+
+def test_adding_a_file_reshuffles_nothing_else():
+    durations = {f"s{i}.wav": 30.0 for i in range(20)}
+    before = split_sources(durations, 0.2, seed=0)
+    after = split_sources({**durations, "zz_new.wav": 30.0}, 0.2, seed=0)
+    moved = [s for s in durations if before[s] != after[s]]
+    assert len(moved) <= 1  # at most the recording at the boundary of the valid share
 
 
 def test_run_writes_manifest_skips_bad_and_keeps_files_apart(tmp_path):
@@ -40,17 +57,24 @@ def test_run_writes_manifest_skips_bad_and_keeps_files_apart(tmp_path):
     (raw / "broken.mp3").write_text("not audio")
     (raw / "orphan.txt").write_text("caption of nothing")
     sf.write(raw / "silent.wav", np.zeros(6 * SR), SR)
+    (raw / "notes.pdf").write_bytes(b"%PDF")
+    sf.write(raw / "latin1.wav", tone(5.0), SR)
+    (raw / "latin1.txt").write_bytes("caf\xe9 chiptune".encode("latin-1"))
     out = tmp_path / "seg"
     summary = run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
                                           default_caption="music"), SR)
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     skipped = {json.loads(line)["source"]: json.loads(line)["reason"]
                for line in (out / "skipped.jsonl").read_text().splitlines()}
-    assert set(skipped) == {"broken.mp3", "orphan.txt"}
+    assert set(skipped) == {"broken.mp3", "orphan.txt", "silent.wav", "notes.pdf", "latin1.txt"}
+    assert "format not supported (.pdf)" in skipped["notes.pdf"] and "quieter" in skipped["silent.wav"]
+    assert "not UTF-8" in skipped["latin1.txt"]
+    latin = [r for r in rows if r["source"] == "latin1.wav"]
+    assert latin[0]["caption"] == "music" and latin[0]["caption_source"] == "default"  # never mangled
     assert summary["dropped_quiet_clips"] == 2  # digital silence is not training data
     a = [r for r in rows if r["source"] == "a.wav"]
     assert [r["offset_s"] for r in a] == [0.0, 4.0]  # 1 s remainder < min_clip_seconds
-    assert a[0]["caption"] == "bright chiptune ♪ テスト"
+    assert a[0]["caption"] == "bright chiptune ♪ テスト" and a[0]["caption_source"] == "sidecar"
     b = [r for r in rows if r["source"] == "sub dir/b é.flac"]
     assert b[0]["caption"] == "music" and b[0]["padding_fraction"] == 0.0
     assert b[1]["duration_s"] == 2.5 and b[1]["padding_fraction"] == 0.375

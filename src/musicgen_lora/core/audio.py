@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +20,37 @@ class AudioError(UserError):
     """An audio file that cannot be used; the message names the file and why."""
 
 
+# Read by libsndfile (soundfile); the rest of AUDIO_SUFFIXES go through ffmpeg, where installed.
+SOUNDFILE_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff"}
+FFMPEG_SUFFIXES = {".m4a", ".mp4", ".aac", ".wma", ".webm"}
+AUDIO_SUFFIXES = SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES
+
+
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """(float32 samples (N, channels), sample rate) of any file soundfile reads."""
-    if not Path(path).exists():
+    """(float32 samples (N, channels), sample rate) of an audio file: soundfile for what libsndfile
+    reads, ffmpeg (decoding to 32-bit float WAV in memory) for AAC and the like."""
+    path = Path(path)
+    if not path.exists():
         raise AudioError(f"{path}: missing (listed but not on disk); regenerate it with `dvc repro`")
+    if path.suffix.lower() in FFMPEG_SUFFIXES:
+        return _read_with_ffmpeg(path)
     try:
         return sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for unreadable files
         raise AudioError(f"{path}: unreadable audio ({exc})") from exc
+
+
+def _read_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+    if shutil.which("ffmpeg") is None:
+        raise AudioError(f"{path}: format not supported without ffmpeg ({path.suffix}); install ffmpeg "
+                         f"(apt-get install ffmpeg) or convert the file to flac/wav")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "decoded.wav"
+        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-acodec", "pcm_f32le", str(wav)],
+                              capture_output=True, text=True)
+        if proc.returncode or not wav.exists():
+            raise AudioError(f"{path}: unreadable audio (ffmpeg: {proc.stderr.strip()[:200]})")
+        return sf.read(str(wav), dtype="float32", always_2d=True)
 
 
 def load_mono(path: Path, sample_rate: int) -> np.ndarray:

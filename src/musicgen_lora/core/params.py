@@ -137,7 +137,7 @@ class EvaluateParams(FlagThresholds):
             (len(self.prompts) > 0, "prompts", "a non-empty list of prompts"),
             (all(p.strip() for p in self.prompts), "prompts", "non-empty strings"),
             # the decoder's position limit is checked against the model (evaluate, validate)
-            (0 < self.seconds <= 600, "seconds", "in (0, 600]"),
+            (2.4 <= self.seconds <= 600, "seconds", "in [2.4, 600] (the clip metrics need 2.4 s)"),
             (_finite(self.guidance_scale) and self.guidance_scale >= 1, "guidance_scale", ">= 1 (1 = no guidance)"),
             (_finite(self.temperature) and self.temperature > 0, "temperature", "finite and > 0"),
             (self.top_k >= 0, "top_k", ">= 0 (0 = off)"),
@@ -289,5 +289,9 @@ def validate_main(argv: list[str]) -> int:
     found = problems()
     if found:
         raise ParamsError("\n".join(found))
+    from ..model.musicgen import check_generation_length, load_config  # the model's own limits: its config
+
+    mp, ep = load("model", "evaluate")
+    check_generation_length(load_config(mp), ep.seconds)
     print("params.yaml: ok")
     return 0

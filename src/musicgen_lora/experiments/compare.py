@@ -19,10 +19,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
 from ..core.files import atomic_path  # noqa: E402
+from ..metrics.plots import save_png  # noqa: E402
 from .trials import MANIFEST, git, load_trials  # noqa: E402
 
 LOSS_TSV = "metrics/train/plots/metrics/{}/loss.tsv"
+TRAIN_METRICS = "metrics/train/metrics.json"
 
 
 def exp_rows(show: list) -> dict[str, dict]:
@@ -49,8 +53,15 @@ def exp_rows(show: list) -> dict[str, dict]:
 
 
 def epoch_losses(tag: str, split: str) -> list[float]:
+    """Per-epoch losses (training objective) from the tag's DVCLive TSV; for "valid", epoch 0 (the
+    base model, from the tag's metrics/train/metrics.json) comes first."""
     text = git("show", f"{tag}:{LOSS_TSV.format(split)}", check=False)
-    return [float(r["loss"]) for r in csv.DictReader(io.StringIO(text), delimiter="\t")] if text else []
+    losses = [float(r["loss"]) for r in csv.DictReader(io.StringIO(text), delimiter="\t")] if text else []
+    if split == "valid" and losses:
+        train_metrics = json.loads(git("show", f"{tag}:{TRAIN_METRICS}", check=False) or "{}")
+        base = train_metrics.get("valid_loss_objective", {}).get("base")
+        losses = ([base] if base is not None else []) + losses
+    return losses
 
 
 def collect(manifest: Path = MANIFEST) -> list[dict]:
@@ -68,41 +79,42 @@ def _fmt(values: list[float]) -> str:
 
 def table(rows: list[dict]) -> str:
     head = ["trial", "rank", "alpha", "dropout", "lr", "batch", "grad accum", "epochs", "warmup steps",
-            "clip / padding", "train loss per epoch", "valid loss per epoch", "best epoch",
-            "valid loss base / best / final", "style FD base / best / final", "flags best / final"]
+            "clip / padding", "train loss per epoch (objective)", "valid loss per epoch from 0 = base (objective)",
+            "best epoch", "valid loss base / best / final (real frames only)", "style FD base / best / final",
+            "flagged clips base / best / final"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t, e, m = r["params"].get("train", {}), r["params"].get("encode", {}), r["metrics"]
-        models = m.get("models", {})
         pad = e.get("pad_to_seconds")
         clip = r["params"].get("segment", {}).get("clip_seconds", 15.0)
         padding = (f"{clip:g} s padded to {pad:g} s" if pad else f"{clip:g} s") + \
             (", masked" if t.get("mask_padding", True) else ", padding NOT masked")
 
-        def per_model(key):
-            return " / ".join(f"{models.get(n, {}).get('mean', {}).get(key, float('nan')):.3f}"
-                              for n in ("base", "best", "final"))
+        def per_model(key, fmt="{:.3f}"):
+            return " / ".join(fmt.format(m.get(key, {}).get(n, float("nan"))) for n in ("base", "best", "final"))
 
-        flags = " / ".join(str(models.get(n, {}).get("flags", {}) or "none") for n in ("best", "final"))
         cells = [r["name"], t.get("rank"), t.get("alpha"), t.get("dropout"), t.get("lr"), t.get("batch_size"),
                  t.get("grad_accum"), t.get("epochs"), t.get("warmup_steps"), padding, _fmt(r["train_losses"]),
-                 _fmt(r["valid_losses"]), m.get("best_epoch", "-"), per_model("valid_loss"),
-                 per_model("style_fd_mfcc"), flags]
+                 _fmt(r["valid_losses"]), m.get("best_epoch", "-"), per_model("valid_loss_real"),
+                 per_model("style_fd", "{:.0f}"), per_model("flagged", "{}")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in rows:
+    """Valid loss per epoch of every trial, epoch 0 = the base model; markers so that one-epoch
+    trials show. A trial that counted padded frames is marked: its objective is not comparable."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    markers = "osD^v<>p*h"
+    for i, r in enumerate(rows):
         if r["valid_losses"]:
-            ax.plot(range(1, len(r["valid_losses"]) + 1), r["valid_losses"], "o-", label=r["name"])
-    ax.set(xlabel="epoch", ylabel="valid loss (real frames only)", title="Valid loss per trial")
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+            padded = r["params"].get("train", {}).get("mask_padding") is False
+            ax.plot(range(len(r["valid_losses"])), r["valid_losses"], marker=markers[i % len(markers)], markersize=7,
+                    ls=":" if padded else "-", label=r["name"] + (" (padded frames in the loss)" if padded else ""))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch (0 = base model)", ylabel="valid loss (training objective)", title="Valid loss per trial")
+    ax.legend(fontsize=8)
+    save_png(fig, path)
 
 
 def main(argv: list[str]) -> int:

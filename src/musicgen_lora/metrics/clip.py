@@ -234,7 +234,8 @@ def clip_metrics(audio: np.ndarray, sr: int, silence_threshold_dbfs: float = -60
         "spectral_flatness": _flatness(spec),
         "pulse_clarity": _pulse(x, sr),
         "chroma_entropy": _chroma_entropy(spec, n_fft, sr),
-        "rms_dbfs_per_second": rms_per_second(x, sr),
-        "loudness_curve_lufs": [float(v) for v in lufs],
+        # curves to 0.01 dB: finer than any loudness difference a listener or a flag can tell
+        "rms_dbfs_per_second": [round(v, 2) for v in rms_per_second(x, sr)],
+        "loudness_curve_lufs": [round(float(v), 2) for v in lufs],
         "duration_s": float(dur),
     }

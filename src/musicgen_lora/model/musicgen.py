@@ -8,7 +8,9 @@ loss live in `delay.py`, LoRA in `lora.py`, the token-shard format in `tokens.py
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +18,33 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoTokenizer, MusicgenConfig, MusicgenForConditionalGeneration
+from transformers.utils import logging as hf_logging
 
-from ..core.params import ModelParams
+from ..core.params import ModelParams, ParamsError
 from .delay import text_inputs
+
+class _MusicgenSpecialTokens(logging.Filter):
+    """MusicGen's pad, bos and decoder-start ids are the codebook size (one past the vocabulary)
+    by design; transformers' config check warns about that on every load. Drop exactly that
+    message, for exactly those values, and let every other warning through."""
+
+    PATTERN = re.compile(r"(pad|bos|decoder_start)_token_id must be `None` or an integer within the vocabulary "
+                         r"\(between 0 and (\d+)\), got (\d+)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = self.PATTERN.search(record.getMessage())
+        return not (m and int(m.group(3)) == int(m.group(2)) + 1)
+
+
+def quiet_known_warnings() -> None:
+    """Silence what our own use of transformers triggers and a user cannot act on: the special-token
+    check above, the per-tensor "Loading weights" bar, and peft's call of a deprecated property."""
+    hf_logging.get_logger("transformers.configuration_utils").addFilter(_MusicgenSpecialTokens())
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+quiet_known_warnings()
 
 # `model.name: tiny` resolves to this directory (relative to the project root), built by
 # `python -m musicgen_lora bootstrap` and committed so the demo needs no hub.
@@ -64,6 +90,19 @@ def codec_info(config: MusicgenConfig) -> CodecInfo:
         codebook_size=enc.codebook_size,
         pad_id=dec.pad_token_id,
     )
+
+
+def check_generation_length(config: MusicgenConfig, seconds: float, key: str = "evaluate.seconds") -> int:
+    """Frames for `seconds` of audio, or a ParamsError when the decoder cannot reach that far: the
+    delay pattern needs frames + K - 1 positions, and positions past max_position_embeddings
+    have no embedding (generation would run on without progress or error)."""
+    info = codec_info(config)
+    frames, limit = info.frames(seconds), config.decoder.max_position_embeddings
+    if frames + info.num_codebooks - 1 > limit:
+        most = (limit - info.num_codebooks + 1) / info.frame_rate
+        raise ParamsError(f"params.yaml: {key} must be <= {most:g} for this model ({limit} decoder positions at "
+                          f"{info.frame_rate:g} frames/s; got {seconds:g}); longer output: `generate --seconds`")
+    return frames
 
 
 def set_threads(config: MusicgenConfig) -> int:

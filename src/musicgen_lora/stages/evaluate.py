@@ -32,7 +32,7 @@ from ..metrics import style as S
 from ..metrics.flags import FlagThresholds, calibrate_thresholds, flags
 from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
 from ..model.lora import load_adapters, merged
-from ..model.musicgen import codec_info, generate, load_model
+from ..model.musicgen import check_generation_length, codec_info, generate, load_config, load_model
 from ..model.tokens import load_tokens
 from ..runtime.kernels import fast_generation
 
@@ -136,12 +136,13 @@ def set_distances(model, audio_dir: Path, feats: np.ndarray, ref: dict, sr: int)
 
 def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, ref_path: Path,
              mp: P.ModelParams, ep: P.EvaluateParams) -> None:
+    frames = check_generation_length(load_config(mp), ep.seconds)  # before the weights load
     torch.manual_seed(ep.seed)
     model, tokenizer = load_model(mp)
     info = codec_info(model.config)
     ref, calibrated = build_reference(model, seg_dir, tokens_dir, info.sample_rate, ep)
     loss = valid_loss(model, tokenizer, tokens_dir, info.pad_id, model.config.decoder.decoder_start_token_id)
-    rows, feats = generate_set(model, tokenizer, ep, info.frames(ep.seconds), info.sample_rate, out_dir, "base",
+    rows, feats = generate_set(model, tokenizer, ep, frames, info.sample_rate, out_dir, "base",
                                loss, FlagThresholds(**calibrated), ref)
     ref["base_mfcc"] = feats
     dist = set_distances(model, out_dir, feats, ref, info.sample_rate)
@@ -162,7 +163,8 @@ def copy_twin(twin_rows: list[ResultRow], twin_dir: Path, out_dir: Path, name: s
 
 
 def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], base_rows: Path, ref_path: Path,
-                 results: Path, mp: P.ModelParams, ep: P.EvaluateParams) -> None:
+                 results: Path, set_metrics: Path, mp: P.ModelParams, ep: P.EvaluateParams) -> None:
+    frames = check_generation_length(load_config(mp), ep.seconds)  # before the weights load
     torch.manual_seed(ep.seed)
     model, tokenizer = load_model(mp)
     info = codec_info(model.config)
@@ -185,16 +187,15 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
         else:
             with merged(peft_model, name) as merged_model:
                 loss = valid_loss(merged_model, tokenizer, tokens_dir, info.pad_id, start_id)
-                rows, feats = generate_set(merged_model, tokenizer, ep, info.frames(ep.seconds), info.sample_rate,
+                rows, feats = generate_set(merged_model, tokenizer, ep, frames, info.sample_rate,
                                            out_dir, name, loss, th, ref)
                 distances[name] = set_distances(merged_model, out_dir, feats, ref, info.sample_rate)
             done[digest] = (name, rows)
         all_rows += rows
         print(f"evaluate {name}: valid loss {loss:.4f}" + (f" (same weights as {done[digest][0]})"
                                                           if done[digest][0] != name else ""))
-    for row in all_rows:
-        row.metrics.update(distances[row.model])
     write_jsonl(results, (asdict(r) for r in all_rows))
+    write_json(set_metrics, distances)  # set-level figures: one per model, not copied onto every clip
 
 
 def main(argv: list[str]) -> int:
@@ -207,6 +208,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--reference", type=Path, required=True, help="stem of reference .json/.safetensors")
     ap.add_argument("--adapter", action="append", default=[], help="NAME=DIR (adapters mode)")
     ap.add_argument("--results", type=Path)
+    ap.add_argument("--set-metrics", type=Path, help="adapters mode: set-level distances per model (JSON)")
     args = ap.parse_args(argv)
     mp, ep = P.load("model", "evaluate")
     if args.which == "base":
@@ -214,6 +216,6 @@ def main(argv: list[str]) -> int:
     else:
         adapters = dict(a.split("=", 1) for a in args.adapter)
         run_adapters(args.tokens, args.out, {k: Path(v) for k, v in adapters.items()}, args.base_rows,
-                     args.reference, args.results, mp, ep)
+                     args.reference, args.results, args.set_metrics, mp, ep)
     return 0
 

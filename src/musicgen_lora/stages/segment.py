@@ -4,13 +4,15 @@ Clips are `clip_seconds` long (15 s: MusicGen is trained and generates at this l
 the trials showed that padding 15 s of music to 30 s teaches silence). A final shorter piece
 is kept if it lasts at least `min_clip_seconds`, zero-padded to the clip length, and its
 padding fraction is recorded so encode can mask those frames. The train/valid split is by
-source file, seeded, so no recording has clips on both sides.
+recording (a hash of its path and the seed places it) and holds out `valid_fraction` of the audio
+duration, so no recording has clips on both sides and an added file reshuffles nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +21,11 @@ from tqdm import tqdm
 from ..core import params as P
 from ..core.errors import UserError
 from ..core.args import stage_paths
-from ..core.audio import AudioError, load_mono, write_wav
+from ..core.audio import AUDIO_SUFFIXES, AudioError, load_mono, write_wav
 from ..core.files import atomic_dir, write_jsonl
 from ..metrics.clip import integrated_loudness
 from ..model.musicgen import codec_info, load_config
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff"}
 MANIFEST = "manifest.jsonl"
 SKIPPED = "skipped.jsonl"
 
@@ -40,6 +41,7 @@ class ClipRow:
     duration_s: float  # seconds of real audio (the rest is padding)
     padding_fraction: float  # share of the clip that is zero padding
     caption: str
+    caption_source: str  # "sidecar" (the recording's .txt) or "default" (segment.default_caption)
     split: str  # "train" or "valid"
 
 
@@ -52,30 +54,52 @@ class SkipRow:
 
 
 def find_sources(raw_dir: Path) -> tuple[list[Path], list[SkipRow]]:
-    """Audio files under raw_dir (sorted, recursive) and captions with no audio beside them."""
+    """Audio files under raw_dir (sorted, recursive), and every other file left out with a reason:
+    captions with no audio beside them, formats this project cannot read."""
     files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
     stems = {p.with_suffix("") for p in audio}
-    orphans = [SkipRow(p.relative_to(raw_dir).as_posix(), "caption .txt with no audio file beside it")
-               for p in files if p.suffix == ".txt" and p.with_suffix("") not in stems]
-    return audio, orphans
+    skipped = []
+    for p in files:
+        if p.suffix == ".txt" and p.with_suffix("") not in stems:
+            skipped.append(SkipRow(p.relative_to(raw_dir).as_posix(), "caption .txt with no audio file beside it"))
+        elif p.suffix != ".txt" and p.suffix.lower() not in AUDIO_SUFFIXES:
+            skipped.append(SkipRow(p.relative_to(raw_dir).as_posix(), f"format not supported ({p.suffix or 'no suffix'})"))
+    return audio, skipped
 
 
-def read_caption(audio_path: Path, default: str) -> str:
-    """The same-named .txt (UTF-8, whitespace collapsed) or the default caption."""
+def read_caption(audio_path: Path, default: str) -> tuple[str, str, str | None]:
+    """(caption, where it came from: "sidecar" or "default", a problem to report or None). The
+    same-named .txt is read as UTF-8 with whitespace collapsed; a caption that is not UTF-8 is
+    never mangled into replacement characters: the default is used and the problem reported."""
     txt = audio_path.with_suffix(".txt")
     if not txt.exists():
-        return default
-    caption = " ".join(txt.read_text(encoding="utf-8", errors="replace").split())
-    return caption or default
+        return default, "default", None
+    try:
+        caption = " ".join(txt.read_text(encoding="utf-8").split())
+    except UnicodeDecodeError as exc:
+        return default, "default", f"caption is not UTF-8 ({exc.reason} at byte {exc.start}): default caption used"
+    return (caption, "sidecar", None) if caption else (default, "default", "caption file is empty: default caption used")
 
 
-def split_sources(sources: list[str], valid_fraction: float, seed: int) -> dict[str, str]:
-    """Seeded split by source file: at least one valid file whenever there are two or more."""
-    order = np.random.default_rng(seed).permutation(len(sources))
-    n_valid = 0 if valid_fraction == 0 or len(sources) < 2 else max(1, round(valid_fraction * len(sources)))
-    valid = {sources[i] for i in order[:n_valid]}
-    return {s: ("valid" if s in valid else "train") for s in sources}
+def split_sources(durations: dict[str, float], valid_fraction: float, seed: int) -> dict[str, str]:
+    """Train/valid by recording, so no recording has clips on both sides.
+
+    Each recording's place in the order comes from a hash of its path and the seed, so adding or
+    removing another file never reshuffles the rest. Walking that order, a recording goes to valid
+    when that brings the valid share of *audio duration* closer to `valid_fraction` (so one long
+    recording cannot take a third of the data); at least one recording is valid whenever there
+    are two or more and valid_fraction > 0.
+    """
+    order = sorted(durations, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    target, valid, total = valid_fraction * sum(durations.values()), set(), 0.0
+    for source in order:
+        if total + durations[source] / 2 < target:
+            valid.add(source)
+            total += durations[source]
+    if not valid and valid_fraction > 0 and len(order) >= 2:
+        valid.add(min(order, key=lambda s: abs(durations[s] - target)))
+    return {s: ("valid" if s in valid else "train") for s in durations}
 
 
 def cut(audio: np.ndarray, sr: int, clip_s: float, min_s: float) -> list[tuple[int, np.ndarray, int]]:
@@ -92,13 +116,12 @@ def cut(audio: np.ndarray, sr: int, clip_s: float, min_s: float) -> list[tuple[i
 
 def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int) -> dict:
     sources, skipped = find_sources(raw_dir)
-    rel = [p.relative_to(raw_dir).as_posix() for p in sources]
-    splits = split_sources(rel, seg.valid_fraction, seg.seed)
     rows: list[ClipRow] = []
     dropped: Counter = Counter()
     with atomic_dir(out_dir) as tmp:
         (tmp / "clips").mkdir()
-        for path, source in tqdm(list(zip(sources, rel)), desc="segment", unit="file"):
+        for path in tqdm(sources, desc="segment", unit="file"):
+            source = path.relative_to(raw_dir).as_posix()
             try:
                 audio = load_mono(path, sample_rate)
             except AudioError as exc:
@@ -108,7 +131,10 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int) ->
             if not clips:
                 skipped.append(SkipRow(source, f"shorter than min_clip_seconds ({len(audio) / sample_rate:.2f} s)"))
                 continue
-            caption = read_caption(path, seg.default_caption)
+            caption, caption_source, problem = read_caption(path, seg.default_caption)
+            if problem:
+                skipped.append(SkipRow(path.with_suffix(".txt").relative_to(raw_dir).as_posix(), problem))
+            kept = 0
             for start, clip, real in clips:
                 if integrated_loudness(clip[:real], sample_rate) < seg.min_loudness_lufs:
                     dropped["quiet"] += 1
@@ -117,18 +143,31 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int) ->
                 write_wav(tmp / "clips" / f"{cid}.wav", clip, sample_rate)
                 rows.append(ClipRow(cid, f"clips/{cid}.wav", source, round(start / sample_rate, 4),
                                     round(real / sample_rate, 4), round(1 - real / len(clip), 4), caption,
-                                    splits[source]))
+                                    caption_source, ""))
+                kept += 1
+            if not kept:
+                skipped.append(SkipRow(source, f"every clip quieter than min_loudness_lufs ({seg.min_loudness_lufs:g} "
+                                               f"LUFS): silence?"))
         if not rows:
             raise UserError(f"segment: no usable clip in {raw_dir} ({len(skipped)} files skipped, "
-                             f"{dropped['quiet']} clips below {seg.min_loudness_lufs} LUFS); see the reasons above")
+                            f"{dropped['quiet']} clips below {seg.min_loudness_lufs} LUFS); see the reasons above")
+        durations: dict[str, float] = Counter()
+        for r in rows:
+            durations[r.source] += r.duration_s
+        splits = split_sources(dict(durations), seg.valid_fraction, seg.seed)
+        rows = [replace(r, split=splits[r.source]) for r in rows]
         write_jsonl(tmp / MANIFEST, (asdict(r) for r in rows))
         write_jsonl(tmp / SKIPPED, (asdict(s) for s in skipped))
+    for s in skipped:
+        print(f"segment: skipped {s.source}: {s.reason}")
     counts = Counter(r.split for r in rows)
+    valid_s = sum(r.duration_s for r in rows if r.split == "valid")
     summary = {"clips": len(rows), "train": counts["train"], "valid": counts["valid"], "sources": len(sources),
-               "skipped_files": len(skipped), "dropped_quiet_clips": dropped["quiet"]}
-    print(f"segment: {len(rows)} clips ({counts['train']} train / {counts['valid']} valid) from "
-          f"{len(sources)} files; skipped {len(skipped)} (see {out_dir / SKIPPED}); "
-          f"dropped {dropped['quiet']} quiet clips")
+               "skipped": len(skipped), "dropped_quiet_clips": dropped["quiet"],
+               "valid_share_of_duration": round(valid_s / sum(r.duration_s for r in rows), 4)}
+    print(f"segment: {len(rows)} clips ({counts['train']} train / {counts['valid']} valid, "
+          f"{summary['valid_share_of_duration']:.0%} of the audio held out) from {len(durations)} of "
+          f"{len(sources)} audio files; {len(skipped)} lines in {out_dir / SKIPPED}; dropped {dropped['quiet']} quiet clips")
     return summary
 
 

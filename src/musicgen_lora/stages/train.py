@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 from dvclive import Live
 from peft import get_peft_model
+from tqdm import tqdm
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
 from ..core import params as P
 from ..core.errors import UserError
@@ -111,6 +113,17 @@ class EpochCallback(TrainerCallback):
             with atomic_dir(self.best_dir) as tmp:
                 model.save_pretrained(tmp)
                 (tmp / "epoch.json").write_text(json.dumps({"epoch": round(state.epoch)}))
+        if state.epoch and metrics:
+            row = epoch_losses(state.log_history)[-1]
+            tqdm.write(f"train: epoch {row['epoch']}: valid loss {row['valid_loss']:.4f}, train loss {row['train_loss']:.4f}")
+
+
+class QuietProgress(ProgressCallback):
+    """Trainer's progress bar without its per-step dict of losses (one line per epoch is printed
+    by EpochCallback instead)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
 
 
 def run_key(tp: P.TrainParams, mp: P.ModelParams, tokens_dir: Path) -> str:
@@ -168,12 +181,14 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
         bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
-        gradient_checkpointing=tp.gradient_checkpointing, torch_compile=tp.torch_compile,
+        activation_checkpointing=tp.gradient_checkpointing, torch_compile=tp.torch_compile,
     )
     trainer = LoraTrainer(model=model, args=args, train_dataset=ClipDataset(codes, mask, captions),
                           eval_dataset=ClipDataset(vcodes, vmask, vcaptions), data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter")],
                           pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress)
     last = last_complete_checkpoint(ckpt_dir)
     epoch0 = ckpt_dir / "epoch0.json"  # the base model's valid loss: the curve's starting point
     main_process = trainer.is_world_process_zero()
@@ -186,6 +201,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
             loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
         if main_process:
             write_json(epoch0, {"epoch": 0, "valid_loss": loss, "train_loss": None})
+            tqdm.write(f"train: epoch 0 (the base model): valid loss {loss:.4f}")
     diverged = None
     try:
         trainer.train(resume_from_checkpoint=last)
@@ -212,18 +228,21 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
 
 def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainParams, diverged: str | None) -> None:
     """Per-epoch losses through DVCLive (step = epoch) plus the run's summary values."""
-    shutil.rmtree(metrics_dir, ignore_errors=True)
     trained = [r for r in rows if r["epoch"] > 0]
     best = min(trained or rows[:1], key=lambda r: r["valid_loss"])
+    # DVCLive (not resuming) replaces its own metrics and plots; other files in the folder stay
     with Live(dir=str(metrics_dir), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         for r in trained:
             live.step = r["epoch"]
             live.log_metric("train/loss", r["train_loss"])
             live.log_metric("valid/loss", r["valid_loss"])
-        live.summary.update({"best_epoch": best["epoch"], "best_valid_loss": best["valid_loss"],
-                             "final_valid_loss": (trained or rows)[-1]["valid_loss"], "base_valid_loss": rows[0]["valid_loss"],
-                             "optimizer_steps": steps, "diverged": diverged or False,
-                             "effective_batch": tp.batch_size * tp.grad_accum * int(os.environ.get("WORLD_SIZE", 1))})
+        live.summary.update({
+            "best_epoch": best["epoch"],
+            # the loss training minimised: it counts padded frames when mask_padding is false
+            "valid_loss_objective": {"base": rows[0]["valid_loss"], "best": best["valid_loss"],
+                                     "final": (trained or rows)[-1]["valid_loss"]},
+            "mask_padding": tp.mask_padding, "optimizer_steps": steps, "diverged": diverged or False,
+            "effective_batch": tp.batch_size * tp.grad_accum * int(os.environ.get("WORLD_SIZE", 1))})
     write_json(metrics_dir / "epochs.json", rows)
 
 
@@ -231,7 +250,9 @@ def main(argv: list[str]) -> int:
     args = stage_paths("train", __doc__, argv, "--tokens", "--best", "--final", "--metrics")
     mp, tp = P.load("model", "train")
     rows = run(args.tokens, args.best, args.final, args.metrics, tp, mp)
-    for r in rows:
-        print(f"epoch {r['epoch']}: train {r['train_loss']}  valid {r['valid_loss']:.4f}")
+    if rows:
+        best = min(rows[1:] or rows, key=lambda r: r["valid_loss"])
+        print(f"train: best epoch {best['epoch']} (valid loss {best['valid_loss']:.4f}) -> {args.best}; "
+              f"final epoch {rows[-1]['epoch']} -> {args.final}")
     return 0
 
