@@ -132,3 +132,15 @@ def test_ctrl_c_ends_with_one_line(monkeypatch, capsys):
     assert "segment: interrupted" in one_line(capsys)
     with pytest.raises(KeyboardInterrupt):
         cli.main(["--debug", "segment"])  # --debug shows the traceback instead
+
+
+def test_dvc_never_deletes_trains_outputs_before_it_runs():
+    """DVC removes a stage's outputs before running it, unless `persist`: a train that is killed or
+    diverges must leave the last good adapters and metrics/train's tracked files in place (train
+    replaces each atomically only when it has a new one)."""
+    from ruamel.yaml import YAML
+
+    outs = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["outs"]
+    for out in outs:
+        name, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
+        assert options.get("persist") is True, name
