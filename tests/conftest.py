@@ -61,3 +61,28 @@ def small_checkpoint(tmp_path_factory) -> Path:
     model.save_pretrained(model_dir)
     build_tokenizer(["upbeat chiptune", "lofi piano with vinyl crackle"]).save_pretrained(model_dir)
     return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory) -> Path:
+    """A LoRA adapter folder for the tiny model, as `train` saves one, with non-zero LoRA B (a
+    fresh adapter is a no-op) so it changes what the model generates."""
+    import torch
+    from peft import get_peft_model
+
+    from musicgen_lora.core.params import ModelParams, TrainParams
+    from musicgen_lora.model.lora import lora_config
+    from musicgen_lora.model.musicgen import load_model
+
+    model, _ = load_model(ModelParams(name=str(ROOT / "assets/tiny-musicgen")))
+    peft_model = get_peft_model(model, lora_config(TrainParams(rank=4, alpha=8.0), model))
+    peft_model.peft_config["default"].base_model_name_or_path = "assets/tiny-musicgen"  # as train, run from the root
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    out = tmp_path_factory.mktemp("adapter") / "best_model"
+    peft_model.save_pretrained(out)
+    (out / "epoch.json").write_text('{"epoch": 2}')
+    return out

@@ -34,6 +34,8 @@ COMMANDS = {
     "evaluate": Command("stages.evaluate", "main", "stage: generate the prompt set with base/best/final, measure it",
                         computes=True),
     "summarize": Command("stages.summarize", "main", "stage: the run's metrics, report and plots", computes=True),
+    "generate": Command("use.generate", "main", "audio from a trained adapter or the base model, any length",
+                        computes=True),
     "validate": Command("core.params", "validate_main", "check params.yaml and print every problem"),
     "preset": Command("experiments.presets", "main", "apply a ready override set for a real checkpoint to params.yaml"),
     "metrics": Command("metrics.cli", "main", "score any audio files with the evaluation's metrics and flags",

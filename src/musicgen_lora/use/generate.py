@@ -1,0 +1,161 @@
+"""`python -m musicgen_lora generate`: audio from a trained adapter, or from the base model.
+
+One 16-bit WAV per prompt (`--out FILE` for one prompt, `--out-dir DIR` for several, named
+`NN_<prompt>.wav` as evaluate names them), and beside each a sidecar `FILE.json` with what made
+it (prompt, seed, seconds, window, stride, model, adapter) and its seams. Each prompt is sampled
+on its own from `--seed`, so a prompt gives the same audio whichever prompts come with it.
+
+Longer than one window (`--window`, default 30 s or what the decoder's positions allow), the
+audio is continued window after window as audiocraft's `extend_stride` does: each new window is
+prompted with the last `window - stride` seconds of codes and adds `--stride` seconds (default
+0.6 x window: 18 s of a 30 s window, audiocraft's default). Every seam is measured (loudness and
+spectral jump across it, `metrics/seams.py`) and printed, one line per seam.
+
+The model is params.yaml's `model` section unless `--model` names one (then params.yaml is not
+read); the adapter is loaded from safetensors only and merged for generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..core import params as P
+from ..core.audio import write_wav
+from ..core.errors import UserError
+from ..core.files import write_json
+from ..metrics import seams as S
+from ..model.continuation import generate_codes, plan
+from ..model.lora import check_adapter_dir, load_adapters, merged
+from ..model.musicgen import codec_info, decode_codes, load_config, load_model, resolve_name
+from ..runtime.kernels import fast_generation
+from ..stages.evaluate import slug
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="musicgen_lora generate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompt", action="append", required=True, help="text prompt; repeat for several (one file each)")
+    out = ap.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", type=Path, help="output .wav (one prompt)")
+    out.add_argument("--out-dir", type=Path, help="output folder (any number of prompts)")
+    ap.add_argument("--adapter", type=Path, help="adapter folder written by train (default: the base model)")
+    ap.add_argument("--model", help="model id or directory (default: params.yaml's model.name)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="length of each file (default 15)")
+    ap.add_argument("--window", type=float, help="seconds the model sees at once (default 30, or what the decoder "
+                                                 "holds)")
+    ap.add_argument("--stride", type=float, help="new seconds per continuation window (default 0.6 x window)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off; default 3)")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-k", type=int, default=250, help="0 = off (default 250)")
+    return ap.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> list[Path]:
+    """The output file of each prompt; one-line errors for arguments that cannot work."""
+    prompts = args.prompt
+    if not all(p.strip() for p in prompts):
+        raise UserError("generate: --prompt must not be empty")
+    for flag, ok, rule in [("--seconds", math.isfinite(args.seconds) and args.seconds > 0, "more than 0"),
+                           ("--guidance", math.isfinite(args.guidance) and args.guidance >= 1, ">= 1 (1 = off)"),
+                           ("--temperature", math.isfinite(args.temperature) and args.temperature > 0, "more than 0"),
+                           ("--top-k", args.top_k >= 0, ">= 0 (0 = off)")]:
+        if not ok:
+            raise UserError(f"generate: {flag} must be {rule}")
+    if args.out is not None:
+        if len(prompts) > 1:
+            raise UserError(f"generate: --out names one file but {len(prompts)} prompts were given; use --out-dir")
+        if args.out.suffix.lower() != ".wav":
+            raise UserError(f"generate: {args.out}: the output is a WAV file; name it .wav")
+        return [args.out]
+    return [args.out_dir / f"{i:02d}_{slug(p)}.wav" for i, p in enumerate(prompts)]
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def model_config(mp: P.ModelParams):
+    try:
+        return load_config(mp)
+    except (OSError, ValueError) as exc:  # a missing directory, an unknown hub id, offline without a cache
+        raise UserError(f"generate: cannot load model {mp.name!r} ({str(exc).splitlines()[0][:200]})") from None
+
+
+@contextlib.contextmanager
+def adapted(model, adapter: Path | None):
+    """The base model, or the base with `adapter` merged in."""
+    if adapter is None:
+        yield model
+        return
+    with merged(load_adapters(model, {"adapter": adapter}), "adapter") as m:
+        yield m
+
+
+def adapter_base(adapter: Path) -> str | None:
+    try:
+        return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def seam_line(i: int, seam: S.Seam, typical: dict) -> str:
+    return (f"  seam {i} at {seam.at_s:.2f} s: loudness {fmt(seam.loudness_before_lufs, '.1f')} -> "
+            f"{fmt(seam.loudness_after_lufs, '.1f')} LUFS (jump {fmt(seam.loudness_jump_lu, '+.2f')} LU; typical "
+            f"|jump| {fmt(typical['loudness_jump_lu'], '.2f')}), spectral jump {fmt(seam.spectral_jump_db, '.2f')} dB "
+            f"(typical {fmt(typical['spectral_jump_db'], '.2f')})")
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    files = check_args(args)
+    mp = P.ModelParams(name=args.model) if args.model else P.load("model")[0]
+    if args.adapter is not None:
+        check_adapter_dir(args.adapter)
+    config = model_config(mp)
+    info = codec_info(config)
+    hop = round(info.sample_rate / info.frame_rate)
+    try:
+        windows = plan(config, info.frame_rate, args.seconds, args.window, args.stride)
+    except ValueError as exc:
+        raise UserError(f"generate: {exc}") from None
+    base = resolve_name(mp)
+    if args.adapter is not None and adapter_base(args.adapter) not in (None, base, mp.name):
+        print(f"generate: note: {args.adapter} was trained on {adapter_base(args.adapter)}; generating with {base}")
+    model, tokenizer = load_model(mp)
+    samples = int(round(args.seconds * info.sample_rate))
+    record = {"model": base, "model_revision": mp.revision, "adapter": None if args.adapter is None else str(args.adapter),
+              "adapter_sha256": None if args.adapter is None else
+              hashlib.sha256((args.adapter / "adapter_model.safetensors").read_bytes()).hexdigest(),
+              "seed": args.seed, "seconds": args.seconds, "sample_rate": info.sample_rate,
+              "window_s": windows.window / info.frame_rate, "stride_s": windows.stride / info.frame_rate,
+              "windows": 1 + len(windows.seams()), "guidance_scale": args.guidance, "temperature": args.temperature,
+              "top_k": args.top_k}
+    with adapted(model, args.adapter) as m, fast_generation(m, prepack=True):
+        for prompt, path in zip(args.prompt, files):
+            with tqdm(total=windows.total, unit="frame", desc=path.name, leave=False) as bar:
+                codes = generate_codes(m, tokenizer, [prompt], windows, args.guidance, args.temperature, args.top_k,
+                                       args.seed, progress=lambda done: bar.update(done - bar.n))
+            audio = decode_codes(m, codes)[0].float().numpy()[:samples]
+            write_wav(path, audio, info.sample_rate)
+            seams, typical = S.measure(audio, info.sample_rate, hop, [f * hop for f in windows.seams()])
+            write_json(sidecar(path), {**record, "prompt": prompt, "file": path.name,
+                                       "duration_s": round(len(audio) / info.sample_rate, 6),
+                                       "seams": S.as_dicts(seams), "seam_typical": typical,
+                                       "seam_definitions": S.DEFINITIONS})
+            print(f"{path}: {len(audio) / info.sample_rate:.2f} s, {record['windows']} window(s) of "
+                  f"{record['window_s']:g} s, stride {record['stride_s']:g} s; {len(seams)} seam(s)")
+            for i, seam in enumerate(seams, 1):
+                print(seam_line(i, seam, typical))
+    return 0
