@@ -28,6 +28,7 @@ from ..core import params as P
 from ..core.errors import UserError
 from ..core.args import stage_paths
 from ..core.files import atomic_dir, write_json
+from ..model.card import write_cards
 from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
 from ..model.lora import lora_config
 from ..model.musicgen import load_config, load_model
@@ -220,6 +221,8 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     log_metrics(metrics_dir, rows, trainer.state.global_step, tp, diverged)
     write_json(metrics_dir / "environment.json",
                environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX]))
+    write_cards(best_dir if (ckpt_dir / "best_adapter").exists() else None, None if diverged else final_dir,
+                rows, tp, mp, tokens_dir)
     if diverged:
         raise UserError(diverged)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
