@@ -38,6 +38,8 @@ def test_killed_run_resumes_to_the_same_result(project):
     sh(TRAIN, root, env)
     clean_tensors, clean_losses = outputs(root)
     assert not list((root / "models/checkpoints").iterdir())  # removed after a finished run
+    cards = {d: (root / f"models/{d}/README.md").read_bytes() for d in ("best_model", "final_model")}
+    assert all(b"PeftModel.from_pretrained" in card for card in cards.values())  # model/card.py, not peft's template
 
     proc = subprocess.Popen(TRAIN, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -49,6 +51,7 @@ def test_killed_run_resumes_to_the_same_result(project):
     resumed = sh(TRAIN, root, env)
     tensors, losses = outputs(root)
     assert losses == clean_losses, resumed
+    assert {d: (root / f"models/{d}/README.md").read_bytes() for d in cards} == cards  # byte for byte
     for d in tensors:
         assert tensors[d].keys() == clean_tensors[d].keys()
         for k in tensors[d]:
