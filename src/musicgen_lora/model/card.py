@@ -148,8 +148,8 @@ Trained with {versions}.
 
 ## Losses
 
-Per-codebook cross-entropy on the delay-pattern labels, as measured during training; the valid
-loss is on the held-out valid clips{' with padded frames masked out' if tp.mask_padding else ', padded frames included (mask_padding: false)'}.
+Per-codebook cross-entropy on the delay-pattern labels: the training objective, as measured during
+training; the valid loss is on the held-out valid clips{' with padded frames masked out' if tp.mask_padding else ', padded frames included (mask_padding: false)'}.
 
 | epoch | train loss | valid loss | |
 |---|---|---|---|
@@ -185,11 +185,12 @@ Paths are relative to the project root (where `dvc repro` runs).
 
 This card is written at training time, before evaluation. In the project's pipeline (dvc.yaml)
 the `evaluate` stage then generates its prompt set with the base, best and final models, and
-`summarize` reports them side by side: `metrics/summary.md` (valid loss on real frames only,
-style distances to held-out target clips, flags) with plots in `metrics/plots/`; one row per
-prompt and model in `evaluation/comparison_results.jsonl`; the audio in
-`evaluation/{which}_model/`. The training run's own record: `metrics/train/` (metrics.json,
-epochs.json, environment.json).
+`summarize` reports them side by side: `metrics/headline.json` (per model the valid loss on real
+frames only, `valid_loss_real`, the style distance to held-out target clips, flagged clips, the
+checks) and `metrics/summary.md` with plots in `metrics/plots/`; one row per prompt and model in
+`evaluation/comparison_results.jsonl`, set-level distances in `evaluation/set_metrics.json`, the
+audio in `evaluation/{which}_model/`. The training run's own record: `metrics/train/`
+(metrics.json, epochs.json, environment.json).
 """
 
 
