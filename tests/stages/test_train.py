@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from safetensors.torch import load_file
+
+from musicgen_lora.core.params import edit_params
 
 from conftest import make_project, sh
 
@@ -17,7 +20,8 @@ pytestmark = pytest.mark.slow
 TRAIN = ["python", "-m", "musicgen_lora", "train", "--tokens", "data/tokens", "--best", "models/best_model",
          "--final", "models/final_model", "--metrics", "metrics/train"]
 PARAMS = {"segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-          "train": {"epochs": 2, "grad_accum": 1, "checkpoint_every": 3, "dropout": 0.1, "text_dropout": 0.2}}
+          "train": {"epochs": 2, "grad_accum": 1, "checkpoint_every": 3, "dropout": 0.1, "text_dropout": 0.2,
+                    "sample_prompts": ["bright upbeat chiptune"], "sample_seconds": 1.0}}
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +88,35 @@ def test_run_killed_before_its_first_checkpoint_restarts_to_the_same_result(proj
     for d in tensors:
         for k in tensors[d]:
             assert (tensors[d][k] == clean_tensors[d][k]).all(), (d, k)
+
+
+def test_samples_during_training_leave_the_adapters_unchanged(project):
+    """Generating `train.sample_prompts` at every evaluation reseeds torch's RNG inside
+    `fork_rng`: dropout (0.1 here), caption dropout and the shuffle draw the same numbers, so
+    the adapters are byte-identical to a run without samples."""
+    root, env = project
+    params = (root / "params.yaml").read_text()
+    try:
+        edit_params(root / "params.yaml", {"train": {"sample_prompts": []}})
+        sh(TRAIN, root, env)
+        plain_tensors, plain_losses = outputs(root)
+        assert sorted(p.name for p in (root / "metrics/train/samples").iterdir()) == ["index.json"]
+        edit_params(root / "params.yaml", {"train": {"sample_prompts": ["calm solo piano"]}})
+        sh(TRAIN, root, env)
+    finally:
+        (root / "params.yaml").write_text(params)
+    tensors, losses = outputs(root)
+    assert losses == plain_losses
+    for d in tensors:
+        for k in tensors[d]:
+            assert (tensors[d][k] == plain_tensors[d][k]).all(), (d, k)
+    samples = root / "metrics/train/samples"
+    assert json.loads((samples / "index.json").read_text()) == {"prompts": ["calm solo piano"], "epochs": [0, 1, 2]}
+    for e in losses:  # epoch 0 is the base model, before training
+        index = json.loads((samples / f"epoch_{e['epoch']}/index.json").read_text())
+        assert index["valid_loss"] == e["valid_loss"] and index["train_loss"] == e["train_loss"]
+        audio, sr = sf.read(samples / f"epoch_{e['epoch']}" / index["files"][0])
+        assert sr == 16000 and len(audio) == sr and abs(audio).max() > 0
 
 
 def test_nan_loss_stops_naming_the_step(project, monkeypatch, capsys):

@@ -94,6 +94,9 @@ class TrainParams:
     mixed_precision: str = "no"  # "bf16" or "fp16" on GPUs
     gradient_checkpointing: bool = False  # recompute activations: less memory, more compute
     torch_compile: bool = False  # torch.compile the model (worth it on GPUs; attention is SDPA already)
+    # generated at the end of every epoch (and before training) to hear the adapter drift; [] = off
+    sample_prompts: list[str] = field(default_factory=list)
+    sample_seconds: float = 5.0
     seed: int = 0
 
     def rules(self) -> list[tuple[bool, str, str]]:
@@ -113,6 +116,8 @@ class TrainParams:
             (0 <= self.text_dropout < 1, "text_dropout", "in [0, 1)"),
             (self.checkpoint_every >= 1, "checkpoint_every", ">= 1"),
             (self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", "one of no, bf16, fp16"),
+            (all(p.strip() for p in self.sample_prompts), "sample_prompts", "a list of non-empty strings ([] = off)"),
+            (0 < self.sample_seconds <= 60, "sample_seconds", "in (0, 60]"),
         ]
 
 

@@ -6,6 +6,8 @@ epoch; the adapter with the lowest valid loss is `best_model`, the last epoch's 
 `final_model`. Trainer checkpoints every `checkpoint_every` optimizer steps into a directory
 keyed by the run's inputs, so a killed run resumes where it stopped and ends with the same
 adapters and losses. Per-epoch losses go to DVCLive (for `dvc plots` and `dvc exp show`).
+`train.sample_prompts` are generated before training and after every epoch into
+`metrics/train/samples/` (`model.samples`: leaves the RNG, and so the adapters, as they were).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..model.card import write_cards
 from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
 from ..model.lora import lora_config
 from ..model.musicgen import load_config, load_model
+from ..model.samples import SampleCallback, publish
 from ..model.tokens import INDEX, load_tokens
 from ..core.provenance import environment
 
@@ -186,7 +189,9 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     )
     trainer = LoraTrainer(model=model, args=args, train_dataset=ClipDataset(codes, mask, captions),
                           eval_dataset=ClipDataset(vcodes, vmask, vcaptions), data_collator=collator,
-                          callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter")],
+                          callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
+                                     SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed,
+                                                    ckpt_dir / "samples")],
                           pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)
@@ -219,6 +224,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
             shutil.copytree(ckpt_dir / "best_adapter", tmp, dirs_exist_ok=True)
     rows = [json.loads(epoch0.read_text())] + epoch_losses(trainer.state.log_history)
     log_metrics(metrics_dir, rows, trainer.state.global_step, tp, diverged)
+    publish(ckpt_dir / "samples", metrics_dir / "samples", tp.sample_prompts)
     write_json(metrics_dir / "environment.json",
                environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX]))
     write_cards(best_dir if (ckpt_dir / "best_adapter").exists() else None, None if diverged else final_dir,
