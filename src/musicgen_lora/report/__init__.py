@@ -1,0 +1,1 @@
+"""Static HTML pages to listen to a run's audio, and to trials side by side, that open from disk."""

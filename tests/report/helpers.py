@@ -1,0 +1,94 @@
+"""A fake run for the page tests (short synthesized clips, rows, losses, training samples; no
+model) and headless Chromium driven from the command line (`--dump-dom`, `--screenshot`)."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+PROMPTS = ["bright upbeat chiptune", "dark driving chiptune", "calm solo piano"]
+MODELS = ["base", "best", "final"]
+SR = 16000
+
+
+def tone(path: Path, freq: float, seconds: float = 1.0) -> None:
+    t = np.arange(int(seconds * SR)) / SR
+    audio = 0.3 * np.sin(2 * np.pi * freq * t) * np.exp(-t)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio.astype(np.float32), SR, subtype="PCM_16")
+
+
+def fake_run(root: Path) -> dict:
+    """evaluation/ (3 prompts x 3 models), metrics/train/samples/ (epochs 0-2, 2 prompts), rows,
+    epochs and a summary in the shapes the pipeline writes them."""
+    eval_dir, rows = root / "evaluation", []
+    for m, model in enumerate(MODELS):
+        for i, prompt in enumerate(PROMPTS):
+            file = f"{model}_model/{i:02d}_{prompt.replace(' ', '-')}.wav"
+            tone(eval_dir / file, 220.0 * (i + 1) + 55 * m)
+            metrics = {"loudness_slope_lu_per_s": -0.1 * i, "tail_drop_lu": 1.5 + m, "spectral_flatness": 0.01 * (m + 1),
+                       "code_js_divergence": 0.5 - 0.1 * m, "loudness_curve_lufs": [-20.0, -21.0]}
+            if (model, i) == ("base", 1):
+                metrics = {"spectral_flatness": 0.2}  # keys may be missing
+            rows.append({"prompt": prompt, "model": model, "seed": 0, "file": file, "duration_s": 1.0,
+                         "valid_loss": 5.5 - 0.3 * m, "flags": ["decaying"] if (model, i) == ("final", 2) else [],
+                         "metrics": metrics})
+    epochs = [{"epoch": 0, "valid_loss": 5.5, "train_loss": None}, {"epoch": 1, "valid_loss": 5.2, "train_loss": 5.4},
+              {"epoch": 2, "valid_loss": 4.9, "train_loss": 5.0}]
+    summary = {"best_epoch": 2, "best_valid_loss": 4.9, "final_valid_loss": 4.9, "base_valid_loss": 5.5,
+               "checks": {"best_valid_loss_below_base": True, "base_not_noisy": False},
+               "models": {m: {"mean": {"valid_loss": 5.5 - 0.3 * k, "style_fd_mfcc": 100.0 - k}, "clips": 3,
+                              "flags": {"decaying": 1} if m == "final" else {}} for k, m in enumerate(MODELS)}}
+    samples = root / "metrics/train/samples"
+    sample_prompts = PROMPTS[:2]
+    for e in epochs:
+        d = samples / f"epoch_{e['epoch']}"
+        for j in range(2):
+            tone(d / f"{j:02d}.wav", 330.0 + 110 * j + 20 * e["epoch"], 0.5)
+        (d / "index.json").write_text(json.dumps({**e, "prompts": sample_prompts, "files": ["00.wav", "01.wav"],
+                                                  "seed": 0, "seconds": 0.5, "sample_rate": SR}))
+    (samples / "index.json").write_text(json.dumps({"prompts": sample_prompts, "epochs": [0, 1, 2]}))
+    return {"rows": rows, "eval_dir": eval_dir, "epochs": epochs, "summary": summary, "samples": samples,
+            "page": root / "metrics/report.html"}
+
+
+def chromium() -> str:
+    """The browser, or a skip (one line) outside CI and a failure in CI."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe:
+        return exe
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail("CI: chromium is missing; .ci/run installs it (apt-get install -y chromium)")
+    pytest.skip("chromium not installed (Debian: apt-get install chromium); browser test skipped")
+
+
+def _run(exe: str, args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
+           "--no-first-run", "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def probe(exe: str, page: Path, profile: Path) -> tuple[dict, list[str]]:
+    """Open `page?selftest`; return the page's probe summary and the console lines Chromium
+    logged (any console message at all)."""
+    proc = _run(exe, ["--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri() + "?selftest"], profile)
+    found = re.search(r'<pre id="selftest">(.*?)</pre>', proc.stdout, re.S)
+    assert found, f"no selftest output (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    return json.loads(html.unescape(found.group(1))), console
+
+
+def screenshot(exe: str, page: Path, out: Path, profile: Path, size: tuple[int, int] = (1280, 2000)) -> Path:
+    _run(exe, ["--virtual-time-budget=5000", f"--window-size={size[0]},{size[1]}", f"--screenshot={out}",
+               page.resolve().as_uri()], profile)
+    assert out.is_file() and out.stat().st_size > 10_000, f"no screenshot at {out}"
+    return out
