@@ -36,7 +36,10 @@ demo: install
 	@echo "summary:    metrics/summary.md metrics/summary.json metrics/plots/"
 	@cat metrics/summary.md
 
+# The browser test (tests/report/test_page_browser.py) needs Debian's chromium; elsewhere it skips.
 test: install
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "chromium not installed: the browser test will skip"
 	$(PY) -m pytest -q
 
 # The five reference trainings of experiments/TRIALS.md as tagged experiments, then their report.
