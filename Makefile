@@ -35,6 +35,7 @@ demo: install
 	@echo "audio:      evaluation/{base_model,best_model,final_model}/ and evaluation/comparison_results.jsonl"
 	@echo "summary:    metrics/summary.md metrics/summary.json metrics/plots/"
 	@cat metrics/summary.md
+	@echo "page:       $(abspath metrics/report.html)"
 
 # The browser test (tests/report/test_page_browser.py) needs Debian's chromium; elsewhere it skips.
 test: install

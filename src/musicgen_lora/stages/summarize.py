@@ -1,6 +1,7 @@
 """Stage `summarize`: the run's headline metrics (`metrics/headline.json`, what `dvc metrics show`
 and `dvc exp show` read), the full detail (`metrics/summary.json`), a report people read
-(`metrics/summary.md`) and plots: loss curves, loudness over time per model, spectrograms."""
+(`metrics/summary.md`), plots: loss curves, loudness over time per model, spectrograms, and a
+page to listen to every clip (`metrics/report.html`, see `report/page.py`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 from ..core.args import stage_paths
 from ..core.files import read_jsonl, write_json, write_text
 from ..metrics.plots import MODELS, plot_loudness, plot_losses, plot_spectrograms
+from ..report.page import write_run_page
 
 # Per-clip means in the report, in this order.
 REPORTED = ["valid_loss", "integrated_loudness_lufs", "loudness_slope_lu_per_s", "tail_drop_lu", "silence_ratio",
@@ -80,7 +82,7 @@ def report(summary: dict) -> str:
 
 
 def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, out_json: Path, out_headline: Path,
-        out_md: Path, plots: Path) -> dict:
+        out_md: Path, plots: Path, page: Path) -> dict:
     epochs = json.loads((train_metrics / "epochs.json").read_text(encoding="utf-8"))
     live = json.loads((train_metrics / "metrics.json").read_text(encoding="utf-8"))
     rows = read_jsonl(results)
@@ -105,13 +107,15 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
     plot_losses(epochs, plots / "loss.png", objective)
     plot_loudness(rows, plots / "loudness.png")
     plot_spectrograms(rows, eval_dir, plots / "spectrograms.png")
+    write_run_page(page, rows, eval_dir, epochs, summary, train_metrics / "samples")  # report/page.py
     return summary
 
 
 def main(argv: list[str]) -> int:
     args = stage_paths("summarize", __doc__, argv, "--train-metrics", "--results", "--set-metrics", "--eval-dir",
-                       "--out", "--headline", "--report", "--plots")
+                       "--out", "--headline", "--report", "--plots", "--page")
     summary = run(args.train_metrics, args.results, args.set_metrics, args.eval_dir, args.out, args.headline,
-                  args.report, args.plots)
+                  args.report, args.plots, args.page)
     print(f"summarize: checks {headline(summary)['checks']} passed; report {args.report}, plots {args.plots}/")
+    print(f"page: {args.page}")
     return 0
