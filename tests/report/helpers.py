@@ -35,8 +35,9 @@ def fake_run(root: Path) -> dict:
         for i, prompt in enumerate(PROMPTS):
             file = f"{model}_model/{i:02d}_{prompt.replace(' ', '-')}.wav"
             tone(eval_dir / file, 220.0 * (i + 1) + 55 * m)
-            metrics = {"loudness_slope_lu_per_s": -0.1 * i, "tail_drop_lu": 1.5 + m, "spectral_flatness": 0.01 * (m + 1),
-                       "code_js_divergence": 0.5 - 0.1 * m, "loudness_curve_lufs": [-20.0, -21.0]}
+            metrics = {"loudness_slope_lu_per_s": -0.1 * i, "tail_drop_lu": 1.5 + m,
+                       "spectral_flatness": 0.01 * (m + 1), "code_js_divergence": 0.5 - 0.1 * m,
+                       "loudness_curve_lufs": [-20.0, -21.0]}
             if (model, i) == ("base", 1):
                 metrics = {"spectral_flatness": 0.2}  # keys may be missing
             rows.append({"prompt": prompt, "model": model, "seed": 0, "file": file, "duration_s": 1.0,
@@ -61,12 +62,21 @@ def fake_run(root: Path) -> dict:
             "page": root / "metrics/report.html"}
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def browser_expected() -> bool:
+    """True where a browser check must run: chromium is installed, or this is CI."""
+    return bool(shutil.which("chromium") or shutil.which("chromium-browser")) or in_ci()
+
+
 def chromium() -> str:
     """The browser, or a skip (one line) outside CI and a failure in CI."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe:
         return exe
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if in_ci():
         pytest.fail("CI: chromium is missing; .ci/run installs it (apt-get install -y chromium)")
     pytest.skip("chromium not installed (Debian: apt-get install chromium); browser test skipped")
 

@@ -28,6 +28,7 @@ def overview(trials: list[dict]) -> str:
     """One row per trial: valid losses, means of the best model's clips, flags."""
     models = [t.get("metrics", {}).get("models", {}) for t in trials]
     keys = [k for k in MEAN_KEYS if any(k in m.get("best", {}).get("mean", {}) for m in models)]
+    # valid loss on real frames (as evaluate measures it; trial-1's training-time loss counted padding)
     cols = [("trial", "text"), ("description", ""), ("best epoch", "num"), ("valid loss base", "num"),
             ("valid loss best", "num"), ("valid loss final", "num")]
     cols += [(f"best: {label(k)}", "num") for k in keys] + [("best: flags (clips)", "")]
@@ -37,8 +38,9 @@ def overview(trials: list[dict]) -> str:
         mean = m.get("best", {}).get("mean", {})
         counts = m.get("best", {}).get("flags") or {}
         body.append(f'<tr><th scope="row">{esc(t["name"])}</th><td>{esc(t.get("description", ""))}</td>'
-                    + num_cell(metrics.get("best_epoch")) + num_cell(metrics.get("base_valid_loss"))
-                    + num_cell(metrics.get("best_valid_loss")) + num_cell(metrics.get("final_valid_loss"))
+                    + num_cell(metrics.get("best_epoch"))
+                    + "".join(num_cell(m.get(n, {}).get("mean", {}).get("valid_loss"))
+                              for n in ("base", "best", "final"))
                     + "".join(num_cell(mean.get(k)) for k in keys)
                     + f"<td>{flags(f'{f} x{c}' for f, c in counts.items())}</td></tr>")
     return (f'<section id="trials"><h2>Trials ({len(trials)})</h2><table class="sortable">{_head(cols)}'
