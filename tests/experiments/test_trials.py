@@ -1,14 +1,17 @@
 """The trials command end to end: real `dvc exp run` in a temporary git repo, tags, compare."""
 
 import json
+import re
 import subprocess
 
 import pytest
+import soundfile as sf
 from ruamel.yaml import YAML
 
 from musicgen_lora.bench.pipeline import workspace_trial_times
 
 from conftest import make_project, sh
+from report.helpers import browser_expected, chromium, probe
 
 pytestmark = pytest.mark.slow
 
@@ -66,12 +69,29 @@ def test_trials_tags_params_and_report(tmp_path):
     assert "| trial-a |" in report and "| trial-b |" in report
     assert (tmp_path / "reports/trials_valid_loss.png").stat().st_size > 1000
 
+    # the cross-trial page: each prompt under each trial's best adapter, audio read from the tags
+    page = tmp_path / "reports/trials.html"
+    srcs = re.findall(r'<audio controls preload="metadata" src="([^"]+)"', page.read_text())
+    assert len(srcs) == 2 * 2  # 2 prompts x 2 trials
+    for trial in ("trial-a", "trial-b"):
+        mine = [s for s in srcs if s.startswith(f"trials_audio/{trial}/")]
+        assert len(mine) == 2, srcs
+        for src in mine:
+            assert sf.info(str(page.parent / src)).duration == pytest.approx(3.0, abs=0.1)
+    if browser_expected():  # in a browser too (tests/report/test_page_browser.py has the details)
+        result, console = probe(chromium(), page, tmp_path / "profile")
+        assert result["loaded"] == 4 and result["errors"] == [] and console == [], (result, console)
+
     # a tag brings back that trial's adapters exactly
     sh(["git", "checkout", "-q", "trial-a"], tmp_path, env)
     sh(["dvc", "checkout", "-q"], tmp_path, env)
     lock = YAML(typ="safe").load((tmp_path / "dvc.lock").read_text())
     md5 = {o["path"]: o["md5"] for o in lock["stages"]["train"]["outs"]}
     assert json.loads((tmp_path / "models/best_model/adapter_config.json").read_text())["r"] == 4
+    wavs = sorted((tmp_path / "evaluation/best_model").glob("*.wav"))
+    assert len(wavs) == 2
+    for wav in wavs:  # the page's copy is the tag's audio
+        assert (tmp_path / "reports/trials_audio/trial-a" / wav.name).read_bytes() == wav.read_bytes()
     assert md5["models/best_model"].endswith(".dir")
 
 

@@ -2,7 +2,10 @@
 
 Params and summary metrics come from DVC (not from files on disk); per-epoch losses from the
 DVCLive TSVs committed at each tag. Writes `reports/trials.md` (a table in the shape of
-experiments/TRIALS.md) and `reports/trials_valid_loss.png` (valid loss of every trial).
+experiments/TRIALS.md), `reports/trials_valid_loss.png` (valid loss of every trial) and
+`reports/trials.html`, a page to hear every trial's best adapter on each prompt side by side
+(report/trials.py). The audio is a DVC output of each tag, not on disk: it is read from the
+DVC cache at that tag (`DVCFileSystem(rev=tag)`) into `reports/trials_audio/<trial>/`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,12 +25,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ..core.files import atomic_path  # noqa: E402
+from ..core.files import atomic_dir, atomic_path, inside  # noqa: E402
 from ..metrics.plots import save_png  # noqa: E402
+from ..report.trials import write_trials_page  # noqa: E402
 from .trials import MANIFEST, git, load_trials  # noqa: E402
 
 LOSS_TSV = "metrics/train/plots/metrics/{}/loss.tsv"
 TRAIN_METRICS = "metrics/train/metrics.json"
+EVAL_DIR = "evaluation"
+RESULTS = "evaluation/comparison_results.jsonl"
 
 
 def exp_rows(show: list) -> dict[str, dict]:
@@ -71,6 +78,40 @@ def collect(manifest: Path = MANIFEST) -> list[dict]:
     rows = exp_rows(show)
     return [{"name": n, **rows.get(n, {"params": {}, "metrics": {}}), "train_losses": epoch_losses(n, "train"),
              "valid_losses": epoch_losses(n, "valid")} for n in names]
+
+
+def extract_best_audio(names: list[str], out_dir: Path) -> dict[str, list[dict]]:
+    """trial -> its best-model rows of comparison_results.jsonl, each with `path`: the clip
+    copied from the tag's DVC outputs into `out_dir/<trial>/` (the folder is replaced whole).
+    A tag without evaluation results (a failed trial) gets no rows."""
+    from dvc.api import DVCFileSystem
+
+    out: dict[str, list[dict]] = {}
+    with atomic_dir(out_dir) as tmp:
+        for name in names:
+            fs = DVCFileSystem(".", rev=name)
+            if not fs.exists(RESULTS):
+                out[name] = []
+                continue
+            rows = [json.loads(line) for line in fs.read_text(RESULTS, encoding="utf-8").splitlines() if line.strip()]
+            folder = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+            out[name] = []
+            for r in (r for r in rows if r["model"] == "best"):
+                inside(Path(EVAL_DIR), r["file"])  # a row naming a path outside evaluation/ is refused
+                dest = Path(folder) / Path(r["file"]).name
+                (tmp / dest).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / dest).write_bytes(fs.read_bytes(f"{EVAL_DIR}/{r['file']}"))
+                out[name].append({**r, "path": out_dir / dest})
+    return out
+
+
+def write_page(rows: list[dict], out: Path, manifest: Path = MANIFEST) -> Path:
+    """reports/trials.html with the audio extracted beside it."""
+    descriptions = {t.name: t.description for t in load_trials(manifest)}
+    clips = extract_best_audio([r["name"] for r in rows], out / "trials_audio")
+    return write_trials_page(out / "trials.html", [
+        {"name": r["name"], "description": descriptions.get(r["name"], ""), "metrics": r["metrics"],
+         "rows": clips[r["name"]]} for r in rows])
 
 
 def _fmt(values: list[float]) -> str:
@@ -132,5 +173,7 @@ def main(argv: list[str]) -> int:
     with atomic_path(args.out / "trials.md") as tmp:
         tmp.write_text(report, encoding="utf-8")
     plot(rows, args.out / "trials_valid_loss.png")
+    page = write_page(rows, args.out, args.manifest)
     print(report)
+    print(f"page: {page}")
     return 0
