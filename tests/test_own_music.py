@@ -69,7 +69,8 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
         "evaluate": {"prompts": ["lofi piano with vinyl crackle"], "seconds": 2.5, "batch_size": 1},
         # one optimizer step on this small folder, 5 s clips (a CPU test, not a real run)
         "segment": {"clip_seconds": 5.0, "min_clip_seconds": 2.0, "valid_fraction": 0.3},
-        "train": {"epochs": 1, "grad_accum": 64, "warmup_steps": 0}})
+        "train": {"epochs": 1, "grad_accum": 64, "warmup_steps": 0,
+                  "sample_prompts": ["lofi piano with vinyl crackle"], "sample_seconds": 1.0}})
     # 5. check before anything loads
     assert "params.yaml: ok" in run(*python, "validate")
     run("dvc", "add", "-q", "data/raw")
@@ -104,5 +105,7 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
     for r in rows:
         audio, sr = sf.read(project / "evaluation" / r["file"])
         assert sr == 32000 and abs(len(audio) / sr - 2.5) < 0.05
+    sample, sr = sf.read(project / "metrics/train/samples/epoch_1/00.wav")  # heard during training
+    assert sr == 32000 and len(sample) == sr
     headline = json.loads((project / "metrics/headline.json").read_text())
     assert set(headline["valid_loss_real"]) == {"base", "best", "final"}

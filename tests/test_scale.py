@@ -25,7 +25,7 @@ def set_param(root: Path, key: str, value) -> None:
 def test_two_processes_match_one_process(tmp_path):
     env = make_project(tmp_path, tracks=3, params={
         "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-        "train": {"epochs": 2, "lr": 0.001}})
+        "train": {"epochs": 2, "lr": 0.001, "sample_prompts": ["bright upbeat chiptune"], "sample_seconds": 1.0}})
     sh(["dvc", "repro", "encode"], tmp_path, env)
     set_param(tmp_path, "train.grad_accum", 4)
     sh(["python", "-m", "musicgen_lora", *TRAIN_ARGS], tmp_path, env)

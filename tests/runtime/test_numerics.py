@@ -28,7 +28,7 @@ def workspace(tmp_path_factory):
     (root / "assets").symlink_to(ROOT / "assets")
     (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     edit_params(root / "params.yaml", {"segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-                                       "train": {"epochs": 1, "grad_accum": 2}})
+                                       "train": {"epochs": 1, "grad_accum": 2, "sample_prompts": []}})
     corpus.write_corpus(root / "raw", [corpus.TARGET_STYLE], 3, 0, min_seconds=6, max_seconds=9)
     sh([sys.executable, "-m", "musicgen_lora", "segment", "--raw", "raw", "--out", "seg"], root)
     return root
