@@ -82,8 +82,8 @@ thead th{background:#f2f2f5;text-align:left;position:sticky;top:0;z-index:1}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 th[data-sort]{cursor:pointer;user-select:none}th[data-sort]:hover{background:#e4e4ea}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-tbody th[scope=row]{text-align:left;white-space:nowrap}
-th.prompt{max-width:14rem;white-space:normal;font-weight:600;background:#fafafa}
+tbody th{text-align:left;white-space:nowrap}
+tbody th.prompt{width:14rem;min-width:10rem;white-space:normal;font-weight:600;background:#fafafa}
 audio{width:300px;height:36px;display:block}
 img.spec{width:300px;height:80px;display:block;margin:.25rem 0;background:#000}
 dl.m{display:grid;grid-template-columns:auto auto;gap:0 .8rem;font-size:12px;margin:.2rem 0;max-width:300px}
