@@ -45,10 +45,12 @@ def fake_run(root: Path) -> dict:
                          "metrics": metrics})
     epochs = [{"epoch": 0, "valid_loss": 5.5, "train_loss": None}, {"epoch": 1, "valid_loss": 5.2, "train_loss": 5.4},
               {"epoch": 2, "valid_loss": 4.9, "train_loss": 5.0}]
-    summary = {"best_epoch": 2, "best_valid_loss": 4.9, "final_valid_loss": 4.9, "base_valid_loss": 5.5,
+    summary = {"best_epoch": 2, "valid_loss_objective": {"base": 5.5, "best": 4.9, "final": 4.9},
                "checks": {"best_valid_loss_below_base": True, "base_not_noisy": False},
-               "models": {m: {"mean": {"valid_loss": 5.5 - 0.3 * k, "style_fd_mfcc": 100.0 - k}, "clips": 3,
-                              "flags": {"decaying": 1} if m == "final" else {}} for k, m in enumerate(MODELS)}}
+               "models": {m: {"mean": {"valid_loss": 5.5 - 0.3 * k, "code_js_divergence": 0.5 - 0.1 * k}, "clips": 3,
+                              "flags": {"decaying": 1} if m == "final" else {}, "flagged_clips": int(m == "final")}
+                          for k, m in enumerate(MODELS)},
+               "set": {m: {"style_fd_mfcc": 100.0 - k, "style_fd_latent": 50.0 + k} for k, m in enumerate(MODELS)}}
     samples = root / "metrics/train/samples"
     sample_prompts = PROMPTS[:2]
     for e in epochs:
@@ -69,6 +71,13 @@ def in_ci() -> bool:
 def browser_expected() -> bool:
     """True where a browser check must run: chromium is installed, or this is CI."""
     return bool(shutil.which("chromium") or shutil.which("chromium-browser")) or in_ci()
+
+
+def fake_headline(k: int) -> dict:
+    """A trial's metrics/headline.json, as `dvc exp show` gives it to `compare`."""
+    return {"best_epoch": k, "loss_objective": 5.0 - 0.1 * k, "checks": f"{k}/4",
+            "valid_loss_real": {m: 5.5 - 0.1 * k - 0.2 * i for i, m in enumerate(MODELS)},
+            "style_fd": {m: 100.0 + k for m in MODELS}, "flagged": {m: k % 2 for m in MODELS}}
 
 
 def chromium() -> str:

@@ -12,7 +12,7 @@ from PIL import Image
 from musicgen_lora.report.page import assets_dir, write_run_page
 from musicgen_lora.report.trials import write_trials_page
 
-from report.helpers import MODELS, PROMPTS, fake_run
+from report.helpers import MODELS, PROMPTS, fake_headline, fake_run
 
 
 class Collect(HTMLParser):
@@ -85,6 +85,7 @@ def test_numbers_flags_summary_and_timeline(run):
     assert '<span class="flag">decaying</span>' in text and "decaying x1" in text
     assert "tail drop LU" in text and "code JS div" in text and "flatness" in text
     assert "best_valid_loss_below_base" in text and "base_not_noisy" in text and '<svg class="loss"' in text
+    assert "training objective" in text and "set: style FD" in text
     timeline = next(t for t in parse(run["page"]).tables if t["class"] == "timeline")
     assert len(timeline["rows"]) == 1 + 3  # epochs 0, 1, 2
 
@@ -118,7 +119,7 @@ def test_samples_off_and_missing(tmp_path):
 
 def test_trials_page(run, tmp_path):
     best = [r for r in run["rows"] if r["model"] == "best"]
-    trials = [{"name": f"trial-{k}", "description": f"rank {4 * k}", "metrics": run["summary"],
+    trials = [{"name": f"trial-{k}", "description": f"rank {4 * k}", "metrics": fake_headline(k),
                "rows": [{**r, "path": run["eval_dir"] / r["file"], "valid_loss": r["valid_loss"] + k} for r in best]}
               for k in (1, 2)] + [{"name": "trial-failed", "metrics": {}, "rows": []}]
     page = write_trials_page(tmp_path / "reports/trials.html", trials)
@@ -129,3 +130,4 @@ def test_trials_page(run, tmp_path):
     assert len(sortable) == 1 + len(PROMPTS) and all(len(t["rows"]) == 1 + 2 for t in sortable[1:])
     assert len(sortable[0]["rows"]) == 1 + 3 and "No audio found for: trial-failed" in text
     assert 'data-sort=num' in text and not re.search(r"https?://", text)
+    assert "valid loss final" in text and "<td>2/4</td>" in text

@@ -14,7 +14,7 @@ import pytest
 from musicgen_lora.report.page import write_run_page
 from musicgen_lora.report.trials import write_trials_page
 
-from report.helpers import MODELS, PROMPTS, chromium, fake_run, probe, screenshot
+from report.helpers import MODELS, PROMPTS, chromium, fake_headline, fake_run, probe, screenshot
 
 SHOT = Path("/tmp/page_screenshot.png")
 
@@ -46,7 +46,7 @@ def test_run_page_loads_every_clip(browser, tmp_path):
 def test_trials_page_loads_and_sorts(browser, tmp_path):
     r = fake_run(tmp_path)
     best = [x for x in r["rows"] if x["model"] == "best"]
-    trials = [{"name": f"trial-{k}", "description": "", "metrics": r["summary"],
+    trials = [{"name": f"trial-{k}", "description": "", "metrics": fake_headline(k),
                "rows": [{**x, "path": r["eval_dir"] / x["file"], "valid_loss": x["valid_loss"] - k} for x in best]}
               for k in (1, 2, 3)]
     page = write_trials_page(tmp_path / "reports/trials.html", trials)

@@ -18,8 +18,10 @@ from .figures import loss_svg, spectrogram_png
 from .html import CLIP_KEYS, audio, document, esc, flags, fmt, href, label, metric_list, num_cell
 
 MODELS = ("base", "best", "final")
-MEAN_KEYS = ["valid_loss", "style_fd_mfcc", "style_fd_latent", "timbre_drift_fd_mfcc", "code_js_divergence",
-             "loudness_slope_lu_per_s", "tail_drop_lu", "spectral_flatness", "silence_ratio"]
+# Per-clip means over prompts (summary["models"][m]["mean"]); set-level distances come from summary["set"].
+MEAN_KEYS = ["valid_loss", "code_js_divergence", "loudness_slope_lu_per_s", "tail_drop_lu", "spectral_flatness",
+             "silence_ratio", "pulse_clarity"]
+SET_KEYS = ["style_fd_mfcc", "style_fd_latent", "timbre_drift_fd_mfcc"]
 
 
 def assets_dir(page: Path) -> Path:
@@ -37,22 +39,28 @@ def models_of(rows: list[dict]) -> list[str]:
 
 
 def summary_section(summary: dict, epochs: list[dict]) -> str:
-    losses = "".join(f"<tr><th>{name}</th>{num_cell(summary.get(key))}</tr>" for name, key in (
-        ("base", "base_valid_loss"), ("best", "best_valid_loss"), ("final", "final_valid_loss")))
+    """Losses (real frames, and the training objective), checks, loss curve, means per model."""
+    models, objective = summary.get("models") or {}, summary.get("valid_loss_objective") or {}
+    sets = summary.get("set") or {}
+    names = [m for m in MODELS if m in models] + sorted(set(models) - set(MODELS))
+    losses = "".join(f"<tr><th>{esc(n)}</th>{num_cell((models[n].get('mean') or {}).get('valid_loss'))}"
+                     f"{num_cell(objective.get(n))}</tr>" for n in names)
     checks = "".join(f'<li class="{"ok" if v else "bad"}">{"&#10003;" if v else "&#10007;"} {esc(k)}</li>'
                      for k, v in (summary.get("checks") or {}).items())
-    models = summary.get("models") or {}
-    names = [m for m in MODELS if m in models] + sorted(set(models) - set(MODELS))
     keys = [k for k in MEAN_KEYS if any(k in (models[n].get("mean") or {}) for n in names)]
     means = "".join(f"<tr><th>{esc(label(k))}</th>" + "".join(num_cell((models[n].get("mean") or {}).get(k))
                                                               for n in names) + "</tr>" for k in keys)
+    means += "".join(f"<tr><th>set: {esc(label(k))}</th>" + "".join(num_cell((sets.get(n) or {}).get(k))
+                                                                   for n in names) + "</tr>"
+                     for k in SET_KEYS if any(k in (sets.get(n) or {}) for n in names))
     flag_row = "<tr><th>flags (clips)</th>" + "".join(
         f"<td>{flags(f'{f} x{c}' for f, c in (models[n].get('flags') or {}).items())}</td>" for n in names) + "</tr>"
     return (f'<section id="summary"><div class="cards">'
             f'<div class="card"><h3>Valid loss</h3><p>best epoch: <b>{esc(summary.get("best_epoch", "-"))}</b></p>'
-            f'<table><tbody>{losses}</tbody></table></div>'
+            f'<table><thead><tr><th></th><th class="n">real frames</th><th class="n">training objective</th></tr>'
+            f'</thead><tbody>{losses}</tbody></table></div>'
             f'<div class="card"><h3>Checks</h3><ul>{checks or "<li>none</li>"}</ul></div>'
-            f'<div class="card"><h3>Loss per epoch</h3>{loss_svg(epochs)}</div>'
+            f'<div class="card"><h3>Loss per epoch (training objective)</h3>{loss_svg(epochs)}</div>'
             f'<div class="card"><h3>Means over prompts</h3><table><thead><tr><th></th>'
             + "".join(f'<th class="n">{esc(n)}</th>' for n in names)
             + f"</tr></thead><tbody>{means}{flag_row}</tbody></table></div></div></section>")

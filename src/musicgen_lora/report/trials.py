@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.files import write_text
-from .html import CLIP_KEYS, audio, document, esc, flags, href, label, num_cell
+from .html import CLIP_KEYS, audio, document, esc, flags, href, label, num_cell, number
 
-MEAN_KEYS = ["style_fd_mfcc", "code_js_divergence", "loudness_slope_lu_per_s", "tail_drop_lu", "spectral_flatness"]
+MODELS = ("base", "best", "final")
 
 
 def _head(columns: list[tuple[str, str]]) -> str:
@@ -25,26 +25,30 @@ def _head(columns: list[tuple[str, str]]) -> str:
 
 
 def overview(trials: list[dict]) -> str:
-    """One row per trial: valid losses, means of the best model's clips, flags."""
-    models = [t.get("metrics", {}).get("models", {}) for t in trials]
-    keys = [k for k in MEAN_KEYS if any(k in m.get("best", {}).get("mean", {}) for m in models)]
-    # valid loss on real frames (as evaluate measures it; trial-1's training-time loss counted padding)
-    cols = [("trial", "text"), ("description", ""), ("best epoch", "num"), ("valid loss base", "num"),
-            ("valid loss best", "num"), ("valid loss final", "num")]
-    cols += [(f"best: {label(k)}", "num") for k in keys] + [("best: flags (clips)", "")]
+    """One row per trial: its headline metrics (metrics/headline.json at its tag, as `dvc exp
+    show` reports them) and the means of its best adapter's clips on this page."""
+    keys = [k for k in CLIP_KEYS if any(k in (r.get("metrics") or {}) for t in trials for r in t.get("rows", []))]
+    cols = [("trial", "text"), ("description", ""), ("best epoch", "num"), ("objective (best)", "num")]
+    cols += [(f"valid loss {n}", "num") for n in MODELS] + [("style FD best", "num"), ("flagged best", "num"),
+                                                             ("checks", "text")]
+    cols += [(f"best: {label(k)}", "num") for k in keys]
     body = []
-    for t, m in zip(trials, models):
-        metrics = t.get("metrics", {})
-        mean = m.get("best", {}).get("mean", {})
-        counts = m.get("best", {}).get("flags") or {}
+    for t in trials:
+        m, rows = t.get("metrics") or {}, t.get("rows", [])
+        means = [mean([(r.get("metrics") or {}).get(k) for r in rows]) for k in keys]
         body.append(f'<tr><th scope="row">{esc(t["name"])}</th><td>{esc(t.get("description", ""))}</td>'
-                    + num_cell(metrics.get("best_epoch"))
-                    + "".join(num_cell(m.get(n, {}).get("mean", {}).get("valid_loss"))
-                              for n in ("base", "best", "final"))
-                    + "".join(num_cell(mean.get(k)) for k in keys)
-                    + f"<td>{flags(f'{f} x{c}' for f, c in counts.items())}</td></tr>")
-    return (f'<section id="trials"><h2>Trials ({len(trials)})</h2><table class="sortable">{_head(cols)}'
-            f'<tbody>{"".join(body)}</tbody></table></section>')
+                    + num_cell(m.get("best_epoch")) + num_cell(m.get("loss_objective"))
+                    + "".join(num_cell((m.get("valid_loss_real") or {}).get(n)) for n in MODELS)
+                    + num_cell((m.get("style_fd") or {}).get("best")) + num_cell((m.get("flagged") or {}).get("best"))
+                    + f'<td>{esc(m.get("checks", ""))}</td>' + "".join(num_cell(v) for v in means) + "</tr>")
+    return (f'<section id="trials"><h2>Trials ({len(trials)})</h2><p class="muted">valid loss: held-out, real '
+            f'frames only; objective: what training minimised (counts padding when mask_padding is false).</p>'
+            f'<table class="sortable">{_head(cols)}<tbody>{"".join(body)}</tbody></table></section>')
+
+
+def mean(values: list) -> float | None:
+    found = [v for v in map(number, values) if v is not None]
+    return sum(found) / len(found) if found else None
 
 
 def prompt_table(prompt: str, entries: list[tuple[str, dict]], page: Path) -> str:
@@ -62,7 +66,7 @@ def prompt_table(prompt: str, entries: list[tuple[str, dict]], page: Path) -> st
 
 
 def write_trials_page(page: Path, trials: list[dict], title: str = "Trials: best adapters side by side") -> Path:
-    """`trials`: [{name, description, metrics (the trial's summary.json), rows (its best-model
+    """`trials`: [{name, description, metrics (the trial's headline.json), rows (its best-model
     rows of comparison_results.jsonl, each with `path`: the extracted wav)}], in report order."""
     page = Path(page)
     prompts = list(dict.fromkeys(r["prompt"] for t in trials for r in t.get("rows", [])))
