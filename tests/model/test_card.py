@@ -52,7 +52,8 @@ def test_card_has_the_params_losses_and_where_to_look(tmp_path, tiny_adapter, mo
     assert "lowest valid loss, epoch 2 of 3" in card
     assert "--adapter models/best_model --prompt 'bright chiptune with \"square\" leads'" in card
     assert 'PeftModel.from_pretrained(model, "models/best_model")' in card
-    assert "metrics/headline.json" in card and "metrics/summary.md" in card and "before evaluation" in card
+    assert all(f in card for f in ("metrics/headline.json", "metrics/summary.md", "metrics/report.html"))
+    assert "before evaluation" in card
     final_card = (final / "README.md").read_text()
     assert "| 3 | 4.9811 | 4.9900 | **this adapter** |" in final_card
     assert "the last epoch, 3 of 3 (the lowest valid loss was epoch 2" in final_card

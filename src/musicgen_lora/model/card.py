@@ -187,10 +187,11 @@ This card is written at training time, before evaluation. In the project's pipel
 the `evaluate` stage then generates its prompt set with the base, best and final models, and
 `summarize` reports them side by side: `metrics/headline.json` (per model the valid loss on real
 frames only, `valid_loss_real`, the style distance to held-out target clips, flagged clips, the
-checks) and `metrics/summary.md` with plots in `metrics/plots/`; one row per prompt and model in
-`evaluation/comparison_results.jsonl`, set-level distances in `evaluation/set_metrics.json`, the
-audio in `evaluation/{which}_model/`. The training run's own record: `metrics/train/`
-(metrics.json, epochs.json, environment.json).
+checks), `metrics/summary.md` and the page to listen to, `metrics/report.html`; one row per prompt
+and model in `evaluation/comparison_results.jsonl`, set-level distances in
+`evaluation/set_metrics.json`, the audio in `evaluation/{which}_model/`. The training run's own
+record: `metrics/train/` (metrics.json, epochs.json, environment.json, and the per-epoch samples
+of `train.sample_prompts` in samples/).
 """
 
 
