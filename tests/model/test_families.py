@@ -104,7 +104,7 @@ def run_family(path, corpus, root, device: str = "cpu"):
     evaluate.run_base(root / "seg", root / "tok", root / "eval/base_model", root / "eval/base.jsonl",
                       root / "eval/reference", params, ep)
     evaluate.run_adapters(root / "tok", root / "eval", {"best": root / "best"}, root / "eval/base.jsonl",
-                          root / "eval/reference", root / "eval/results.jsonl", params, ep)
+                          root / "eval/reference", root / "eval/results.jsonl", root / "eval/set_metrics.json", params, ep)
     return root
 
 
@@ -150,6 +150,9 @@ def test_family_through_segment_encode_train_generate(runs, checkpoints, name):
     metrics = json.loads((root / "metrics/metrics.json").read_text())
     assert metrics["optimizer_steps"] == 1
     assert json.loads((root / "metrics/environment.json").read_text())["device"] == "cpu"
+    card = (root / "best/README.md").read_text()  # its snippet loads the base with the family's class
+    assert f"model = {'MusicgenMelody' if is_melody else 'Musicgen'}ForConditionalGeneration.from_pretrained(" in card
+    assert ("audio[0].T.numpy()" in card) == is_stereo  # the snippet writes both channels
     adapter = root / "best/adapter_model.safetensors"
     tensors = load_file(adapter)
     assert sum(4 * t.numel() for t in tensors.values()) == lora_bytes(hidden, layers, RANK, is_melody)
@@ -215,7 +218,17 @@ def test_stereo_generation_keeps_the_channel_order(stereo_model):
     audio, codes = generate(model, tokenizer, [CAPTION], 10, 3.0, 1.0, 50, seed=0)
     assert audio.shape == (1, 10 * 640, 2) and codes.shape == (1, 8, 10)
     decoded = decode_codes(model, torch.from_numpy(codes))
-    assert torch.allclose(decoded.transpose(1, 2), torch.from_numpy(audio), atol=1e-5)
+    assert torch.allclose(decoded, torch.from_numpy(audio), atol=1e-5)
+
+
+def test_stereo_continuation_keeps_both_channels(stereo_model):
+    """`generate --seconds` beyond one window: each window's codes keep both channels, interleaved."""
+    from musicgen_lora.model.continuation import Windows, generate_codes
+
+    model, tokenizer = stereo_model
+    codes = generate_codes(model, tokenizer, [CAPTION], Windows(total=14, window=8, stride=6), 3.0, 1.0, 50, seed=0)
+    assert codes.shape == (1, 8, 14)
+    assert decode_codes(model, codes).shape == (1, 14 * 640, 2)
 
 
 def test_stereo_labels_follow_transformers_delay_pattern(stereo_model):
@@ -257,13 +270,16 @@ def test_melody_loads_with_its_own_class_and_conditions_on_chroma(checkpoints):
     clip = 0.3 * np.sin(2 * np.pi * 440.0 * np.arange(SR) / SR)
     chroma = melody.chroma(model.chroma_extractor, [clip], SR)
     assert chroma.shape == (1, SR // 4096 + 1, 12) and chroma[0, :, 9].all()  # A4: pitch class A (C = 0)
-    codes = torch.randint(0, 2048, (1, 4, 20))
+    codes = torch.randint(0, 2048, (1, 4, 20), generator=torch.Generator().manual_seed(0))
+    batch = loss_inputs(tokenizer, [CAPTION], codes, torch.ones(1, 20, dtype=torch.bool), True, chroma=chroma)
+    steps = decoder_input_ids(batch["labels"], pad, pad)
     with torch.no_grad():
-        plain = forward_loss(model, loss_inputs(tokenizer, [CAPTION], codes, torch.ones(1, 20, dtype=torch.bool),
-                                                True), pad, pad)
-        tuned = forward_loss(model, loss_inputs(tokenizer, [CAPTION], codes, torch.ones(1, 20, dtype=torch.bool),
-                                                True, chroma=chroma), pad, pad)
-    assert torch.isfinite(tuned) and abs(float(tuned) - float(plain)) > 1e-6  # the chroma reaches the decoder
+        plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=steps)
+        tuned = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=steps,
+                      input_features=chroma)
+        assert torch.isfinite(forward_loss(model, batch, pad, pad))
+    # the chroma reaches the decoder's predictions (without it transformers conditions on a null chroma)
+    assert (tuned.logits[:, -steps.shape[1]:] - plain.logits[:, -steps.shape[1]:]).abs().max() > 1e-5
     assert melody.chroma_cosine(chroma[0], chroma[0]) == pytest.approx(1.0)
 
 

@@ -207,13 +207,14 @@ def encode_audio(model, audio: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_codes(model, codes: torch.Tensor) -> torch.Tensor:
-    """Audio (B, N) for codes (B, K, T) (stereo: (B, 2, N), channels decoded from `stereo.split`)."""
+    """Audio (B, N) for codes (B, K, T), on the model's device (stereo: (B, N, 2), each channel
+    decoded from its codebooks, `stereo.split`)."""
     codes = codes.to(model_device(model))
     with all_cores():
         if families.audio_channels(model.config) == 1:
             return model.audio_encoder.decode(codes[None], [None] * codes.shape[0]).audio_values[:, 0]
-        return torch.cat([model.audio_encoder.decode(c[None], [None] * codes.shape[0]).audio_values
-                          for c in stereo.split(codes)], dim=1)
+        return torch.stack([model.audio_encoder.decode(c[None], [None] * codes.shape[0]).audio_values[:, 0]
+                            for c in stereo.split(codes)], dim=-1)
 
 
 @contextlib.contextmanager
