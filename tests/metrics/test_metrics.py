@@ -265,3 +265,9 @@ def test_metrics_cli_table_and_errors(tmp_path, capsys):
     assert CLI.metrics_cli([good], F.FlagThresholds()) == 0
     capsys.readouterr()
     assert CLI.metrics_cli([], F.FlagThresholds()) == 2  # usage error returns, does not exit
+
+
+def test_stereo_clips_are_measured_on_the_mid_channel():
+    left, right = TONE[: SR * 3], 0.5 * TONE[: SR * 3][::-1]
+    stereo = M.clip_metrics(np.stack([left, right], 1), SR)
+    assert stereo == M.clip_metrics((left + right) / 2, SR)

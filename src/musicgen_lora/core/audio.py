@@ -53,17 +53,34 @@ def _read_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         return sf.read(str(wav), dtype="float32", always_2d=True)
 
 
-def load_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 audio at `sample_rate`: channels averaged, resampled with torchaudio."""
+def as_channels(data: np.ndarray, channels: int) -> np.ndarray:
+    """Audio (channels, N) from samples (N, C): one channel is the mean of all; two keep a
+    2-channel file as it is and duplicate anything else (a mono source, or the mean of more
+    channels)."""
+    if channels == 1:
+        return data.mean(axis=1)[None]
+    if data.shape[1] == channels:
+        return np.ascontiguousarray(data.T)
+    return np.repeat(data.mean(axis=1)[None], channels, axis=0)
+
+
+def load_audio(path: Path, sample_rate: int, channels: int = 1) -> np.ndarray:
+    """Float32 audio at `sample_rate` (resampled with torchaudio): mono (N,) with channels
+    averaged, or (N, channels) (see `as_channels`)."""
     data, sr = read_audio(path)
     if data.size == 0:
         raise AudioError(f"{path}: no samples")
     if not np.isfinite(data).all():
         raise AudioError(f"{path}: contains NaN or infinite samples")
-    mono = data.mean(axis=1)
+    audio = as_channels(data, channels)
     if sr != sample_rate:
-        mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
-    return np.ascontiguousarray(mono, dtype=np.float32)
+        audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), sr, sample_rate).numpy()
+    return np.ascontiguousarray(audio[0] if channels == 1 else audio.T, dtype=np.float32)
+
+
+def load_mono(path: Path, sample_rate: int) -> np.ndarray:
+    """Mono float32 audio at `sample_rate`: channels averaged, resampled with torchaudio."""
+    return load_audio(path, sample_rate, 1)
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:

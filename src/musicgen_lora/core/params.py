@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,13 +36,16 @@ def _finite(x) -> bool:
 
 @dataclass(frozen=True)
 class ModelParams:
-    """Which MusicGen to load: `tiny` (the project's embedded model), a hub id or a local directory."""
+    """Which MusicGen to load: `tiny` (the project's embedded model), a hub id or a local directory;
+    and the device every stage runs it on (`auto`: CUDA when available, else CPU)."""
 
     name: str = "tiny"
     revision: str | None = None
+    device: str = "auto"
 
     def rules(self) -> list[tuple[bool, str, str]]:
-        return [(bool(self.name.strip()), "name", "a non-empty model id or directory")]
+        return [(bool(self.name.strip()), "name", "a non-empty model id or directory"),
+                (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N")]
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,7 @@ class EvaluateParams(FlagThresholds):
     batch_size: int = 8
     seed: int = 0
     cpu_prepack: bool = True
+    half_precision: bool = False  # fp16/bf16 generation on a GPU; ignored on CPU
 
     def thresholds(self) -> FlagThresholds:
         return FlagThresholds(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FlagThresholds)})

@@ -26,9 +26,13 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def machine() -> dict:
+def machine(device: torch.device | str | None = None) -> dict:
     """The numerical path of this process: CPU model and the instruction set torch dispatches to,
-    thread counts, allocator, device, Python and package versions."""
+    thread counts, allocator, the device the model ran on (None: the one `model.device: auto`
+    would pick), Python and package versions."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
     info = {
         "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch's kernels use
@@ -37,21 +41,22 @@ def machine() -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "allocator": active(),
         "launched_with": dict(sorted(LAUNCH_OPTIONS.items())),  # pinned ISA variables, mimalloc options
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": str(device),
         "python": platform.python_version(),
         "packages": {p: md.version(p) for p in PACKAGES},
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
-def environment(model_name: str, revision: str | None, seeds: dict, data_files: list[Path]) -> dict:
-    """`machine()` plus what the run was given: seeds, model, and a hash of its data files."""
+def environment(model_name: str, revision: str | None, seeds: dict, data_files: list[Path],
+                device: torch.device | str | None = None) -> dict:
+    """`machine(device)` plus what the run was given: seeds, model, and a hash of its data files."""
     digest = hashlib.sha256()
     for f in data_files:
         digest.update(Path(f).read_bytes())
-    return {**machine(), "seeds": seeds, "model": {"name": model_name, "revision": revision},
+    return {**machine(device), "seeds": seeds, "model": {"name": model_name, "revision": revision},
             "data_sha256": digest.hexdigest()}
 
 

@@ -10,12 +10,15 @@ import torchaudio.transforms as T
 
 
 def checked_audio(audio: np.ndarray, sr: int, min_s: float, what: str) -> np.ndarray:
-    """Validated mono float64 copy of `audio`; ValueError for bad shape/rate, NaN/inf or too short."""
+    """Validated mono float64 copy of `audio`; ValueError for bad shape/rate, NaN/inf or too short.
+    Stereo audio (N, 2) (and (N, 1)) is measured on its mid channel, (L + R) / 2."""
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise ValueError(f"{what}: sample_rate must be a positive int, got {sr!r}")
     x = np.asarray(audio, dtype=np.float64)
+    if x.ndim == 2 and x.shape[1] in (1, 2):
+        x = x.mean(axis=1)
     if x.ndim != 1:
-        raise ValueError(f"{what}: expected mono 1-D audio, got shape {x.shape}")
+        raise ValueError(f"{what}: expected mono (N,) or stereo (N, 2) audio, got shape {x.shape}")
     if x.size == 0:
         raise ValueError(f"{what}: audio is empty")
     if not np.isfinite(x).all():

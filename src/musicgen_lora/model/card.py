@@ -21,6 +21,7 @@ from safetensors import safe_open
 
 from ..core.files import write_text
 from ..core.params import ModelParams, TrainParams
+from .families import audio_channels, channel_codebooks, model_class
 from .musicgen import TINY_DIR, TINY_NAME, codec_info, load_config, resolve_name
 from .tokens import INDEX
 
@@ -81,7 +82,10 @@ def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: T
     """The card of adapter `which` ("best" or "final", from `epoch`), given the run's per-epoch
     rows ({epoch, train_loss, valid_loss}; epoch 0 is the base model)."""
     base = resolve_name(mp)
-    info = codec_info(load_config(mp))
+    config = load_config(mp)
+    info, delay = codec_info(config), channel_codebooks(config) - 1  # the delay pattern's extra steps
+    cls = model_class(config).__name__  # MusicgenForConditionalGeneration, or the melody class
+    wav = "audio[0, 0].numpy()" if audio_channels(config) == 1 else "audio[0].T.numpy()"  # stereo: (samples, 2)
     index_path = tokens_dir / INDEX
     index = json.loads(index_path.read_text(encoding="utf-8"))
     data_sha = hashlib.sha256(index_path.read_bytes()).hexdigest()
@@ -94,7 +98,7 @@ def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: T
     world = int(os.environ.get("WORLD_SIZE", 1))
     folder, q = adapter_dir.as_posix(), json.dumps  # q: a Python string literal
     revision = f", revision={q(mp.revision)}" if mp.revision else ""
-    steps = math.ceil(EXAMPLE_SECONDS * info.frame_rate) + info.num_codebooks - 1
+    steps = math.ceil(EXAMPLE_SECONDS * info.frame_rate) + delay
     if which == "best":
         what = (f"the **best** adapter of its run: the lowest valid loss, epoch {epoch} of {tp.epochs}"
                 + (" (the same epoch as the final adapter)" if epoch == last else ""))
@@ -163,20 +167,20 @@ With this project (any length; longer than 30 s by windowed continuation, each s
 python -m musicgen_lora generate --adapter {shlex.quote(folder)} --prompt {shlex.quote(prompt)} --seconds 30 --out out.wav
 ```
 
-With plain transformers + peft ({EXAMPLE_SECONDS} s: {info.frame_rate:g} frames/s plus the delay pattern's {info.num_codebooks - 1} steps):
+With plain transformers + peft ({EXAMPLE_SECONDS} s: {info.frame_rate:g} frames/s plus the delay pattern's {delay} steps):
 
 ```python
 import soundfile as sf
 from peft import PeftModel
-from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+from transformers import AutoTokenizer, {cls}
 
 base = {q(base)}
-model = MusicgenForConditionalGeneration.from_pretrained(base{revision})
+model = {cls}.from_pretrained(base{revision})
 model = PeftModel.from_pretrained(model, {q(folder)}).eval()
 tokenizer = AutoTokenizer.from_pretrained(base{revision})
 inputs = tokenizer([{q(prompt)}], padding=True, return_tensors="pt")
 audio = model.generate(**inputs, do_sample=True, guidance_scale=3.0, max_new_tokens={steps})
-sf.write("out.wav", audio[0, 0].numpy(), model.config.audio_encoder.sampling_rate)
+sf.write("out.wav", {wav}, model.config.audio_encoder.sampling_rate)
 ```
 
 Paths are relative to the project root (where `dvc repro` runs).

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import families, stereo
 from .delay import text_inputs
 
 TRAINED_WINDOW_S = 30.0  # MusicGen's checkpoints were trained on 30 s windows (audiocraft's max_duration)
@@ -56,8 +57,8 @@ class Windows:
 
 def max_window_frames(config) -> int:
     """The most frames one window may hold: the decoder's positions (`max_position_embeddings`)
-    less the start token and the K - 1 steps of the delay pattern."""
-    return config.decoder.max_position_embeddings - config.decoder.num_codebooks
+    less the start token and the K - 1 steps of the delay pattern (K codebooks per channel)."""
+    return config.decoder.max_position_embeddings - families.channel_codebooks(config)
 
 
 def default_window_s(config, frame_rate: float) -> float:
@@ -68,7 +69,8 @@ def default_window_s(config, frame_rate: float) -> float:
 @contextlib.contextmanager
 def _codes_only(model, sink: list):
     """`generate` samples codes, then decodes them through `audio_encoder.decode`: keep the codes
-    and skip the decode (the whole sequence is decoded once, later)."""
+    and skip the decode (the whole sequence is decoded once, later). A stereo model decodes its
+    left, then its right channel's codes: both are kept."""
     original = model.audio_encoder.decode
 
     def decode(audio_codes, *args, **kwargs):
@@ -84,9 +86,12 @@ def _codes_only(model, sink: list):
 
 def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, guidance_scale: float,
                  temperature: float, top_k: int) -> torch.Tensor:
-    """`frames` new codes (B, K, frames) after the code prompt (B, K, P) (or from the text alone)."""
-    k = model.config.decoder.num_codebooks
-    extra = {} if prompt is None else {"decoder_input_ids": prompt.long().reshape(-1, prompt.shape[-1])}
+    """`frames` new codes (B, K, frames) after the code prompt (B, K, P) (or from the text alone),
+    on the model's device (stereo codes interleaved as `stereo.py` describes)."""
+    k = families.channel_codebooks(model.config)
+    device = next(model.parameters()).device
+    inputs = {key: v.to(device) for key, v in inputs.items()}
+    extra = {} if prompt is None else {"decoder_input_ids": prompt.long().reshape(-1, prompt.shape[-1]).to(device)}
     sink: list[torch.Tensor] = []
     with _codes_only(model, sink):
         # the delay pattern spends K - 1 extra steps before the last codebook's final frame
@@ -95,7 +100,7 @@ def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, 
     if not sink:
         raise RuntimeError("continuation: this transformers no longer decodes through audio_encoder.decode; "
                            "the sampled codes cannot be taken")
-    codes = sink[0]
+    codes = sink[0] if len(sink) == 1 else stereo.interleave(sink[0], sink[1])
     expected = frames + (0 if prompt is None else prompt.shape[-1])
     if codes.shape[-1] != expected or (prompt is not None and not torch.equal(codes[..., :prompt.shape[-1]],
                                                                               prompt.to(codes))):

@@ -10,24 +10,30 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .stereo import delays
+
 IGNORE = -100  # label value CrossEntropy skips
 
 
-def delay_pattern_labels(codes: torch.Tensor, frame_mask: torch.Tensor, mask_padding: bool) -> torch.Tensor:
-    """Decoder labels (B, T + K - 1, K) for codes (B, K, T), in MusicGen's delay pattern.
+def delay_pattern_labels(codes: torch.Tensor, frame_mask: torch.Tensor, mask_padding: bool,
+                         channels: int = 1) -> torch.Tensor:
+    """Decoder labels (B, T + K/channels - 1, K) for codes (B, K, T), in MusicGen's delay pattern.
 
     Codebook k is shifted right by k steps, so at sequence step s the decoder predicts frame s
-    of codebook 0, frame s-1 of codebook 1, ... (the pattern `generate` decodes with). Steps a
-    codebook has no frame for are IGNORE. With `mask_padding`, frames that only cover padding
-    (frame_mask False) are IGNORE too: trial-1 left them in and the model learned to predict the
-    silence of the padded half (low valid loss, quiet or noisy generations).
+    of codebook 0, frame s-1 of codebook 1, ... (the pattern `generate` decodes with). Stereo
+    codes interleave the channels (index 2k left, 2k + 1 right) and both share codebook k's
+    shift (`stereo.delays`). Steps a codebook has no frame for are IGNORE. With `mask_padding`,
+    frames that only cover padding (frame_mask False) are IGNORE too: trial-1 left them in and the
+    model learned to predict the silence of the padded half (low valid loss, quiet or noisy
+    generations).
     """
     b, k, t = codes.shape
-    labels = torch.full((b, t + k - 1, k), IGNORE, dtype=torch.long)
+    shifts = delays(k, channels)
+    labels = torch.full((b, t + shifts[-1], k), IGNORE, dtype=torch.long, device=codes.device)
     keep = frame_mask.bool() if mask_padding else torch.ones_like(frame_mask, dtype=torch.bool)
     masked = codes.long().masked_fill(~keep[:, None, :], IGNORE)
-    for cb in range(k):
-        labels[:, cb : cb + t, cb] = masked[:, cb]
+    for cb, d in enumerate(shifts):
+        labels[:, d : d + t, cb] = masked[:, cb]
     return labels
 
 
@@ -35,7 +41,7 @@ def decoder_input_ids(labels: torch.Tensor, start_id: int, pad_id: int) -> torch
     """Teacher-forcing inputs (B*K, S): labels shifted right behind the start token; ignored
     positions become the pad id, as in `generate`'s delay-pattern mask."""
     b, s, k = labels.shape
-    shifted = torch.full((b, k, s), pad_id, dtype=torch.long)
+    shifted = torch.full((b, k, s), pad_id, dtype=torch.long, device=labels.device)
     shifted[..., 0] = start_id
     shifted[..., 1:] = labels.transpose(1, 2)[..., :-1]
     shifted[shifted == IGNORE] = pad_id
@@ -65,8 +71,25 @@ def text_inputs(tokenizer, captions: list[str]) -> dict[str, torch.Tensor]:
     return dict(tokenizer(captions, padding=True, return_tensors="pt"))
 
 
+def loss_inputs(tokenizer, captions: list[str], codes: torch.Tensor, frame_mask: torch.Tensor, mask_padding: bool,
+                channels: int = 1, chroma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """A batch for `forward_loss`: captions tokenized, delay-pattern labels, and (melody models)
+    each clip's chroma as `input_features`."""
+    batch = text_inputs(tokenizer, captions)
+    batch["labels"] = delay_pattern_labels(codes, frame_mask, mask_padding, channels)
+    if chroma is not None:
+        batch["input_features"] = chroma
+    return batch
+
+
 def forward_loss(model, batch: dict[str, torch.Tensor], pad_id: int, start_id: int) -> torch.Tensor:
-    """Teacher-forced loss of a batch {input_ids, attention_mask, labels}."""
+    """Teacher-forced loss of a batch {input_ids, attention_mask, labels[, input_features]} on the
+    model's device. A melody model's logits also cover its conditioning prefix: the last steps
+    are the decoder's."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    labels = batch["labels"]
+    extra = {"input_features": batch["input_features"]} if "input_features" in batch else {}
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                decoder_input_ids=decoder_input_ids(batch["labels"], start_id, pad_id))
-    return codebook_loss(out.logits, batch["labels"])
+                decoder_input_ids=decoder_input_ids(labels, start_id, pad_id), **extra)
+    return codebook_loss(out.logits[:, -labels.shape[1] :], labels)

@@ -19,10 +19,11 @@ def module_names(config) -> list[str]:
     """Every module name of a MusicGen built from `config`, without weights (on the meta device):
     lets train check `target_modules` before it loads a multi-GB checkpoint."""
     import torch
-    from transformers import MusicgenForConditionalGeneration
+
+    from .families import model_class
 
     with torch.device("meta"):
-        return [n for n, _ in MusicgenForConditionalGeneration(config).named_modules()]
+        return [n for n, _ in model_class(config)(config).named_modules()]
 
 
 def lora_config(tp: TrainParams, model_or_config) -> LoraConfig:

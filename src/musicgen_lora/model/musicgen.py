@@ -1,8 +1,10 @@
-"""Loading a MusicGen checkpoint, its codec facts, encoding audio and generating it.
+"""Loading a MusicGen checkpoint on the chosen device, its codec facts, encoding audio and generating it.
 
-`from_pretrained` on a hub id or a local directory (the embedded `tiny` default included);
-segment, encode, train and evaluate call these instead of repeating them. The delay pattern and
-loss live in `delay.py`, LoRA in `lora.py`, the token-shard format in `tokens.py`.
+`from_pretrained` on a hub id or a local directory (the embedded `tiny` default included), with
+the class the checkpoint's config names (`families.py`); segment, encode, train and evaluate call
+these instead of repeating them. `resolve_device` is the one place `model.device` is read. Stereo
+codes follow `stereo.py`, melody conditioning `melody.py`. The delay pattern and loss live in
+`delay.py`, LoRA in `lora.py`, the token-shard format in `tokens.py`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, MusicgenConfig, MusicgenForConditionalGeneration
+from transformers import AutoTokenizer, PretrainedConfig
 from transformers.utils import logging as hf_logging
 
 from ..core.params import ModelParams, ParamsError
+from . import families, melody, stereo
 from .delay import text_inputs
 
 class _MusicgenSpecialTokens(logging.Filter):
@@ -75,12 +78,43 @@ def resolve_name(params: ModelParams) -> str:
     return str(TINY_DIR)
 
 
-def load_config(params: ModelParams) -> MusicgenConfig:
-    """Only the config (cheap): enough for the codec's sample rate and frame rate."""
-    return MusicgenConfig.from_pretrained(resolve_name(params), revision=params.revision)
+def load_config(params: ModelParams) -> PretrainedConfig:
+    """Only the config (cheap): enough for the codec's sample rate and frame rate, and the family.
+    A checkpoint of a type the pipeline cannot train is one line here."""
+    return families.read_config(resolve_name(params), params.revision)
 
 
-def codec_info(config: MusicgenConfig) -> CodecInfo:
+def resolve_device(params: ModelParams) -> torch.device:
+    """The device every stage runs the model on: `model.device` (`auto`: CUDA when available,
+    else CPU). Under `accelerate launch` each process takes its own GPU (LOCAL_RANK)."""
+    want = params.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(want)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParamsError(f"params.yaml: model.device is {params.device} but torch sees no CUDA device "
+                            f"(use auto or cpu)")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+        if device.index >= torch.cuda.device_count():
+            raise ParamsError(f"params.yaml: model.device is {params.device} but there are "
+                            f"{torch.cuda.device_count()} CUDA devices")
+    return device
+
+
+def generation_dtype(device: torch.device, half_precision: bool) -> torch.dtype | None:
+    """The autocast dtype `generate` samples under: bf16 (fp16 where the GPU lacks bf16) with
+    `evaluate.half_precision` on a GPU; None (float32) otherwise, said in one line on CPU."""
+    if not half_precision:
+        return None
+    if device.type != "cuda":
+        print("evaluate.half_precision: ignored on CPU (generation stays in float32)")
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def codec_info(config: PretrainedConfig) -> CodecInfo:
     enc, dec = config.audio_encoder, config.decoder
     hop = int(np.prod(enc.upsampling_ratios))
     return CodecInfo(
@@ -92,20 +126,20 @@ def codec_info(config: MusicgenConfig) -> CodecInfo:
     )
 
 
-def check_generation_length(config: MusicgenConfig, seconds: float, key: str = "evaluate.seconds") -> int:
+def check_generation_length(config: PretrainedConfig, seconds: float, key: str = "evaluate.seconds") -> int:
     """Frames for `seconds` of audio, or a ParamsError when the decoder cannot reach that far: the
-    delay pattern needs frames + K - 1 positions, and positions past max_position_embeddings
-    have no embedding (generation would run on without progress or error)."""
-    info = codec_info(config)
+    delay pattern needs frames + K - 1 positions (K codebooks per channel), and positions past
+    max_position_embeddings have no embedding (generation would run on without progress or error)."""
+    info, k = codec_info(config), families.channel_codebooks(config)
     frames, limit = info.frames(seconds), config.decoder.max_position_embeddings
-    if frames + info.num_codebooks - 1 > limit:
-        most = (limit - info.num_codebooks + 1) / info.frame_rate
+    if frames + k - 1 > limit:
+        most = (limit - k + 1) / info.frame_rate
         raise ParamsError(f"params.yaml: {key} must be <= {most:g} for this model ({limit} decoder positions at "
                           f"{info.frame_rate:g} frames/s; got {seconds:g}); longer output: `generate --seconds`")
     return frames
 
 
-def set_threads(config: MusicgenConfig) -> int:
+def set_threads(config: PretrainedConfig) -> int:
     """Torch threads for this model on this machine. A tiny decoder's matmuls are too small to
     amortise thread synchronisation (and spinning threads collapse when another process shares
     the cores), so it runs on one thread; real checkpoints use every core."""
@@ -114,15 +148,23 @@ def set_threads(config: MusicgenConfig) -> int:
     return n
 
 
-def load_model(params: ModelParams, device: str = "cpu"):
-    """Load (model, tokenizer) through `from_pretrained`: a hub id honours the HF cache and
-    HF_HUB_OFFLINE; `tiny` is the same call on the embedded directory."""
+def load_model(params: ModelParams, device: torch.device | str | None = None, half_precision: bool = False):
+    """Load (model, tokenizer) through `from_pretrained` onto `device` (None: `resolve_device`): a
+    hub id honours the HF cache and HF_HUB_OFFLINE; `tiny` is the same call on the embedded
+    directory. The class comes from the config (`families.load`, which stops on any weight the
+    checkpoint lacks or has in excess). A melody model carries its chroma extractor
+    (`model.chroma_extractor`). `half_precision`: `generate` samples under bf16 (fp16 where the GPU
+    has no bf16) autocast on a GPU; on CPU it is ignored, said in one line."""
     name = resolve_name(params)
-    model = MusicgenForConditionalGeneration.from_pretrained(name, revision=params.revision)
+    device = resolve_device(params) if device is None else torch.device(device)
+    model = families.load(name, params.revision)
     tokenizer = AutoTokenizer.from_pretrained(name, revision=params.revision)
     # transformers 5 leaves decoder_start_token_id unset on some configs; training needs it.
     if model.config.decoder.decoder_start_token_id is None:
         model.config.decoder.decoder_start_token_id = model.config.decoder.pad_token_id
+    if families.is_melody(model.config):
+        model.chroma_extractor = melody.chroma_extractor(name, params.revision, model.config.audio_encoder.sampling_rate)
+    model.generation_dtype = generation_dtype(device, half_precision)
     set_threads(model.config)
     return model.to(device).eval(), tokenizer
 
@@ -142,19 +184,37 @@ def all_cores():
         torch.set_num_threads(threads)
 
 
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def encode_audio(model, audio: torch.Tensor) -> torch.Tensor:
-    """EnCodec codes (B, K, T) for mono audio (B, N) at the codec's sample rate."""
+    """EnCodec codes (B, K, T) for audio (B, N) or (B, channels, N) at the codec's sample rate, on
+    the model's device, returned on the CPU. A stereo model encodes each channel with its mono
+    codec and interleaves the codes as transformers does (`stereo.py`); mono audio given to a
+    stereo model is duplicated."""
+    audio = audio.to(model_device(model))
+    if audio.dim() == 2:
+        audio = audio[:, None, :]
     with all_cores():
-        out = model.audio_encoder.encode(audio[:, None, :])
-    return out.audio_codes[0]
+        if families.audio_channels(model.config) == 1:
+            return model.audio_encoder.encode(audio).audio_codes[0].cpu()
+        audio = audio.expand(-1, 2, -1) if audio.shape[1] == 1 else audio
+        left, right = (model.audio_encoder.encode(audio[:, c : c + 1]).audio_codes[0] for c in (0, 1))
+        return stereo.interleave(left, right).cpu()
 
 
 @torch.no_grad()
 def decode_codes(model, codes: torch.Tensor) -> torch.Tensor:
-    """Audio (B, N) for codes (B, K, T)."""
+    """Audio (B, N) for codes (B, K, T), on the model's device (stereo: (B, N, 2), each channel
+    decoded from its codebooks, `stereo.split`)."""
+    codes = codes.to(model_device(model))
     with all_cores():
-        return model.audio_encoder.decode(codes[None], [None] * codes.shape[0]).audio_values[:, 0]
+        if families.audio_channels(model.config) == 1:
+            return model.audio_encoder.decode(codes[None], [None] * codes.shape[0]).audio_values[:, 0]
+        return torch.stack([model.audio_encoder.decode(c[None], [None] * codes.shape[0]).audio_values[:, 0]
+                            for c in stereo.split(codes)], dim=-1)
 
 
 @contextlib.contextmanager
@@ -166,7 +226,10 @@ def _capture_codes(model, sink: list):
 
     def decode(audio_codes, *args, **kwargs):
         sink.append(audio_codes[0].detach().clone())
-        with all_cores():
+        # the codec decodes in float32 under a half-precision generation (as audiocraft does)
+        kind = audio_codes.device.type
+        full = torch.autocast(kind, enabled=False) if torch.is_autocast_enabled(kind) else contextlib.nullcontext()
+        with all_cores(), full:
             return original(audio_codes, *args, **kwargs)
 
     model.audio_encoder.decode = decode
@@ -178,17 +241,29 @@ def _capture_codes(model, sink: list):
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: float,
-             temperature: float, top_k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sample audio (B, N) and its codes (B, K, T) for `prompts`, reproducibly from `seed`."""
+             temperature: float, top_k: int, seed: int,
+             melody: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sample audio (B, N) (stereo: (B, N, 2)) and its codes (B, K, T) for `prompts`, reproducibly
+    from `seed`. `melody`: a chroma (frames, 12) every prompt is conditioned on (melody models)."""
+    device = model_device(model)
     torch.manual_seed(seed)
     codes: list[torch.Tensor] = []
-    inputs = text_inputs(tokenizer, prompts)
-    with _capture_codes(model, codes):
-        # The delay pattern spends K - 1 extra steps before the last codebook's final frame.
-        steps = frames + model.config.decoder.num_codebooks - 1
+    inputs = {k: v.to(device) for k, v in text_inputs(tokenizer, prompts).items()}
+    if melody is not None:
+        inputs["input_features"] = melody.to(device, torch.float32).expand(len(prompts), -1, -1)
+    dtype = getattr(model, "generation_dtype", None)
+    half = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    with _capture_codes(model, codes), half:
+        # The delay pattern spends K - 1 extra steps (K codebooks per channel) before the last
+        # codebook's final frame.
+        steps = frames + families.channel_codebooks(model.config) - 1
         audio = model.generate(**inputs, do_sample=True, max_new_tokens=steps, guidance_scale=guidance_scale,
                                temperature=temperature, top_k=top_k or None)
+    audio = audio.float().cpu()
     if not codes:  # this transformers no longer decodes through the attribute: re-encode instead
         warnings.warn("generate: sampled codes not captured; token metrics use the re-encoded audio", stacklevel=2)
-        codes.append(encode_audio(model, audio[:, 0].float()))
-    return audio[:, 0].float().numpy(), codes[0].cpu().numpy()
+        codes.append(encode_audio(model, audio))
+    # a stereo model decodes its left, then its right channel's codes (`stereo.py`)
+    sampled = codes[0] if len(codes) == 1 else stereo.interleave(codes[0], codes[1])
+    audio = audio[:, 0] if audio.shape[1] == 1 else audio.transpose(1, 2)
+    return audio.numpy(), sampled.cpu().numpy()

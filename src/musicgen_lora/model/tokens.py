@@ -2,7 +2,8 @@
 
 `index.json` holds the codec facts, frames per clip and per-clip rows (id, split, caption,
 shard, row); each `shard-*.safetensors` holds int16 `codes` (N, K, T) and a bool `frame_mask`
-(N, T), True where a frame covers real audio.
+(N, T), True where a frame covers real audio. Stereo codes interleave the channels' codebooks
+(`stereo.py`); a melody model's shards also hold each clip's float32 `chroma` (N, frames, 12).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _read_shard(path: Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # safetensors raises its own error type for truncated or damaged files
         raise UserError(f"{path}: damaged token shard ({str(exc).splitlines()[0]}); run `dvc repro -f encode` "
                         f"(or `dvc checkout data/tokens`)") from None
-    if set(shard) != {"codes", "frame_mask"}:
+    if set(shard) - {"chroma"} != {"codes", "frame_mask"}:
         raise UserError(f"{path}: not a token shard (tensors {sorted(shard)}); run `dvc repro -f encode`")
     return shard
 
@@ -56,3 +57,14 @@ def load_tokens(tokens_dir: Path, split: str) -> tuple[dict, torch.Tensor, torch
     codes = torch.stack([shards[r["shard"]]["codes"][r["row"]] for r in rows]).long()
     mask = torch.stack([shards[r["shard"]]["frame_mask"][r["row"]] for r in rows]).bool()
     return index, codes, mask, [r["caption"] for r in rows]
+
+
+def load_chroma(tokens_dir: Path, split: str) -> torch.Tensor | None:
+    """Each clip's chroma (N, frames, 12) for one split, or None where encode stored none (every
+    model but melody)."""
+    index = json.loads((tokens_dir / INDEX).read_text(encoding="utf-8"))
+    shards = {name: _read_shard(tokens_dir / name) for name in index["shards"]}
+    if not all("chroma" in s for s in shards.values()):
+        return None
+    rows = [r for r in index["clips"] if r["split"] == split]
+    return torch.stack([shards[r["shard"]]["chroma"][r["row"]] for r in rows]).float() if rows else None

@@ -17,9 +17,11 @@ from tqdm import tqdm
 
 from ..core import params as P
 from ..core.args import stage_paths
-from ..core.audio import read_audio
+from ..core.audio import as_channels, read_audio
 from ..core.files import atomic_dir, inside, read_jsonl, write_json
-from ..model.musicgen import codec_info, encode_audio, load_model
+from ..model.families import audio_channels, is_melody
+from ..model.melody import chroma
+from ..model.musicgen import codec_info, encode_audio, load_model, resolve_device
 from ..model.tokens import INDEX, SHARD_CLIPS, frame_mask, shard_name
 from .segment import MANIFEST
 
@@ -27,8 +29,8 @@ from .segment import MANIFEST
 def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.ModelParams) -> dict:
     clips = read_jsonl(seg_dir / MANIFEST)
     files = [inside(seg_dir, row["file"]) for row in clips]  # a bad manifest fails before the model loads
-    model, _ = load_model(model_params)
-    info = codec_info(model.config)
+    model, _ = load_model(model_params, resolve_device(model_params))
+    info, channels, melody = codec_info(model.config), audio_channels(model.config), is_melody(model.config)
     clip_samples = len(read_audio(files[0])[0])
     clip_s = clip_samples / info.sample_rate
     pad_s = enc.pad_to_seconds if enc.pad_to_seconds is not None else clip_s
@@ -42,18 +44,23 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     with atomic_dir(out_dir) as tmp, tqdm(total=len(clips), desc="encode", unit="clip") as progress:
         for s0 in range(0, len(clips), SHARD_CLIPS):
             shard = clips[s0 : s0 + SHARD_CLIPS]
-            codes, masks = [], []
+            codes, masks, chromas = [], [], []
             for b0 in range(0, len(shard), enc.batch_size):
                 batch = shard[b0 : b0 + enc.batch_size]
-                audio = np.zeros((len(batch), total), dtype=np.float32)
+                audio = np.zeros((len(batch), channels, total), dtype=np.float32)
                 for i, file in enumerate(files[s0 + b0 : s0 + b0 + len(batch)]):
-                    data = read_audio(file)[0].mean(axis=1)
-                    audio[i, : len(data)] = data[:total]
+                    data = as_channels(read_audio(file)[0], channels)  # (channels, N)
+                    audio[i, :, : data.shape[1]] = data[:, :total]
                 codes.append(encode_audio(model, torch.from_numpy(audio)).to(torch.int16))
+                if melody:  # each clip's chroma conditions its own training (model/melody.py)
+                    chromas.append(chroma(model.chroma_extractor, audio.mean(axis=1), info.sample_rate))
                 progress.update(len(batch))
                 masks += [frame_mask(r["duration_s"], frames, info.frame_rate) for r in batch]
             name = shard_name(len(shard_names))
-            save_file({"codes": torch.cat(codes), "frame_mask": torch.from_numpy(np.stack(masks))}, str(tmp / name))
+            tensors = {"codes": torch.cat(codes), "frame_mask": torch.from_numpy(np.stack(masks))}
+            if melody:
+                tensors["chroma"] = torch.cat(chromas)
+            save_file(tensors, str(tmp / name))
             shard_names.append(name)
             index_rows += [{"id": r["id"], "split": r["split"], "caption": r["caption"], "shard": name, "row": i}
                            for i, r in enumerate(shard)]

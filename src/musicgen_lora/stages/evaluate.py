@@ -30,10 +30,12 @@ from ..core.files import atomic_dir, atomic_path, inside, read_jsonl, write_json
 from ..metrics import clip as M
 from ..metrics import style as S
 from ..metrics.flags import FlagThresholds, calibrate_thresholds, flags
-from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
+from ..model import melody
+from ..model.delay import forward_loss, loss_inputs
+from ..model.families import audio_channels, is_melody
 from ..model.lora import load_adapters, merged
-from ..model.musicgen import check_generation_length, codec_info, generate, load_config, load_model
-from ..model.tokens import load_tokens
+from ..model.musicgen import check_generation_length, codec_info, generate, load_config, load_model, resolve_device
+from ..model.tokens import load_chroma, load_tokens
 from ..runtime.kernels import fast_generation
 
 REFERENCE_CLIPS = 24  # training / valid clips measured for calibration and style reference
@@ -58,10 +60,11 @@ def valid_loss(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int, b
     """Mean loss on the valid split over real frames only (padding always masked here, so a
     model that learned to predict padding silence gets no credit for it)."""
     _, codes, mask, captions = load_tokens(tokens_dir, "valid")
+    chroma = load_chroma(tokens_dir, "valid")  # melody models: each clip conditioned on its chroma, as in train
     losses = []
     for i in range(0, len(captions), batch):
-        inputs = text_inputs(tokenizer, captions[i : i + batch])
-        inputs["labels"] = delay_pattern_labels(codes[i : i + batch], mask[i : i + batch], mask_padding=True)
+        inputs = loss_inputs(tokenizer, captions[i : i + batch], codes[i : i + batch], mask[i : i + batch], True,
+                             audio_channels(model.config), None if chroma is None else chroma[i : i + batch])
         losses.append(float(forward_loss(model, inputs, pad_id, start_id)) * len(captions[i : i + batch]))
     return sum(losses) / max(1, len(captions))
 
@@ -74,17 +77,24 @@ def generate_set(model, tokenizer, ep: P.EvaluateParams, frames: int, sr: int, o
                  loss: float, th: FlagThresholds, reference: dict) -> tuple[list[ResultRow], np.ndarray]:
     """Generate every prompt, write the audio and one row per prompt; return rows and MFCC stats."""
     rows, feats = [], []
+    tune = reference.get("melody_chroma")  # melody models: each prompt also generated on the reference melody
     with atomic_dir(out_dir) as tmp, fast_generation(model, ep.cpu_prepack):
         for b0 in tqdm(range(0, len(ep.prompts), ep.batch_size), desc=f"generate {name}", unit="batch"):
             prompts = ep.prompts[b0 : b0 + ep.batch_size]
             seed = ep.seed + b0
             audio, codes = generate(model, tokenizer, prompts, frames, ep.guidance_scale, ep.temperature,
                                     ep.top_k, seed)
+            guided = None if tune is None else generate(model, tokenizer, prompts, frames, ep.guidance_scale,
+                                                        ep.temperature, ep.top_k, seed, torch.from_numpy(tune))[0]
             for j, (prompt, clip, clip_codes) in enumerate(zip(prompts, audio, codes)):
                 fname = f"{b0 + j:02d}_{slug(prompt)}.wav"
                 write_wav(tmp / fname, clip, sr)
                 m = M.clip_metrics(clip, sr, ep.silence_threshold_dbfs)
                 m.update(token_health(clip_codes, reference))
+                if guided is not None:  # written under melody/, measured against the reference's chroma
+                    (tmp / "melody").mkdir(exist_ok=True)
+                    write_wav(tmp / "melody" / fname, guided[j], sr)
+                    m.update(melody.similarity(model, clip, guided[j], sr, tune))
                 rows.append(ResultRow(prompt, name, seed, f"{out_dir.name}/{fname}", round(len(clip) / sr, 3),
                                       loss, flags(m, th), m))
                 feats.append(S.mfcc_stats(clip, sr))
@@ -115,14 +125,16 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, sr: int, ep: P.Evalu
            "silence_codes": np.array(index["silence_codes"]),
            "valid_mfcc": np.stack([S.mfcc_stats(a, sr) for a in valid_audio]),
            "valid_latent": np.stack([latent_stats(model, a) for a in valid_audio])}
+    if is_melody(model.config):  # the melody reference: the first valid clip
+        ref["melody_chroma"] = melody.reference_chroma(model, valid_audio[0], sr)
     return ref, asdict(calibrated)
 
 
 @torch.no_grad()
 def latent_stats(model, audio: np.ndarray) -> np.ndarray:
     """Mean and std over time of the model's own EnCodec encoder latents: a style embedding."""
-    z = model.audio_encoder.encoder(torch.from_numpy(audio).float()[None, None])[0]
-    return torch.cat([z.mean(-1), z.std(-1)]).numpy()
+    z = model.audio_encoder.encoder(torch.from_numpy(audio).float()[None, None].to(model.device))[0]
+    return torch.cat([z.mean(-1), z.std(-1)]).cpu().numpy()
 
 
 def set_distances(model, audio_dir: Path, feats: np.ndarray, ref: dict, sr: int) -> dict:
@@ -138,7 +150,7 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
              mp: P.ModelParams, ep: P.EvaluateParams) -> None:
     frames = check_generation_length(load_config(mp), ep.seconds)  # before the weights load
     torch.manual_seed(ep.seed)
-    model, tokenizer = load_model(mp)
+    model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
     info = codec_info(model.config)
     ref, calibrated = build_reference(model, seg_dir, tokens_dir, info.sample_rate, ep)
     loss = valid_loss(model, tokenizer, tokens_dir, info.pad_id, model.config.decoder.decoder_start_token_id)
@@ -166,7 +178,7 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
                  results: Path, set_metrics: Path, mp: P.ModelParams, ep: P.EvaluateParams) -> None:
     frames = check_generation_length(load_config(mp), ep.seconds)  # before the weights load
     torch.manual_seed(ep.seed)
-    model, tokenizer = load_model(mp)
+    model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
     info = codec_info(model.config)
     start_id = model.config.decoder.decoder_start_token_id
     ref = {k: v for k, v in load_file(str(ref_path.with_suffix(".safetensors"))).items()}

@@ -21,9 +21,10 @@ from tqdm import tqdm
 from ..core import params as P
 from ..core.errors import UserError
 from ..core.args import stage_paths
-from ..core.audio import AUDIO_SUFFIXES, AudioError, load_mono, write_wav
+from ..core.audio import AUDIO_SUFFIXES, AudioError, load_audio, write_wav
 from ..core.files import atomic_dir, write_jsonl
 from ..metrics.clip import integrated_loudness
+from ..model.families import audio_channels
 from ..model.musicgen import codec_info, load_config
 
 MANIFEST = "manifest.jsonl"
@@ -110,11 +111,11 @@ def cut(audio: np.ndarray, sr: int, clip_s: float, min_s: float) -> list[tuple[i
         piece = audio[start : start + n]
         if len(piece) < min_s * sr:
             break
-        out.append((start, np.pad(piece, (0, n - len(piece))), len(piece)))
+        out.append((start, np.pad(piece, [(0, n - len(piece))] + [(0, 0)] * (piece.ndim - 1)), len(piece)))
     return out
 
 
-def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int) -> dict:
+def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, channels: int = 1) -> dict:
     sources, skipped = find_sources(raw_dir)
     rows: list[ClipRow] = []
     dropped: Counter = Counter()
@@ -123,7 +124,7 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int) ->
         for path in tqdm(sources, desc="segment", unit="file"):
             source = path.relative_to(raw_dir).as_posix()
             try:
-                audio = load_mono(path, sample_rate)
+                audio = load_audio(path, sample_rate, channels)  # stereo models: (N, 2)
             except AudioError as exc:
                 skipped.append(SkipRow(source, str(exc).removeprefix(f"{path}: ")))
                 continue
@@ -176,5 +177,6 @@ def main(argv: list[str]) -> int:
     model, seg = P.load("model", "segment")
     if not args.raw.is_dir():
         raise UserError(f"segment: {args.raw} is not a directory (run `make data` or point --raw at your music)")
-    run(args.raw, args.out, seg, codec_info(load_config(model)).sample_rate)
+    config = load_config(model)
+    run(args.raw, args.out, seg, codec_info(config).sample_rate, audio_channels(config))
     return 0

@@ -31,11 +31,12 @@ from ..core.errors import UserError
 from ..core.args import stage_paths
 from ..core.files import atomic_dir, write_json
 from ..model.card import write_cards
-from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
+from ..model.delay import forward_loss, loss_inputs
+from ..model.families import audio_channels
 from ..model.lora import lora_config
-from ..model.musicgen import load_config, load_model
+from ..model.musicgen import load_config, load_model, resolve_device
 from ..model.samples import SampleCallback, publish
-from ..model.tokens import INDEX, load_tokens
+from ..model.tokens import INDEX, load_chroma, load_tokens
 from ..core.provenance import environment
 
 CHECKPOINTS = Path("models/checkpoints")
@@ -46,14 +47,18 @@ class NonFiniteLoss(RuntimeError):
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    def __init__(self, codes: torch.Tensor, mask: torch.Tensor, captions: list[str]):
-        self.codes, self.mask, self.captions = codes, mask, captions
+    def __init__(self, codes: torch.Tensor, mask: torch.Tensor, captions: list[str],
+                 chroma: torch.Tensor | None = None):
+        self.codes, self.mask, self.captions, self.chroma = codes, mask, captions, chroma
 
     def __len__(self) -> int:
         return len(self.captions)
 
     def __getitem__(self, i: int) -> dict:
-        return {"index": i, "codes": self.codes[i], "frame_mask": self.mask[i], "caption": self.captions[i]}
+        item = {"index": i, "codes": self.codes[i], "frame_mask": self.mask[i], "caption": self.captions[i]}
+        if self.chroma is not None:  # melody models: the clip's own chroma conditions it
+            item["chroma"] = self.chroma[i]
+        return item
 
 
 class Collator:
@@ -61,20 +66,20 @@ class Collator:
     `text_dropout` (classifier-free guidance), decided per (seed, epoch, clip) so resuming
     mid-epoch makes the same decisions."""
 
-    def __init__(self, tokenizer, mask_padding: bool, text_dropout: float, seed: int):
+    def __init__(self, tokenizer, mask_padding: bool, text_dropout: float, seed: int, channels: int = 1):
         self.tokenizer, self.mask_padding, self.text_dropout, self.seed = tokenizer, mask_padding, text_dropout, seed
+        self.channels = channels
         self.epoch = 0
 
     def __call__(self, items: list[dict]) -> dict:
-        batch = text_inputs(self.tokenizer, [it["caption"] for it in items])
+        chroma = torch.stack([it["chroma"] for it in items]) if "chroma" in items[0] else None
+        batch = loss_inputs(self.tokenizer, [it["caption"] for it in items], torch.stack([it["codes"] for it in items]),
+                            torch.stack([it["frame_mask"] for it in items]), self.mask_padding, self.channels, chroma)
         if self.text_dropout > 0:
             for row, it in enumerate(items):
                 gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, it["index"])) & 0xFFFFFFFF)
                 if torch.rand((), generator=gen) < self.text_dropout:
                     batch["attention_mask"][row] = 0  # zeroed text states: MusicGen's unconditional input
-        codes = torch.stack([it["codes"] for it in items])
-        mask = torch.stack([it["frame_mask"] for it in items])
-        batch["labels"] = delay_pattern_labels(codes, mask, self.mask_padding)
         return batch
 
 
@@ -171,10 +176,16 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         raise UserError(f"train: need clips in both splits (train {len(captions)}, valid {len(vcaptions)}); "
                          f"add recordings or raise segment.valid_fraction")
     lora = lora_config(tp, load_config(mp))  # a target that matches nothing fails before the weights load
-    model, tokenizer = load_model(mp)
+    device = resolve_device(mp)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # Trainer (accelerate) places the model on the current device
+    model, tokenizer = load_model(mp, device)
+    if index["codec"]["num_codebooks"] != model.config.decoder.num_codebooks:
+        raise UserError(f"{tokens_dir}: tokens of {index['codec']['num_codebooks']} codebooks, the model has "
+                        f"{model.config.decoder.num_codebooks}; run `dvc repro encode` for this model.name")
     model = get_peft_model(model, lora)
     ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
-    collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed)
+    collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed, audio_channels(model.config))
     args = TrainingArguments(
         # eval batch 1: valid loss is the mean over clips, as in evaluate
         output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,
@@ -183,12 +194,13 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         lr_scheduler_type="linear", seed=tp.seed, data_seed=tp.seed, eval_strategy="epoch",
         save_strategy="steps", save_steps=tp.checkpoint_every, save_total_limit=1, logging_steps=1,
         report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
-        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+        dataloader_num_workers=0, use_cpu=device.type == "cpu", disable_tqdm=False,
         bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
         activation_checkpointing=tp.gradient_checkpointing, torch_compile=tp.torch_compile,
     )
-    trainer = LoraTrainer(model=model, args=args, train_dataset=ClipDataset(codes, mask, captions),
-                          eval_dataset=ClipDataset(vcodes, vmask, vcaptions), data_collator=collator,
+    train_set = ClipDataset(codes, mask, captions, load_chroma(tokens_dir, "train"))
+    valid_set = ClipDataset(vcodes, vmask, vcaptions, load_chroma(tokens_dir, "valid"))
+    trainer = LoraTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set, data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
                                      SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed,
                                                     ckpt_dir / "samples")],
@@ -203,7 +215,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         # Iterating a DataLoader draws from torch's global RNG, and the training shuffle draws next:
         # the base-model evaluation must leave the RNG as it found it, or a run restarted after a kill
         # (which finds epoch0.json and skips this) would shuffle, and so train, differently.
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+        with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
             loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
         if main_process:
             write_json(epoch0, {"epoch": 0, "valid_loss": loss, "train_loss": None})
@@ -226,7 +238,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     log_metrics(metrics_dir, rows, trainer.state.global_step, tp, diverged)
     publish(ckpt_dir / "samples", metrics_dir / "samples", tp.sample_prompts)
     write_json(metrics_dir / "environment.json",
-               environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX]))
+               environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX], device))
     write_cards(best_dir if (ckpt_dir / "best_adapter").exists() else None, None if diverged else final_dir,
                 rows, tp, mp, tokens_dir)
     if diverged:

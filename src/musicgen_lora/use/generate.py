@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
             with tqdm(total=windows.total, unit="frame", desc=path.name, leave=False) as bar:
                 codes = generate_codes(m, tokenizer, [prompt], windows, args.guidance, args.temperature, args.top_k,
                                        args.seed, progress=lambda done: bar.update(done - bar.n))
-            audio = decode_codes(m, codes)[0].float().numpy()[:samples]
+            audio = decode_codes(m, codes)[0].float().cpu().numpy()[:samples]  # (N,), stereo (N, 2)
             write_wav(path, audio, info.sample_rate)
             seams, typical = S.measure(audio, info.sample_rate, hop, [f * hop for f in windows.seams()])
             write_json(sidecar(path), {**record, "prompt": prompt, "file": path.name,

@@ -1,0 +1,84 @@
+"""Which MusicGen a checkpoint is, and loading it with its own class, never on silently random weights.
+
+Two model types train here, told apart by the config's `model_type`:
+- `musicgen` (small, medium, large; mono or stereo): `MusicgenForConditionalGeneration`, text
+  conditioning through cross-attention;
+- `musicgen_melody` (melody, melody-large; mono or stereo): `MusicgenMelodyForConditionalGeneration`,
+  text and a chroma of a melody prepended to the decoder's sequence (no cross-attention).
+Loading a melody checkpoint with the plain class "works" with its `encoder_attn.*` weights missing
+(randomly initialised) and `audio_enc_to_dec_proj` unused; `load` reads the loading report and
+stops on any missing, unexpected or mismatched weight. Stereo (`decoder.audio_channels == 2`)
+is `stereo.py`, melody conditioning `melody.py`.
+"""
+
+from __future__ import annotations
+
+from transformers import (AutoConfig, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration,
+                          PretrainedConfig)
+
+from ..core.errors import UserError
+
+CLASSES = {"musicgen": MusicgenForConditionalGeneration, "musicgen_melody": MusicgenMelodyForConditionalGeneration}
+
+
+def read_config(name: str, revision: str | None) -> PretrainedConfig:
+    """The checkpoint's config, as the class its `model_type` names; a checkpoint the pipeline
+    cannot train is one line."""
+    try:
+        config = AutoConfig.from_pretrained(name, revision=revision)
+    except (ValueError, KeyError) as exc:  # no or unknown model_type
+        raise UserError(f"{name}: not a MusicGen checkpoint ({str(exc).splitlines()[0][:160]}); model.name must "
+                        f"be a MusicGen checkpoint (model_type {' or '.join(CLASSES)})") from None
+    model_class(config, name)
+    return config
+
+
+def model_class(config: PretrainedConfig, name: str = "model.name") -> type:
+    try:
+        return CLASSES[config.model_type]
+    except KeyError:
+        raise UserError(f"{name}: a {config.model_type!r} checkpoint, which this pipeline cannot train "
+                        f"(model_type must be {' or '.join(CLASSES)})") from None
+
+
+def is_melody(config: PretrainedConfig) -> bool:
+    return config.model_type == "musicgen_melody"
+
+
+def audio_channels(config: PretrainedConfig) -> int:
+    return config.decoder.audio_channels
+
+
+def channel_codebooks(config: PretrainedConfig) -> int:
+    """Codebooks per audio channel (the delay pattern's length): K for mono, K / 2 for stereo."""
+    return config.decoder.num_codebooks // audio_channels(config)
+
+
+def _sample(keys: list[str], n: int = 4) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def check_loading(name: str, cls: type, info: dict) -> None:
+    """Every weight of the model comes from the checkpoint: a missing key would be randomly
+    initialised, an unexpected one means the checkpoint is of another architecture (the classic
+    case: a melody checkpoint through the plain class). All parts are used here (text encoder,
+    codec, decoder, projections), so any such key is an error."""
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(info.get("unexpected_keys") or [])
+    mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k) for k in info.get("mismatched_keys") or [])
+    problems = [f"{len(missing)} weights missing (they would be random: {_sample(missing)})"] if missing else []
+    problems += [f"{len(unexpected)} unexpected weights ({_sample(unexpected)})"] if unexpected else []
+    problems += [f"{len(mismatched)} weights of another shape ({_sample(mismatched)})"] if mismatched else []
+    if problems:
+        raise UserError(f"{name}: does not load as {cls.__name__}: {'; '.join(problems)}; is it a complete "
+                        f"MusicGen checkpoint of the type its config.json names?")
+
+
+def load(name: str, revision: str | None):
+    """The model of checkpoint `name` through `from_pretrained` with the class its config names,
+    checked against the loading report."""
+    config = read_config(name, revision)
+    cls = model_class(config, name)
+    model, info = cls.from_pretrained(name, revision=revision, output_loading_info=True)
+    check_loading(name, cls, info)
+    return model

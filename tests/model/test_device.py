@@ -1,0 +1,70 @@
+"""One device choice for every stage: `model.device` resolved in one place, half precision on GPUs only.
+
+That encode, train and evaluate load their model on the resolved device is checked on every
+family's run in test_families.py; a GPU machine also runs the small family there (below)."""
+
+import pytest
+import torch
+
+from musicgen_lora.core import params as P
+from musicgen_lora.core.provenance import environment, machine
+from musicgen_lora.model.musicgen import generation_dtype, resolve_device
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A machine where torch sees two CUDA devices (nothing is run on them)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+
+
+def device(name: str) -> torch.device:
+    return resolve_device(P.ModelParams(device=name))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only behaviour")
+def test_auto_is_the_cpu_without_cuda_and_cuda_is_refused():
+    assert device("auto") == device("cpu") == torch.device("cpu")
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(P.ParamsError, match=f"model.device is {name} but torch sees no CUDA device"):
+            device(name)
+
+
+def test_auto_is_the_gpu_where_there_is_one(two_gpus, monkeypatch):
+    assert device("auto") == device("cuda") == torch.device("cuda", 0)
+    assert device("cuda:1") == torch.device("cuda", 1)
+    assert device("cpu") == torch.device("cpu")
+    with pytest.raises(P.ParamsError, match="cuda:2 but there are 2 CUDA devices"):
+        device("cuda:2")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # under `accelerate launch`: each process its own GPU
+    assert device("auto") == torch.device("cuda", 1)
+
+
+@pytest.mark.parametrize("value", ["gpu", "cuda:", "CPU", "cuda:x", ""])
+def test_device_param_is_validated(value):
+    _, problems = P.section_problems("model", {"name": "tiny", "revision": None, "device": value})
+    assert problems == [f"params.yaml: model.device must be auto, cpu, cuda or cuda:N (got {value!r})"]
+
+
+def test_half_precision_only_on_a_gpu(capsys, monkeypatch):
+    assert generation_dtype(torch.device("cpu"), False) is None
+    assert generation_dtype(torch.device("cpu"), True) is None
+    assert capsys.readouterr().out.strip().splitlines() == [
+        "evaluate.half_precision: ignored on CPU (generation stays in float32)"]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert generation_dtype(torch.device("cuda", 0), True) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert generation_dtype(torch.device("cuda", 0), True) == torch.float16
+    assert generation_dtype(torch.device("cuda", 0), False) is None
+
+
+def test_provenance_records_the_resolved_device(two_gpus, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: f"Fake GPU {torch.device(d).index}")
+    assert machine(torch.device("cpu"))["device"] == "cpu" and "gpu" not in machine(torch.device("cpu"))
+    on_gpu = machine(torch.device("cuda", 1))
+    assert on_gpu["device"] == "cuda:1" and on_gpu["gpu"] == "Fake GPU 1"
+    (tmp_path / "index.json").write_text("{}")
+    env = environment("tiny", None, {"train.seed": 0}, [tmp_path / "index.json"], torch.device("cpu"))
+    assert env["device"] == "cpu"  # a GPU on the machine, but the run was told cpu
