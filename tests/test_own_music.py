@@ -89,7 +89,7 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
         assert any(s["source"] == "f.m4a" and "ffmpeg" in s["reason"] for s in skipped)
     captions = {r["source"]: (r["caption"], r["caption_source"]) for r in manifest}
     assert captions["a.wav"] == ("lofi hip hop, mellow piano, vinyl crackle", "sidecar")
-    assert captions["c.mp3"][1] == "default"
+    assert captions["c.mp3"][1] == "tags" and captions["c.mp3"][0]  # no .txt: musicnn tags (sidecar_or_tags)
 
     index = json.loads((project / "data/tokens/index.json").read_text())
     assert index["codec"]["sample_rate"] == 32000 and index["codec"]["num_codebooks"] == 4

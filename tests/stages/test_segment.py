@@ -62,7 +62,7 @@ def test_run_writes_manifest_skips_bad_and_keeps_files_apart(tmp_path):
     (raw / "latin1.txt").write_bytes("caf\xe9 chiptune".encode("latin-1"))
     out = tmp_path / "seg"
     summary = run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
-                                          default_caption="music"), SR)
+                                          default_caption="music", captions="sidecar"), SR)
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     skipped = {json.loads(line)["source"]: json.loads(line)["reason"]
                for line in (out / "skipped.jsonl").read_text().splitlines()}
@@ -89,3 +89,33 @@ def test_frame_mask_covers_real_audio_only():
     m = frame_mask(1.0, frames=200, frame_rate=50.0)
     assert m.sum() == 50 and m[:50].all() and not m[50:].any()
     assert frame_mask(1.01, 200, 50.0).sum() == 51
+
+
+def test_captions_from_tags_where_no_caption_file(tmp_path):
+    """sidecar_or_tags: a recording without a .txt (or with an unreadable one) is captioned with
+    its musicnn tags; tags: every recording is; the manifest says where each caption came from."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    sf.write(raw / "a.wav", tone(5.0), SR)
+    (raw / "a.txt").write_text("my own caption", encoding="utf-8")
+    sf.write(raw / "b.wav", tone(5.0, 22050, 220), 22050)  # tagged at 16 kHz whatever its rate
+    sf.write(raw / "c.wav", tone(5.0, SR, 330), SR)
+    (raw / "c.txt").write_bytes("caf\xe9".encode("latin-1"))
+
+    def captions(mode):
+        out = tmp_path / mode
+        run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34, captions=mode), SR)
+        rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+        skipped = [json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines()]
+        return {r["source"]: (r["caption"], r["caption_source"]) for r in rows}, skipped
+
+    got, skipped = captions("sidecar_or_tags")
+    assert got["a.wav"] == ("my own caption", "sidecar")
+    for source in ("b.wav", "c.wav"):
+        caption, where = got[source]
+        assert where == "tags" and caption and caption != "music" and len(caption.split(", ")) <= 5
+    assert any(s["source"] == "c.txt" and "tag caption used" in s["reason"] for s in skipped)
+    tags, _ = captions("tags")
+    assert tags["a.wav"][1] == "tags" and tags["b.wav"] == got["b.wav"]  # once per recording, deterministic
+    side, _ = captions("sidecar")
+    assert side["b.wav"] == ("music", "default") and side["a.wav"] == ("my own caption", "sidecar")

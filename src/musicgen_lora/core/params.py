@@ -23,6 +23,7 @@ from ruamel.yaml import YAML, YAMLError
 from ..metrics.flags import FlagThresholds
 
 PARAMS_FILE = Path("params.yaml")
+CAPTION_MODES = ("sidecar", "tags", "sidecar_or_tags")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
 
@@ -53,6 +54,9 @@ class SegmentParams:
     clip_seconds: float = 15.0
     min_clip_seconds: float = 5.0
     default_caption: str = "music"
+    # where a clip's caption comes from: its recording's .txt (sidecar), musicnn tags of the
+    # recording (tags), or the .txt where there is one and the tags otherwise
+    captions: str = "sidecar_or_tags"
     valid_fraction: float = 0.15
     min_loudness_lufs: float = -50.0
     seed: int = 0
@@ -61,6 +65,7 @@ class SegmentParams:
         return [
             (0 < self.clip_seconds <= 600, "clip_seconds", "in (0, 600]"),
             (0 < self.min_clip_seconds <= self.clip_seconds, "min_clip_seconds", "in (0, clip_seconds]"),
+            (self.captions in CAPTION_MODES, "captions", "one of " + ", ".join(CAPTION_MODES)),
             (0 <= self.valid_fraction < 1, "valid_fraction", "in [0, 1)"),
             (_finite(self.min_loudness_lufs), "min_loudness_lufs", "a finite LUFS value"),
         ]

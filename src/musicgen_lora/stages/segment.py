@@ -6,6 +6,12 @@ is kept if it lasts at least `min_clip_seconds`, zero-padded to the clip length,
 padding fraction is recorded so encode can mask those frames. The train/valid split is by
 recording (a hash of its path and the seed places it) and holds out `valid_fraction` of the audio
 duration, so no recording has clips on both sides and an added file reshuffles nothing.
+
+Captions (`segment.captions`): a recording's same-named .txt ("sidecar"), or, for a recording
+without one ("sidecar_or_tags") or for every recording ("tags"), its top musicnn tags
+("techno, electronic, fast"), computed once on the whole recording at 16 kHz: users rarely
+caption their music, and a tag caption tells MusicGen more than `default_caption`. The tagger is
+loaded only when a caption needs it.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from tqdm import tqdm
 from ..core import params as P
 from ..core.errors import UserError
 from ..core.args import stage_paths
-from ..core.audio import AUDIO_SUFFIXES, AudioError, load_audio, write_wav
+from ..core.audio import AUDIO_SUFFIXES, AudioError, load_audio, load_mono, write_wav
 from ..core.files import atomic_dir, write_jsonl
 from ..metrics.clip import integrated_loudness
+from ..metrics.musicnn import SR as TAGGER_SR
+from ..metrics.musicnn import Tagger
+from ..metrics.tagger_metrics import TAGGER, caption_from_tags, clip_profile
 from ..model.families import audio_channels
 from ..model.musicgen import codec_info, load_config
 
@@ -42,7 +51,7 @@ class ClipRow:
     duration_s: float  # seconds of real audio (the rest is padding)
     padding_fraction: float  # share of the clip that is zero padding
     caption: str
-    caption_source: str  # "sidecar" (the recording's .txt) or "default" (segment.default_caption)
+    caption_source: str  # "sidecar" (the recording's .txt), "tags" (its musicnn tags) or "default"
     split: str  # "train" or "valid"
 
 
@@ -83,6 +92,31 @@ def read_caption(audio_path: Path, default: str) -> tuple[str, str, str | None]:
     return (caption, "sidecar", None) if caption else (default, "default", "caption file is empty: default caption used")
 
 
+class TagCaptions:
+    """Captions from musicnn tags, the tagger loaded on first use (a corpus captioned by .txt files
+    never loads it)."""
+
+    def __init__(self):
+        self.tagger: Tagger | None = None
+
+    def __call__(self, path: Path, audio: np.ndarray, sr: int) -> str:
+        self.tagger = self.tagger or Tagger.load(TAGGER)
+        # the recording, whole, mono at 16 kHz (reloaded unless segment already read it that way)
+        audio16 = audio if sr == TAGGER_SR and audio.ndim == 1 else load_mono(path, TAGGER_SR)
+        return caption_from_tags(clip_profile(self.tagger, audio16, TAGGER_SR)[0], self.tagger.tags)
+
+
+def choose_caption(path: Path, audio: np.ndarray, sr: int, seg: P.SegmentParams, tags: TagCaptions
+                   ) -> tuple[str, str, str | None]:
+    """(caption, caption_source, problem) for a recording under `segment.captions`."""
+    if seg.captions == "tags":
+        return tags(path, audio, sr), "tags", None
+    caption, source, problem = read_caption(path, seg.default_caption)
+    if source == "default" and seg.captions == "sidecar_or_tags":
+        return tags(path, audio, sr), "tags", problem and problem.replace("default caption used", "tag caption used")
+    return caption, source, problem
+
+
 def split_sources(durations: dict[str, float], valid_fraction: float, seed: int) -> dict[str, str]:
     """Train/valid by recording, so no recording has clips on both sides.
 
@@ -119,6 +153,7 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
     sources, skipped = find_sources(raw_dir)
     rows: list[ClipRow] = []
     dropped: Counter = Counter()
+    tags = TagCaptions()
     with atomic_dir(out_dir) as tmp:
         (tmp / "clips").mkdir()
         for path in tqdm(sources, desc="segment", unit="file"):
@@ -132,7 +167,7 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
             if not clips:
                 skipped.append(SkipRow(source, f"shorter than min_clip_seconds ({len(audio) / sample_rate:.2f} s)"))
                 continue
-            caption, caption_source, problem = read_caption(path, seg.default_caption)
+            caption, caption_source, problem = choose_caption(path, audio, sample_rate, seg, tags)
             if problem:
                 skipped.append(SkipRow(path.with_suffix(".txt").relative_to(raw_dir).as_posix(), problem))
             kept = 0
