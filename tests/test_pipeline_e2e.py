@@ -19,16 +19,22 @@ def test_dvc_repro_end_to_end(tmp_path):
         assert (tmp_path / d / "adapter_model.safetensors").stat().st_size > 0
         assert json.loads((tmp_path / d / "adapter_config.json").read_text())["peft_type"] == "LORA"
     rows = [json.loads(x) for x in (tmp_path / "evaluation/comparison_results.jsonl").read_text().splitlines()]
-    assert {r["model"] for r in rows} == {"base", "best", "final"} and len(rows) == 3 * 2
+    # 2 prompts x 2 samples (evaluate.samples_per_prompt) per model; no padding, so no padded rows
+    assert {r["model"] for r in rows} == {"base", "best", "final"} and len(rows) == 3 * 2 * 2
+    assert {r["length"] for r in rows} == {"clip"} and {(r["sample"], r["seed"]) for r in rows} == {(0, 0), (1, 2)}
     for r in rows:
         audio, sr = sf.read(tmp_path / "evaluation" / r["file"])
         assert sr == 16000 and abs(len(audio) / sr - 3.0) < 0.1 and r["duration_s"] == pytest.approx(3.0, abs=0.1)
         for key in ("loudness_slope_lu_per_s", "silence_ratio", "spectral_flatness", "integrated_loudness_lufs"):
             assert math.isfinite(r["metrics"][key])
         assert len(r["metrics"]["rms_dbfs_per_second"]) == 3
+        assert -1 <= r["metrics"]["style_similarity"] <= 1 and r["metrics"]["tag_kl"] >= 0
+        assert len(r["metrics"]["top_tags"]) == 3 and all(isinstance(t, str) for t in r["metrics"]["top_tags"])
         assert math.isfinite(r["valid_loss"]) and 0 < r["valid_loss"] < 10
     for m in ("base_model", "best_model", "final_model"):
-        assert len(list((tmp_path / "evaluation" / m).glob("*.wav"))) == 2
+        assert len(list((tmp_path / "evaluation" / m).glob("*.wav"))) == 4
+        assert (tmp_path / "evaluation" / m / "musicnn.safetensors").exists()
+        assert not (tmp_path / "evaluation" / m / "padded").exists()
 
     # The stage ran through `python -m musicgen_lora`, which preloads mimalloc (runtime/allocator.py).
     assert json.loads((tmp_path / "metrics/train/environment.json").read_text())["allocator"] == "mimalloc"
@@ -45,10 +51,23 @@ def test_dvc_repro_end_to_end(tmp_path):
     headline = json.loads((tmp_path / "metrics/headline.json").read_text())
     assert headline["valid_loss_real"]["base"] == summary["models"]["base"]["mean"]["valid_loss"]
     assert headline["loss_objective"] == pytest.approx(best["valid_loss"], abs=1e-5)
+    # the musicnn style distance, with its sample sizes and best's paired interval in summary.json
+    assert headline["style_fd"]["base"] == summary["set"]["base"]["style_fd"] > 0
+    assert summary["set"]["best"]["n_generated"] == 4 and summary["set"]["best"]["n_target"] >= 2
+    assert summary["set"]["best"]["style_fd_vs_base"]["n"] == 4 and "style_fd_latent" not in summary["set"]["best"]
+    verdicts = {"better", "worse", "no measurable difference"}
+    assert set(summary["checks"]["best_vs_base"].values()) <= verdicts
+    assert sum(headline["checks"].values()) == len(summary["checks"]["best_vs_base"]) == 5
+    report = (tmp_path / "metrics/summary.md").read_text()
+    for model_top_tag in [summary["target"]["top_tags"][0][0]] + [summary["set"][m]["top_tags"][0][0]
+                                                                  for m in ("base", "best", "final")]:
+        assert model_top_tag in report
+    assert "[95% CI]" in report and "## Checks" in report and "Past the real-audio length" not in report
     shown = json.dumps(json.loads(sh(["dvc", "metrics", "show", "--json"], tmp_path, env)))
     assert "metrics/headline.json" in shown and "metrics/summary.json" not in shown and "train.loss" not in shown
     row = json.loads((tmp_path / "evaluation/comparison_results.jsonl").read_text().splitlines()[0])
-    assert list(row)[:4] == ["prompt", "model", "seed", "file"] and "style_fd_mfcc" not in row["metrics"]
+    assert list(row)[:6] == ["prompt", "model", "sample", "seed", "length", "file"]
+    assert "style_fd_mfcc" not in row["metrics"] and "style_fd" not in row["metrics"]
     status = sh(["dvc", "status"], tmp_path, env)
     assert "up to date" in status.lower(), status
     again = sh(["dvc", "repro"], tmp_path, env)

@@ -46,11 +46,12 @@ def fake_run(root: Path) -> dict:
     epochs = [{"epoch": 0, "valid_loss": 5.5, "train_loss": None}, {"epoch": 1, "valid_loss": 5.2, "train_loss": 5.4},
               {"epoch": 2, "valid_loss": 4.9, "train_loss": 5.0}]
     summary = {"best_epoch": 2, "valid_loss_objective": {"base": 5.5, "best": 4.9, "final": 4.9},
-               "checks": {"best_valid_loss_below_base": True, "base_not_noisy": False},
+               "checks": {"best_vs_base": {"valid_loss": "better", "style_fd": "no measurable difference"},
+                          "final_vs_base": {"valid_loss": "worse"}},
                "models": {m: {"mean": {"valid_loss": 5.5 - 0.3 * k, "code_js_divergence": 0.5 - 0.1 * k}, "clips": 3,
                               "flags": {"decaying": 1} if m == "final" else {}, "flagged_clips": int(m == "final")}
                           for k, m in enumerate(MODELS)},
-               "set": {m: {"style_fd_mfcc": 100.0 - k, "style_fd_latent": 50.0 + k} for k, m in enumerate(MODELS)}}
+               "set": {m: {"style_fd": 50.0 + k, "style_fd_mfcc": 100.0 - k} for k, m in enumerate(MODELS)}}
     samples = root / "metrics/train/samples"
     sample_prompts = PROMPTS[:2]
     for e in epochs:
@@ -75,7 +76,8 @@ def browser_expected() -> bool:
 
 def fake_headline(k: int) -> dict:
     """A trial's metrics/headline.json, as `dvc exp show` gives it to `compare`."""
-    return {"best_epoch": k, "loss_objective": 5.0 - 0.1 * k, "checks": f"{k}/4",
+    return {"best_epoch": k, "loss_objective": 5.0 - 0.1 * k,
+            "checks": {"better": k, "worse": 0, "no_measurable_difference": 5 - k},
             "valid_loss_real": {m: 5.5 - 0.1 * k - 0.2 * i for i, m in enumerate(MODELS)},
             "style_fd": {m: 100.0 + k for m in MODELS}, "flagged": {m: k % 2 for m in MODELS}}
 

@@ -84,7 +84,9 @@ def test_numbers_flags_summary_and_timeline(run):
     text = run["page"].read_text()
     assert '<span class="flag">decaying</span>' in text and "decaying x1" in text
     assert "tail drop LU" in text and "code JS div" in text and "flatness" in text
-    assert "best_valid_loss_below_base" in text and "base_not_noisy" in text and '<svg class="loss"' in text
+    assert '<li class="ok">best vs base: valid_loss: <b>better</b>' in text and '<svg class="loss"' in text
+    assert '<li class="">best vs base: style_fd: <b>no measurable difference</b>' in text
+    assert '<li class="bad">final vs base: valid_loss: <b>worse</b>' in text
     assert "training objective" in text and "set: style FD" in text
     timeline = next(t for t in parse(run["page"]).tables if t["class"] == "timeline")
     assert len(timeline["rows"]) == 1 + 3  # epochs 0, 1, 2
@@ -130,4 +132,4 @@ def test_trials_page(run, tmp_path):
     assert len(sortable) == 1 + len(PROMPTS) and all(len(t["rows"]) == 1 + 2 for t in sortable[1:])
     assert len(sortable[0]["rows"]) == 1 + 3 and "No audio found for: trial-failed" in text
     assert 'data-sort=num' in text and not re.search(r"https?://", text)
-    assert "valid loss final" in text and "<td>2/4</td>" in text
+    assert "valid loss final" in text and "<td>2 better, 0 worse, 3 no measurable difference</td>" in text

@@ -55,13 +55,55 @@ def test_copy_twin_renames_rows_and_copies_audio(tmp_path):
     twin_dir.mkdir()
     (twin_dir / "00_a.wav").write_bytes(b"RIFF-one")
     (twin_dir / "01_b.wav").write_bytes(b"RIFF-two")
-    rows = [ResultRow("a", "best", 0, "best_model/00_a.wav", 15.0, 4.9, [], {"x": 1.0}),
-            ResultRow("b", "best", 0, "best_model/01_b.wav", 15.0, 4.9, ["noisy"], {"x": 2.0})]
+    (twin_dir / "padded").mkdir()
+    (twin_dir / "padded/00_a.wav").write_bytes(b"RIFF-long")
+    rows = [ResultRow("a", "best", 0, 0, "clip", "best_model/00_a.wav", 15.0, 4.9, [], {"x": 1.0}),
+            ResultRow("b", "best", 1, 8, "clip", "best_model/01_b.wav", 15.0, 4.9, ["noisy"], {"x": 2.0}),
+            ResultRow("a", "best", 0, 0, "padded", "best_model/padded/00_a.wav", 30.0, 4.9, [], {"x": 1.0})]
     out = copy_twin(rows, twin_dir, tmp_path / "final_model", "final")
-    assert [r.model for r in out] == ["final", "final"]
+    assert [r.model for r in out] == ["final", "final"]  # only best is generated at the padded length
     assert [r.file for r in out] == ["final_model/00_a.wav", "final_model/01_b.wav"]
+    assert [(r.sample, r.seed) for r in out] == [(0, 0), (1, 8)]
     assert (tmp_path / "final_model/01_b.wav").read_bytes() == b"RIFF-two"
+    assert not (tmp_path / "final_model/padded").exists()
     out[0].metrics["style"] = 3.0
     out[1].flags.append("decaying")
     assert rows[0].metrics == {"x": 1.0} and rows[1].flags == ["noisy"]
     assert out[1].valid_loss == 4.9 and out[1].prompt == "b"
+
+
+def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp_path):
+    """Each (prompt, sample) has its seed, the same for every model; sample 0 keeps the one-sample
+    seeds; musicnn measures land in the rows; the padded set is measured past the real length."""
+    import numpy as np
+
+    from musicgen_lora.metrics.flags import FlagThresholds
+    from musicgen_lora.metrics.musicnn import Tagger
+    from musicgen_lora.model.musicgen import codec_info
+    from musicgen_lora.stages.evaluate import generate_set, measure_style
+
+    model, tok = tiny
+    info = codec_info(model.config)
+    rng = np.random.default_rng(0)
+    ep = P.EvaluateParams(prompts=["bright chiptune", "calm piano"], samples_per_prompt=2, seconds=3.0, batch_size=2)
+    ref = {"train_code_hist": np.full((info.num_codebooks, info.codebook_size), 1 / info.codebook_size),
+           "silence_codes": np.zeros(info.num_codebooks, dtype=np.int64), "valid_mfcc": rng.normal(size=(5, 40)),
+           "valid_musicnn_tags": rng.uniform(0, 1, (5, 50)), "valid_musicnn_emb": rng.normal(size=(5, 200))}
+    th = FlagThresholds()
+    rows, clips = generate_set(model, tok, ep, info, info.frames(3.0), tmp_path, "base_model", "base", 5.0, th, ref, 2)
+    assert [(r.prompt, r.sample, r.seed, r.length) for r in rows] == [
+        ("bright chiptune", 0, 0, "clip"), ("calm piano", 0, 0, "clip"),
+        ("bright chiptune", 1, 2, "clip"), ("calm piano", 1, 2, "clip")]
+    assert rows[2].file == "base_model/00_1_bright-chiptune.wav" and (tmp_path / "00_1_bright-chiptune.wav").exists()
+    assert not np.array_equal(clips[0], clips[2])  # another seed, another clip
+    figures, emb = measure_style(rows, clips, info.sample_rate, tmp_path, ref, Tagger.load("MTT_musicnn"))
+    assert emb.shape == (4, 200) and figures["n_generated"] == 4 and figures["n_target"] == 5
+    assert figures["style_fd"] > 0 and figures["style_fd_mfcc"] > 0 and len(figures["top_tags"]) == 5
+    assert all(-1 <= r.metrics["style_similarity"] <= 1 and r.metrics["tag_kl"] >= 0 for r in rows)
+    assert (tmp_path / "musicnn.safetensors").stat().st_size > 4 * 250 * 4
+
+    padded, _ = generate_set(model, tok, ep, info, info.frames(4.0), tmp_path, "base_model", "base", 5.0, th, ref, 1,
+                             {"clip_seconds": 3.0, "pad_to_seconds": 4.0})
+    assert [r.length for r in padded] == ["padded", "padded"] and padded[0].file.startswith("base_model/padded/")
+    assert padded[0].duration_s == 4.0 and 0 <= padded[0].metrics["past_silence_code_share"] <= 1
+    assert np.isfinite(padded[0].metrics["past_loudness_change_lu"])

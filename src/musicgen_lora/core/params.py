@@ -135,6 +135,7 @@ class EvaluateParams(FlagThresholds):
     """Generation settings; the flag thresholds are `FlagThresholds`' fields (declared there once)."""
 
     prompts: list[str] = field(default_factory=lambda: ["upbeat chiptune"])
+    samples_per_prompt: int = 2  # seeds per prompt: pairs for the bootstrap intervals
     seconds: float = 15.0
     guidance_scale: float = 3.0
     temperature: float = 1.0
@@ -151,6 +152,7 @@ class EvaluateParams(FlagThresholds):
         return [
             (len(self.prompts) > 0, "prompts", "a non-empty list of prompts"),
             (all(p.strip() for p in self.prompts), "prompts", "non-empty strings"),
+            (self.samples_per_prompt >= 1, "samples_per_prompt", ">= 1"),
             # the decoder's position limit is checked against the model (evaluate, validate)
             (2.4 <= self.seconds <= 600, "seconds", "in [2.4, 600] (the clip metrics need 2.4 s)"),
             (_finite(self.guidance_scale) and self.guidance_scale >= 1, "guidance_scale", ">= 1 (1 = no guidance)"),

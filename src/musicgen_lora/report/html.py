@@ -17,12 +17,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 # Per-clip numbers worth a glance in a cell (a row's `metrics` may hold more, or fewer).
-CLIP_KEYS = ["loudness_slope_lu_per_s", "tail_drop_lu", "spectral_flatness", "code_js_divergence",
-             "silence_ratio", "integrated_loudness_lufs"]
+CLIP_KEYS = ["style_similarity", "tag_kl", "loudness_slope_lu_per_s", "tail_drop_lu", "spectral_flatness",
+             "code_js_divergence", "silence_ratio", "integrated_loudness_lufs"]
 SHORT = {"loudness_slope_lu_per_s": "slope LU/s", "tail_drop_lu": "tail drop LU", "spectral_flatness": "flatness",
          "code_js_divergence": "code JS div", "silence_ratio": "silence", "integrated_loudness_lufs": "LUFS",
-         "valid_loss": "valid loss", "style_fd_mfcc": "style FD", "style_fd_latent": "style FD latent",
-         "timbre_drift_fd_mfcc": "timbre drift"}
+         "valid_loss": "valid loss", "style_fd": "style FD (musicnn)", "style_fd_mfcc": "style FD (MFCC)",
+         "style_similarity": "style similarity", "tag_kl": "tag KL"}
 
 
 def esc(value) -> str:

@@ -19,18 +19,26 @@ from .html import CLIP_KEYS, audio, document, esc, flags, fmt, href, label, metr
 
 MODELS = ("base", "best", "final")
 # Per-clip means over prompts (summary["models"][m]["mean"]); set-level distances come from summary["set"].
-MEAN_KEYS = ["valid_loss", "code_js_divergence", "loudness_slope_lu_per_s", "tail_drop_lu", "spectral_flatness",
-             "silence_ratio", "pulse_clarity"]
-SET_KEYS = ["style_fd_mfcc", "style_fd_latent", "timbre_drift_fd_mfcc"]
+MEAN_KEYS = ["valid_loss", "style_similarity", "tag_kl", "code_js_divergence", "loudness_slope_lu_per_s",
+             "tail_drop_lu", "spectral_flatness", "silence_ratio", "pulse_clarity"]
+SET_KEYS = ["style_fd", "style_fd_mfcc"]
+VERDICT_CLASS = {"better": "ok", "worse": "bad"}  # "no measurable difference" stays plain
 
 
 def assets_dir(page: Path) -> Path:
     return Path(page).with_name(Path(page).stem + "_files")
 
 
-def prompts_of(rows: list[dict]) -> list[str]:
-    """Prompts in the order of the rows (evaluate writes them in params order)."""
-    return list(dict.fromkeys(r["prompt"] for r in rows))
+def prompts_of(rows: list[dict]) -> list[tuple[str, int]]:
+    """(prompt, sample) in the order of the rows (evaluate writes them in params order)."""
+    return list(dict.fromkeys((r["prompt"], r.get("sample", 0)) for r in rows))
+
+
+def checks_list(checks: dict) -> str:
+    """Each comparison's verdicts (summary["checks"]: {"best_vs_base": {check: verdict}}): "better"
+    green, "worse" red, "no measurable difference" plain."""
+    return "".join(f'<li class="{VERDICT_CLASS.get(v, "")}">{esc(name.replace("_vs_", " vs "))}: {esc(k)}: '
+                   f"<b>{esc(v)}</b></li>" for name, verdicts in checks.items() for k, v in (verdicts or {}).items())
 
 
 def models_of(rows: list[dict]) -> list[str]:
@@ -45,8 +53,7 @@ def summary_section(summary: dict, epochs: list[dict]) -> str:
     names = [m for m in MODELS if m in models] + sorted(set(models) - set(MODELS))
     losses = "".join(f"<tr><th>{esc(n)}</th>{num_cell((models[n].get('mean') or {}).get('valid_loss'))}"
                      f"{num_cell(objective.get(n))}</tr>" for n in names)
-    checks = "".join(f'<li class="{"ok" if v else "bad"}">{"&#10003;" if v else "&#10007;"} {esc(k)}</li>'
-                     for k, v in (summary.get("checks") or {}).items())
+    checks = checks_list(summary.get("checks") or {})
     keys = [k for k in MEAN_KEYS if any(k in (models[n].get("mean") or {}) for n in names)]
     means = "".join(f"<tr><th>{esc(label(k))}</th>" + "".join(num_cell((models[n].get("mean") or {}).get(k))
                                                               for n in names) + "</tr>" for k in keys)
@@ -59,7 +66,7 @@ def summary_section(summary: dict, epochs: list[dict]) -> str:
             f'<div class="card"><h3>Valid loss</h3><p>best epoch: <b>{esc(summary.get("best_epoch", "-"))}</b></p>'
             f'<table><thead><tr><th></th><th class="n">real frames</th><th class="n">training objective</th></tr>'
             f'</thead><tbody>{losses}</tbody></table></div>'
-            f'<div class="card"><h3>Checks</h3><ul>{checks or "<li>none</li>"}</ul></div>'
+            f'<div class="card"><h3>Checks (95% intervals)</h3><ul>{checks or "<li>none</li>"}</ul></div>'
             f'<div class="card"><h3>Loss per epoch (training objective)</h3>{loss_svg(epochs)}</div>'
             f'<div class="card"><h3>Means over prompts</h3><table><thead><tr><th></th>'
             + "".join(f'<th class="n">{esc(n)}</th>' for n in names)
@@ -75,15 +82,16 @@ def clip_cell(row: dict, page: Path, wav: Path, png: Path | None) -> str:
 
 
 def clips_section(rows: list[dict], eval_dir: Path, page: Path, spec_dir: Path, final_spec: Path) -> str:
-    """One row per prompt, one column per model; spectrograms are drawn into `spec_dir` and
-    linked at `final_spec` (where `spec_dir` will be once the folder is in place)."""
+    """One row per prompt and sample, one column per model; spectrograms are drawn into `spec_dir`
+    and linked at `final_spec` (where `spec_dir` will be once the folder is in place)."""
     prompts, models = prompts_of(rows), models_of(rows)
-    by_key = {(r["prompt"], r["model"]): r for r in rows}
+    by_key = {(r["prompt"], r.get("sample", 0), r["model"]): r for r in rows}
+    several = len({s for _, s in prompts}) > 1
     body = []
-    for i, prompt in enumerate(prompts):
+    for i, (prompt, sample) in enumerate(prompts):
         cells = []
         for model in models:
-            row = by_key.get((prompt, model))
+            row = by_key.get((prompt, sample, model))
             if row is None:
                 cells.append('<td class="clip missing">not generated</td>')
                 continue
@@ -92,9 +100,10 @@ def clips_section(rows: list[dict], eval_dir: Path, page: Path, spec_dir: Path, 
             name = f"{model}_{i:02d}.png"
             spectrogram_png(wav, spec_dir / name)
             cells.append(clip_cell(row, page, wav, final_spec / name))
-        body.append(f'<tr><th class="prompt" scope="row">{esc(prompt)}</th>{"".join(cells)}</tr>')
+        seed = f' <span class="muted">(sample {sample})</span>' if several else ""
+        body.append(f'<tr><th class="prompt" scope="row">{esc(prompt)}{seed}</th>{"".join(cells)}</tr>')
     head = "".join(f"<th>{esc(m)}</th>" for m in models)
-    return (f'<section id="clips"><h2>Prompts ({len(prompts)}) x models ({len(models)})</h2>'
+    return (f'<section id="clips"><h2>Prompts and samples ({len(prompts)}) x models ({len(models)})</h2>'
             f'<table class="clips"><thead><tr><th>prompt</th>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></section>')
 

@@ -29,8 +29,8 @@ def overview(trials: list[dict]) -> str:
     show` reports them) and the means of its best adapter's clips on this page."""
     keys = [k for k in CLIP_KEYS if any(k in (r.get("metrics") or {}) for t in trials for r in t.get("rows", []))]
     cols = [("trial", "text"), ("description", ""), ("best epoch", "num"), ("objective (best)", "num")]
-    cols += [(f"valid loss {n}", "num") for n in MODELS] + [("style FD best", "num"), ("flagged best", "num"),
-                                                             ("checks", "text")]
+    cols += [(f"valid loss {n}", "num") for n in MODELS] + [("style FD best (musicnn)", "num"),
+                                                             ("flagged best", "num"), ("checks best vs base", "text")]
     cols += [(f"best: {label(k)}", "num") for k in keys]
     body = []
     for t in trials:
@@ -40,10 +40,17 @@ def overview(trials: list[dict]) -> str:
                     + num_cell(m.get("best_epoch")) + num_cell(m.get("loss_objective"))
                     + "".join(num_cell((m.get("valid_loss_real") or {}).get(n)) for n in MODELS)
                     + num_cell((m.get("style_fd") or {}).get("best")) + num_cell((m.get("flagged") or {}).get("best"))
-                    + f'<td>{esc(m.get("checks", ""))}</td>' + "".join(num_cell(v) for v in means) + "</tr>")
+                    + f'<td>{esc(checks_text(m.get("checks")))}</td>' + "".join(num_cell(v) for v in means) + "</tr>")
     return (f'<section id="trials"><h2>Trials ({len(trials)})</h2><p class="muted">valid loss: held-out, real '
             f'frames only; objective: what training minimised (counts padding when mask_padding is false).</p>'
             f'<table class="sortable">{_head(cols)}<tbody>{"".join(body)}</tbody></table></section>')
+
+
+def checks_text(checks) -> str:
+    """headline.json's tally ({"better": 2, "worse": 0, "no_measurable_difference": 3}) in words."""
+    if not isinstance(checks, dict):
+        return "" if checks is None else str(checks)
+    return ", ".join(f"{checks.get(k, 0)} {k.replace('_', ' ')}" for k in ("better", "worse", "no_measurable_difference"))
 
 
 def mean(values: list) -> float | None:

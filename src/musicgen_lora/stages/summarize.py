@@ -1,7 +1,12 @@
 """Stage `summarize`: the run's headline metrics (`metrics/headline.json`, what `dvc metrics show`
 and `dvc exp show` read), the full detail (`metrics/summary.json`), a report people read
 (`metrics/summary.md`), plots: loss curves, loudness over time per model, spectrograms, and a
-page to listen to every clip (`metrics/report.html`, see `report/page.py`)."""
+page to listen to every clip (`metrics/report.html`, see `report/page.py`).
+
+Every difference against base carries a 95% paired bootstrap interval (`metrics.comparison`,
+drawn as evaluate recorded in set_metrics.json), and the checks say "better" or "worse" only where
+the interval excludes zero: with 8-16 generated clips a difference of means is often noise.
+"""
 
 from __future__ import annotations
 
@@ -13,72 +18,125 @@ import numpy as np
 
 from ..core.args import stage_paths
 from ..core.files import read_jsonl, write_json, write_text
+from ..metrics import comparison as C
 from ..metrics.plots import MODELS, plot_loudness, plot_losses, plot_spectrograms
 from ..report.page import write_run_page
 
 # Per-clip means in the report, in this order.
-REPORTED = ["valid_loss", "integrated_loudness_lufs", "loudness_slope_lu_per_s", "tail_drop_lu", "silence_ratio",
-            "spectral_flatness", "pulse_clarity", "chroma_entropy", "code_js_divergence", "silence_code_share"]
+REPORTED = ["valid_loss", "style_similarity", "tag_kl", "integrated_loudness_lufs", "loudness_slope_lu_per_s",
+            "tail_drop_lu", "silence_ratio", "spectral_flatness", "pulse_clarity", "chroma_entropy",
+            "code_js_divergence", "silence_code_share"]
+PER_CLIP_KEPT = ["style_similarity", "tag_kl"]  # per-clip values kept in summary.json for trial-vs-trial intervals
 
 
-def model_means(rows: list[dict]) -> dict[str, dict]:
-    """Per model: mean of each scalar per-clip metric over prompts, deltas against base, flag counts."""
+def model_means(rows: list[dict], sets: dict, boot: dict) -> dict[str, dict]:
+    """Per model: mean of each scalar per-clip metric over prompts and samples, flag counts, and each
+    difference against base with its interval (the valid loss's over the valid clips)."""
     by_model: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        by_model[r["model"]].append(r)
+        if r.get("length", "clip") == "clip":
+            by_model[r["model"]].append(r)
     out = {}
     for name, rs in by_model.items():
         values = defaultdict(list)
         for r in rs:
             values["valid_loss"].append(r["valid_loss"])
             for k, v in r["metrics"].items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if C.scalar(v):
                     values[k].append(v)
         out[name] = {"mean": {k: round(float(np.mean(v)), 5) for k, v in values.items()},
                      "flags": dict(Counter(f for r in rs for f in r["flags"])),
                      "flagged_clips": sum(1 for r in rs if r["flags"]), "clips": len(rs)}
-    for name, m in out.items():
-        m["delta_vs_base"] = {k: round(v - out["base"]["mean"][k], 5) for k, v in m["mean"].items()
-                              if name != "base" and k in out["base"]["mean"]}
+        if name != "base":
+            deltas = C.per_clip_intervals(rows, name, boot)
+            deltas["valid_loss"] = C.valid_loss_interval(sets["base"].get("valid_losses", []),
+                                                         sets.get(name, {}).get("valid_losses", []), boot)
+            out[name]["delta_vs_base"] = {k: v for k, v in deltas.items() if v is not None}
     return out
 
 
 def headline(summary: dict) -> dict:
     """The few numbers that fit on a screen per experiment. `valid_loss_real` is measured on real
     audio frames only (padding masked) for every model; `loss_objective` is what training
-    minimised (it counts padded frames when train.mask_padding is false: trial-1's trap)."""
+    minimised (it counts padded frames when train.mask_padding is false: trial-1's trap);
+    `style_fd` is the musicnn-embedding distance to the target clips; `checks` counts best's
+    verdicts against base."""
     models = summary["models"]
     names = [n for n in MODELS if n in models]
     return {
         "best_epoch": summary["best_epoch"],
         "loss_objective": round(summary["valid_loss_objective"]["best"], 5),
         "valid_loss_real": {n: models[n]["mean"]["valid_loss"] for n in names},
-        "style_fd": {n: round(summary["set"][n]["style_fd_mfcc"], 1) for n in names},
+        "style_fd": {n: summary["set"][n]["style_fd"] for n in names},
         "flagged": {n: models[n]["flagged_clips"] for n in names},
-        "checks": f"{sum(summary['checks'].values())}/{len(summary['checks'])}",
+        "checks": C.tally(summary["checks"].get("best_vs_base", {})),
     }
 
 
+def _ci(d: dict | None, fmt: str = "{:+.3g}") -> str:
+    if not d:
+        return ""
+    lo, hi = d["ci95"]
+    return f" ({fmt.format(d['delta'])} [{fmt.format(lo)}, {fmt.format(hi)}])"
+
+
+def _tags(tags: list) -> str:
+    return ", ".join(f"{n} {p:.2f}" for n, p in tags)
+
+
 def report(summary: dict) -> str:
-    models, objective = summary["models"], summary["valid_loss_objective"]
+    models, objective, sets = summary["models"], summary["valid_loss_objective"], summary["set"]
     names = [n for n in MODELS if n in models]
+    boot, target = summary["bootstrap"], summary["target"]
+    pairs = models["base"]["clips"]
+    n_valid = next((m["delta_vs_base"]["valid_loss"]["n"] for m in models.values()
+                    if "valid_loss" in m.get("delta_vs_base", {})), 0)
     lines = ["# Run summary", "",
              f"Best epoch: {summary['best_epoch']}. Training objective on the valid split: base {objective['base']:.4f}, "
              f"best {objective['best']:.4f}, final {objective['final']:.4f}.", "",
-             "| per-clip mean (delta vs base) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+             f"Differences against base are shown as (delta [95% CI]): a paired bootstrap ({boot['resamples']} "
+             f"resamples, seed {boot['seed']}) over the {pairs} (prompt, seed) pairs each model generated, and over "
+             f"the {n_valid} valid clips for the valid loss. An interval that "
+             "contains 0 means no measurable difference.", "",
+             "## What a music tagger hears", "",
+             "musicnn (trained on MagnaTagATune), top tags with their mean probability:", "",
+             "| clips | top tags |", "|---|---|",
+             f"| target: {target['n']} held-out real clips | {_tags(target['top_tags'])} |"]
+    lines += [f"| {n}: {sets[n]['n_generated']} generated | {_tags(sets[n]['top_tags'])} |" for n in names]
+    lines += ["", "| style (vs the target clips) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    fd = [f"{sets[n]['style_fd']:.4g}" + _ci(sets[n].get("style_fd_vs_base")) if sets[n]["style_fd"] is not None
+          else "-" for n in names]
+    lines.append(f"| style_fd: Fréchet distance of musicnn embeddings (n = {sets['base']['n_generated']} generated "
+                 f"vs {sets['base']['n_target']} target; lower = closer) | " + " | ".join(fd) + " |")
+    for key, words in (("style_similarity", "style_similarity: cosine to the target's mean embedding, mean per clip "
+                        "(higher = closer)"), ("tag_kl", "tag_kl: KL(target tags || clip tags), mean per clip "
+                                               "(lower = closer)")):
+        lines.append(f"| {words} | " + " | ".join(f"{models[n]['mean'].get(key, float('nan')):.4g}"
+                                                  + _ci(models[n].get("delta_vs_base", {}).get(key)) for n in names)
+                     + " |")
+    lines.append("| style_fd_mfcc: Fréchet distance of MFCC statistics (one number, no interval) | "
+                 + " | ".join(f"{sets[n]['style_fd_mfcc']:.5g}" if sets[n]["style_fd_mfcc"] is not None else "-"
+                              for n in names) + " |")
+    worst = "; ".join(f"{w['prompt']!r} (sample {w['sample']}): {w['style_similarity']:.3f}, "
+                      f"heard as {', '.join(w['top_tags'])}" for w in summary.get("worst_clips", {}).get("best", []))
+    if worst:
+        lines += ["", f"Least target-like clips of best (style_similarity): {worst}."]
+    lines += ["", "## Per-clip means", "", "| per-clip mean (delta vs base [95% CI]) | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
     for key in REPORTED:
-        cells = []
-        for name in names:
-            v, d = models[name]["mean"].get(key), models[name]["delta_vs_base"].get(key)
-            cells.append("" if v is None else f"{v:.4g}" + ("" if d is None else f" ({d:+.3g})"))
-        label = "valid_loss (real frames only)" if key == "valid_loss" else key
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "| set-level distance (lower = closer) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for key in sorted(summary["set"][names[0]]):
-        lines.append(f"| {key} | " + " | ".join(f"{summary['set'][n][key]:.5g}" for n in names) + " |")
+        cells = [("" if models[n]["mean"].get(key) is None else f"{models[n]['mean'][key]:.4g}")
+                 + _ci(models[n].get("delta_vs_base", {}).get(key)) for n in names]
+        lines.append(f"| {'valid_loss (real frames only)' if key == 'valid_loss' else key} | " + " | ".join(cells) + " |")
     lines += ["", "Flags (clips): " + "; ".join(f"{n}: {models[n]['flags'] or 'none'}" for n in names), "",
-              "Checks: " + ", ".join(f"{k} = {v}" for k, v in summary["checks"].items()), ""]
-    return "\n".join(lines)
+              "## Checks", "", "Better or worse only where the 95% interval excludes 0.", "",
+              "| check | " + " | ".join(summary["checks"]) + " |", "|---|" + "---|" * len(summary["checks"])]
+    for key, words in C.CHECK_WORDS.items():
+        lines.append(f"| {words} | " + " | ".join(v[key] for v in summary["checks"].values()) + " |")
+    if summary.get("padded"):
+        p = summary["padded"]
+        lines += ["", "## Past the real-audio length", ""] + [
+            f"- {w}" for w in C.padded_words(p, p["clip_seconds"], p["pad_to_seconds"], summary.get("mask_padding"))]
+    return "\n".join(lines) + "\n"
 
 
 def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, out_json: Path, out_headline: Path,
@@ -86,28 +144,35 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
     epochs = json.loads((train_metrics / "epochs.json").read_text(encoding="utf-8"))
     live = json.loads((train_metrics / "metrics.json").read_text(encoding="utf-8"))
     rows = read_jsonl(results)
-    models = model_means(rows)
-    sets = json.loads(set_metrics.read_text(encoding="utf-8"))
-    base, best = models["base"]["mean"], models.get("best", {}).get("mean", {})
+    evaluated = json.loads(set_metrics.read_text(encoding="utf-8"))
+    sets, boot = evaluated["models"], evaluated["bootstrap"]
+    models = model_means(rows, sets, boot)
+    names = [n for n in MODELS if n in models]
     summary = {"best_epoch": live["best_epoch"], "valid_loss_objective": live["valid_loss_objective"],
-               "models": models, "set": sets}
-    summary["checks"] = {
-        "best_valid_loss_below_base": bool(best.get("valid_loss", np.inf) < base["valid_loss"]),
-        "best_closer_to_target_style": bool(sets.get("best", {}).get("style_fd_mfcc", np.inf)
-                                            < sets["base"]["style_fd_mfcc"]),
-        # the same question asked of the codes, independent of how well the codec decodes them
-        "best_codes_closer_to_target": bool(best.get("code_js_divergence", np.inf) < base["code_js_divergence"]),
-        "base_not_noisy": models["base"]["flags"].get("noisy", 0) == 0,
-    }
+               "mask_padding": live.get("mask_padding"),
+               "models": models, "bootstrap": boot, "target": evaluated["target"],
+               "set": {n: {k: v for k, v in sets[n].items() if k != "valid_losses"} for n in names}}
+    summary["checks"] = {f"{n}_vs_base": C.checks(models[n]["delta_vs_base"], sets[n].get("style_fd_vs_base"))
+                         for n in names if n != "base"}
+    summary["worst_clips"] = {n: C.worst_clips(rows, n) for n in names}
+    base_pairs = list(C.paired(rows, "base"))
+    summary["per_clip"] = {"pairs": [list(k) for k in base_pairs], **{
+        key: {n: [C.paired(rows, n).get(k, {}).get("metrics", {}).get(key) for k in base_pairs] for n in names}
+        for key in PER_CLIP_KEPT}}
+    padded = evaluated.get("padded")
+    if padded:
+        cmp = C.padded_comparison(rows, "best" if "best" in models else names[-1], boot)
+        summary["padded"] = cmp and {**padded, **cmp}
     write_json(out_json, summary)
     write_json(out_headline, headline(summary))
     write_text(out_md, report(summary))
     objective = "training objective: padded frames counted" if live.get("mask_padding") is False \
         else "training objective: real frames"
+    clip_rows = [r for r in rows if r.get("length", "clip") == "clip"]
     plot_losses(epochs, plots / "loss.png", objective)
-    plot_loudness(rows, plots / "loudness.png")
-    plot_spectrograms(rows, eval_dir, plots / "spectrograms.png")
-    write_run_page(page, rows, eval_dir, epochs, summary, train_metrics / "samples")  # report/page.py
+    plot_loudness(clip_rows, plots / "loudness.png")
+    plot_spectrograms([r for r in clip_rows if r.get("sample", 0) == 0], eval_dir, plots / "spectrograms.png")
+    write_run_page(page, clip_rows, eval_dir, epochs, summary, train_metrics / "samples")  # report/page.py
     return summary
 
 
@@ -116,6 +181,8 @@ def main(argv: list[str]) -> int:
                        "--out", "--headline", "--report", "--plots", "--page")
     summary = run(args.train_metrics, args.results, args.set_metrics, args.eval_dir, args.out, args.headline,
                   args.report, args.plots, args.page)
-    print(f"summarize: checks {headline(summary)['checks']} passed; report {args.report}, plots {args.plots}/")
+    checks = headline(summary)["checks"]
+    print(f"summarize: best vs base: {checks['better']} better, {checks['worse']} worse, "
+          f"{checks['no_measurable_difference']} no measurable difference; report {args.report}, plots {args.plots}/")
     print(f"page: {args.page}")
     return 0
