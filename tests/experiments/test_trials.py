@@ -67,6 +67,14 @@ def test_trials_tags_params_and_report(tmp_path):
     sh(["python", "-m", "musicgen_lora", "compare"], tmp_path, env)
     report = (tmp_path / "reports/trials.md").read_text()
     assert "| trial-a |" in report and "| trial-b |" in report
+    # ranked by the musicnn style distance, intervals read from each tag's metrics/summary.json
+    ranking = report.split("## Ranked by style (musicnn)")[1]
+    assert "| 1 | trial-" in ranking and "| 2 | trial-" in ranking and "[" in ranking
+    # trial-a trained on clips padded to 6 s: also evaluated at 6 s, the part past 3 s compared with base
+    summary_a = json.loads(sh(["git", "show", "trial-a:metrics/summary.json"], tmp_path, env))
+    assert summary_a["padded"]["pad_to_seconds"] == 6.0 and summary_a["padded"]["n"] == 2
+    assert "past_silence_code_share" in summary_a["padded"]["delta"]
+    assert "padded" not in json.loads(sh(["git", "show", "trial-b:metrics/summary.json"], tmp_path, env))
     assert (tmp_path / "reports/trials_valid_loss.png").stat().st_size > 1000
 
     # the cross-trial page: each prompt under each trial's best adapter, audio read from the tags
@@ -88,8 +96,8 @@ def test_trials_tags_params_and_report(tmp_path):
     lock = YAML(typ="safe").load((tmp_path / "dvc.lock").read_text())
     md5 = {o["path"]: o["md5"] for o in lock["stages"]["train"]["outs"]}
     assert json.loads((tmp_path / "models/best_model/adapter_config.json").read_text())["r"] == 4
-    wavs = sorted((tmp_path / "evaluation/best_model").glob("*.wav"))
-    assert len(wavs) == 2
+    wavs = sorted((tmp_path / "evaluation/best_model").glob("*_0_*.wav"))  # sample 0: the page's
+    assert len(wavs) == 2 and len(list((tmp_path / "evaluation/best_model").glob("*.wav"))) == 2 * 2
     for wav in wavs:  # the page's copy is the tag's audio
         assert (tmp_path / "reports/trials_audio/trial-a" / wav.name).read_bytes() == wav.read_bytes()
     assert md5["models/best_model"].endswith(".dir")

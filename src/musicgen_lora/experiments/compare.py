@@ -1,11 +1,18 @@
 """`python -m musicgen_lora compare`: the cross-trial report, from `dvc exp show -T --json`.
 
 Params and summary metrics come from DVC (not from files on disk); per-epoch losses from the
-DVCLive TSVs committed at each tag. Writes `reports/trials.md` (a table in the shape of
-experiments/TRIALS.md), `reports/trials_valid_loss.png` (valid loss of every trial) and
-`reports/trials.html`, a page to hear every trial's best adapter on each prompt side by side
-(report/trials.py). The audio is a DVC output of each tag, not on disk: it is read from the
-DVC cache at that tag (`DVCFileSystem(rev=tag)`) into `reports/trials_audio/<trial>/`.
+DVCLive TSVs committed at each tag; the intervals from each tag's `metrics/summary.json` (git
+tracked). Writes `reports/trials.md` (a table in the shape of experiments/TRIALS.md, then the
+trials ranked by the musicnn style distance of their best adapter, with intervals),
+`reports/trials_valid_loss.png` (valid loss of every trial) and `reports/trials.html`, a page to
+hear every trial's best adapter on each prompt side by side (report/trials.py). The audio is a
+DVC output of each tag, not on disk: it is read from the DVC cache at that tag
+(`DVCFileSystem(rev=tag)`) into `reports/trials_audio/<trial>/`.
+
+Trial against trial: every trial generates the same prompts with the same seeds (evaluate params
+are not what the trials change), so best's per-clip style_similarity of two trials pairs up and
+the difference from the top-ranked trial gets the same paired bootstrap as best against base.
+The style_fd values compare across trials as single numbers, each with its best-vs-base interval.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..core.files import atomic_dir, atomic_path, inside  # noqa: E402
+from ..metrics import bootstrap as B  # noqa: E402
 from ..metrics.plots import save_png  # noqa: E402
 from ..report.trials import write_trials_page  # noqa: E402
 from .trials import MANIFEST, git, load_trials  # noqa: E402
@@ -34,6 +42,7 @@ LOSS_TSV = "metrics/train/plots/metrics/{}/loss.tsv"
 TRAIN_METRICS = "metrics/train/metrics.json"
 EVAL_DIR = "evaluation"
 RESULTS = "evaluation/comparison_results.jsonl"
+SUMMARY = "metrics/summary.json"
 
 
 def exp_rows(show: list) -> dict[str, dict]:
@@ -77,13 +86,15 @@ def collect(manifest: Path = MANIFEST) -> list[dict]:
                                      check=True).stdout)
     rows = exp_rows(show)
     return [{"name": n, **rows.get(n, {"params": {}, "metrics": {}}), "train_losses": epoch_losses(n, "train"),
-             "valid_losses": epoch_losses(n, "valid")} for n in names]
+             "valid_losses": epoch_losses(n, "valid"),
+             "summary": json.loads(git("show", f"{n}:{SUMMARY}", check=False) or "{}")} for n in names]
 
 
 def extract_best_audio(names: list[str], out_dir: Path) -> dict[str, list[dict]]:
-    """trial -> its best-model rows of comparison_results.jsonl, each with `path`: the clip
-    copied from the tag's DVC outputs into `out_dir/<trial>/` (the folder is replaced whole).
-    A tag without evaluation results (a failed trial) gets no rows."""
+    """trial -> its best-model rows of comparison_results.jsonl (the first sample of each prompt at
+    the clip length: the same prompt and seed in every trial), each with `path`: the clip copied
+    from the tag's DVC outputs into `out_dir/<trial>/` (the folder is replaced whole). A tag
+    without evaluation results (a failed trial) gets no rows."""
     from dvc.api import DVCFileSystem
 
     out: dict[str, list[dict]] = {}
@@ -96,7 +107,8 @@ def extract_best_audio(names: list[str], out_dir: Path) -> dict[str, list[dict]]
             rows = [json.loads(line) for line in fs.read_text(RESULTS, encoding="utf-8").splitlines() if line.strip()]
             folder = re.sub(r"[^A-Za-z0-9._-]", "_", name)
             out[name] = []
-            for r in (r for r in rows if r["model"] == "best"):
+            for r in (r for r in rows if r["model"] == "best" and r.get("length", "clip") == "clip"
+                      and r.get("sample", 0) == 0):
                 inside(Path(EVAL_DIR), r["file"])  # a row naming a path outside evaluation/ is refused
                 dest = Path(folder) / Path(r["file"]).name
                 (tmp / dest).parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +133,8 @@ def _fmt(values: list[float]) -> str:
 def table(rows: list[dict]) -> str:
     head = ["trial", "rank", "alpha", "dropout", "lr", "batch", "grad accum", "epochs", "warmup steps",
             "clip / padding", "train loss per epoch (objective)", "valid loss per epoch from 0 = base (objective)",
-            "best epoch", "valid loss base / best / final (real frames only)", "style FD base / best / final",
+            "best epoch", "valid loss base / best / final (real frames only)",
+            "style FD (musicnn) base / best / final",
             "flagged clips base / best / final"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -137,8 +150,62 @@ def table(rows: list[dict]) -> str:
         cells = [r["name"], t.get("rank"), t.get("alpha"), t.get("dropout"), t.get("lr"), t.get("batch_size"),
                  t.get("grad_accum"), t.get("epochs"), t.get("warmup_steps"), padding, _fmt(r["train_losses"]),
                  _fmt(r["valid_losses"]), m.get("best_epoch", "-"), per_model("valid_loss_real"),
-                 per_model("style_fd", "{:.0f}"), per_model("flagged", "{}")]
+                 per_model("style_fd", "{:.4g}"), per_model("flagged", "{}")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _ci(d: dict | None, fmt: str) -> str:
+    if not d:
+        return "-"
+    return f"{fmt.format(d['delta'])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
+
+
+def _verdict(d: dict | None, lower_is_better: bool) -> str:
+    if not d:
+        return "-"
+    return B.verdict(B.Interval(d["delta"], *d["ci95"], d["n"]), lower_is_better)
+
+
+def vs_top(top: dict, other: dict) -> dict | None:
+    """Paired interval of best's style_similarity: `other` trial minus the `top` one, over the
+    (prompt, sample) pairs both generated (None if their prompt sets differ)."""
+    a, b = top.get("per_clip", {}), other.get("per_clip", {})
+    x, y = a.get("style_similarity", {}).get("best"), b.get("style_similarity", {}).get("best")
+    if not x or not y or a.get("pairs") != b.get("pairs") or None in x + y:
+        return None
+    boot = top.get("bootstrap", {"resamples": B.RESAMPLES, "seed": 0, "level": B.LEVEL})
+    return B.paired_mean_diff(x, y, boot["resamples"], boot["seed"], boot["level"]).as_dict()
+
+
+def style_ranking(rows: list[dict]) -> str:
+    """Trials ranked by best's musicnn style distance (lower = closer to the held-out target clips),
+    each with its paired intervals against base, and best's style_similarity against the top trial."""
+    ranked = sorted((r for r in rows if r["summary"].get("set", {}).get("best", {}).get("style_fd") is not None),
+                    key=lambda r: r["summary"]["set"]["best"]["style_fd"])
+    if not ranked:
+        return "No trial has a musicnn style distance (run them with this version of evaluate)."
+    top = ranked[0]["summary"]
+    target = top.get("target", {})
+    lines = [f"Target clips: {target.get('n', '?')} held-out real clips, heard by musicnn as "
+             + ", ".join(t for t, _ in target.get("top_tags", [])) + ". Intervals: 95% paired bootstrap over the "
+             "(prompt, seed) pairs; a difference counts only where its interval excludes 0.", "",
+             "| rank | trial | style FD base -> best (n gen / target) | best - base [95% CI] | best vs base | "
+             "style_similarity best (best - base [95% CI]) | best's style_similarity - top trial's [95% CI] | "
+             "best's top tags |", "|" + "---|" * 8]
+    for i, r in enumerate(ranked, 1):
+        s = r["summary"]
+        base, best = s["set"]["base"], s["set"]["best"]
+        sim = s.get("models", {}).get("best", {})
+        d_sim = sim.get("delta_vs_base", {}).get("style_similarity")
+        d_top = vs_top(top, s) if i > 1 else None
+        other = "(top)" if i == 1 else f"{_ci(d_top, '{:+.3f}')}: {_verdict(d_top, False)}" if d_top \
+            else "not paired (other prompts)"
+        lines.append(f"| {i} | {r['name']} | {base['style_fd']:.4g} -> {best['style_fd']:.4g} "
+                     f"({best.get('n_generated')} / {best.get('n_target')}) | "
+                     f"{_ci(best.get('style_fd_vs_base'), '{:+.3g}')} | {_verdict(best.get('style_fd_vs_base'), True)} | "
+                     f"{sim.get('mean', {}).get('style_similarity', float('nan')):.3f} ({_ci(d_sim, '{:+.3f}')}) | "
+                     f"{other} | {', '.join(t for t, _ in best.get('top_tags', [])[:3])} |")
     return "\n".join(lines)
 
 
@@ -169,7 +236,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     report = "# The reference trainings\n\nFrom `dvc exp show -T --json` and each tag's DVCLive losses.\n\n" + \
-        table(rows) + "\n"
+        table(rows) + "\n\n## Ranked by style (musicnn)\n\n" + style_ranking(rows) + "\n"
     with atomic_path(args.out / "trials.md") as tmp:
         tmp.write_text(report, encoding="utf-8")
     plot(rows, args.out / "trials_valid_loss.png")

@@ -1,0 +1,32 @@
+"""The trial report's style ranking: by best's musicnn distance, with intervals, and a paired
+interval against the top trial only where both generated the same prompts and seeds."""
+
+from musicgen_lora.experiments.compare import style_ranking
+
+PAIRS = [["a", 0], ["b", 0], ["a", 1], ["b", 1]]
+
+
+def summary(fd: float, sims: list[float], pairs=PAIRS) -> dict:
+    return {"set": {"base": {"style_fd": 30.0},
+                    "best": {"style_fd": fd, "n_generated": 4, "n_target": 6, "top_tags": [["techno", 0.5]],
+                             "style_fd_vs_base": {"delta": fd - 30, "ci95": [fd - 35, fd - 25], "n": 4}}},
+            "models": {"best": {"mean": {"style_similarity": sum(sims) / 4},
+                                "delta_vs_base": {"style_similarity": {"delta": 0.1, "ci95": [-0.1, 0.3], "n": 4}}}},
+            "per_clip": {"pairs": pairs, "style_similarity": {"best": sims}},
+            "target": {"n": 6, "top_tags": [["piano", 0.7]]}, "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95}}
+
+
+def test_trials_ranked_by_style_with_intervals():
+    rows = [{"name": "far", "summary": summary(20.0, [0.5, 0.6, 0.55, 0.62])},
+            {"name": "near", "summary": summary(10.0, [0.8, 0.85, 0.9, 0.82])},
+            {"name": "same", "summary": summary(12.0, [0.81, 0.84, 0.9, 0.83])},
+            {"name": "other-prompts", "summary": summary(15.0, [0.5] * 4, pairs=[["z", 0]] * 4)},
+            {"name": "old", "summary": {}}]  # a tag from before musicnn: left out of the ranking
+    table = style_ranking(rows).splitlines()
+    ranked = [line.split(" | ")[1] for line in table if line.startswith("| ") and line[2].isdigit()]
+    assert ranked == ["near", "same", "other-prompts", "far"]
+    by_name = {line.split(" | ")[1]: line for line in table if line.startswith("| ") and line[2].isdigit()}
+    assert "-20 [-25, -15] | better" in by_name["near"] and "(top)" in by_name["near"]
+    assert "no measurable difference" in by_name["same"] and "worse" in by_name["far"]
+    assert "not paired" in by_name["other-prompts"] and "piano" in table[0]
+    assert "No trial" in style_ranking([{"name": "old", "summary": {}}])
