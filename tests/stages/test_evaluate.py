@@ -107,3 +107,20 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     assert [r.length for r in padded] == ["padded", "padded"] and padded[0].file.startswith("base_model/padded/")
     assert padded[0].duration_s == 4.0 and 0 <= padded[0].metrics["past_silence_code_share"] <= 1
     assert np.isfinite(padded[0].metrics["past_loudness_change_lu"])
+
+
+def test_padded_length_only_when_padded_and_generable(tiny, tmp_path, capsys):
+    import json
+
+    from musicgen_lora.stages.evaluate import padded_length
+
+    config = tiny[0].config
+
+    def with_index(clip_s, pad_s):
+        (tmp_path / "index.json").write_text(json.dumps({"clip_seconds": clip_s, "pad_to_seconds": pad_s}))
+        return padded_length(tmp_path, config)
+
+    padded, frames = with_index(15.0, 30.0)
+    assert padded == {"clip_seconds": 15.0, "pad_to_seconds": 30.0} and frames == 1500  # 50 frames/s
+    assert with_index(15.0, 15.0) == (None, None)  # the default run: no padding, no extra cost
+    assert with_index(15.0, 200.0) == (None, None) and "no evaluation at the padded length" in capsys.readouterr().out

@@ -183,19 +183,27 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
     return ref, asdict(calibrated)
 
 
-def padded_length(tokens_dir: Path) -> dict | None:
-    """{clip_seconds, pad_to_seconds} when encode padded the clips past their length, else None."""
+def padded_length(tokens_dir: Path, config) -> tuple[dict | None, int | None]:
+    """({clip_seconds, pad_to_seconds}, frames) when encode padded the clips more than 0.5 s past
+    their length (the least the past-length measures need), else (None, None). A padded length
+    the decoder cannot generate is reported and skipped: it must not stop the evaluation."""
     index = json.loads((tokens_dir / "index.json").read_text(encoding="utf-8"))
     clip_s, pad_s = index.get("clip_seconds"), index.get("pad_to_seconds")
-    return {"clip_seconds": clip_s, "pad_to_seconds": pad_s} if clip_s and pad_s and pad_s > clip_s + 0.5 else None
+    if not (clip_s and pad_s and pad_s > clip_s + 0.5):
+        return None, None
+    try:
+        return {"clip_seconds": clip_s, "pad_to_seconds": pad_s}, check_generation_length(config, pad_s,
+                                                                                          "encode.pad_to_seconds")
+    except P.ParamsError as exc:
+        print(f"evaluate: no evaluation at the padded length: {exc}")
+        return None, None
 
 
 def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, ref_path: Path,
              mp: P.ModelParams, ep: P.EvaluateParams) -> None:
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
-    padded = padded_length(tokens_dir)
-    padded_frames = padded and check_generation_length(config, padded["pad_to_seconds"], "encode.pad_to_seconds")
+    padded, padded_frames = padded_length(tokens_dir, config)
     torch.manual_seed(ep.seed)
     model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
     info, tagger = codec_info(model.config), Tagger.load(TM.TAGGER)
@@ -235,7 +243,7 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
     summary = json.loads(ref_path.with_suffix(".json").read_text(encoding="utf-8"))
-    padded = summary.get("padded")
+    padded = summary.get("padded")  # evaluate base decided: base and best share the padded evaluation
     padded_frames = padded and check_generation_length(config, padded["pad_to_seconds"], "encode.pad_to_seconds")
     torch.manual_seed(ep.seed)
     model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
