@@ -55,6 +55,9 @@ def test_short_and_resampled_clips_are_tagged(tagger):
     assert tags.shape == (50,) and emb.shape == (200,) and np.isfinite(emb).all()
     at_32k = np.repeat(arpeggio(220), 2)
     assert TM.clip_profile(tagger, at_32k, 32000)[0].shape == (50,)
+    mono = arpeggio(220)
+    stereo = np.stack([mono, mono], axis=1)  # (N, 2): tagged on its mid channel
+    assert np.allclose(TM.clip_profile(tagger, stereo, SR)[1], TM.clip_profile(tagger, mono, SR)[1], atol=1e-5)
 
 
 def test_caption_from_tags_names_the_top_tags():

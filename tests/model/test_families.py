@@ -99,8 +99,8 @@ def run_family(path, corpus, root, device: str = "cpu"):
     n_train = sum(r["split"] == "train" for r in index["clips"])
     tp = P.TrainParams(rank=RANK, alpha=8.0, epochs=1, grad_accum=n_train, checkpoint_every=50)
     train.run(root / "tok", root / "best", root / "final", root / "metrics", tp, params)
-    ep = P.EvaluateParams(prompts=[CAPTION, "calm piano"], seconds=2.5, batch_size=2, cpu_prepack=False,
-                          half_precision=device != "cpu")
+    ep = P.EvaluateParams(prompts=[CAPTION, "calm piano"], samples_per_prompt=1, seconds=2.5, batch_size=2,
+                          cpu_prepack=False, half_precision=device != "cpu")
     evaluate.run_base(root / "seg", root / "tok", root / "eval/base_model", root / "eval/base.jsonl",
                       root / "eval/reference", params, ep)
     evaluate.run_adapters(root / "tok", root / "eval", {"best": root / "best"}, root / "eval/base.jsonl",

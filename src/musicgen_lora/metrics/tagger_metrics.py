@@ -54,8 +54,11 @@ class Profiles:
 
 
 def clip_profile(tagger: Tagger, audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-    """(tags (50,), embedding (200,)) of one mono clip at any rate: means over its 3 s patches."""
+    """(tags (50,), embedding (200,)) of one clip at any rate: means over its 3 s patches. A stereo
+    clip (N, 2) is tagged on its mid channel, (L + R) / 2, as the clip metrics measure it."""
     x = np.asarray(audio, dtype=np.float32)
+    if x.ndim == 2 and x.shape[1] in (1, 2):
+        x = x.mean(axis=1)
     need = int(np.ceil(MIN_SAMPLES * sr / SR))  # one patch once resampled to 16 kHz
     if x.size < need:
         x = np.pad(x, (0, need - x.size))
