@@ -49,6 +49,9 @@ def load_tokens(tokens_dir: Path, split: str) -> tuple[dict, torch.Tensor, torch
         index = json.loads((tokens_dir / INDEX).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"{tokens_dir / INDEX}: unreadable ({type(exc).__name__}); run `dvc repro encode`") from None
+    missing = sorted({"codec", "frames", "shards", "clips"} - set(index))
+    if missing:
+        raise UserError(f"{tokens_dir / INDEX}: not a token index (no {', '.join(missing)}); run `dvc repro -f encode`")
     shards = {name: _read_shard(tokens_dir / name) for name in index["shards"]}
     rows = [r for r in index["clips"] if r["split"] == split]
     if not rows:
