@@ -225,6 +225,9 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         trainer.train(resume_from_checkpoint=last)
     except NonFiniteLoss as exc:
         diverged = str(exc)  # keep what was good: the best adapter so far and the losses logged
+        for callback in trainer.callback_handler.callbacks:  # Trainer closes its bar only on a normal end
+            if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
+                callback.training_bar.close()
     trainer.accelerator.wait_for_everyone()
     if not main_process:
         return []
