@@ -101,7 +101,7 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
     # 24 x (8 x 32 x 2048 + 2 x 32 x 5120) = 20.4 M params, ~82 MB in fp32 (the log saw ~79 MB)
     assert 80e6 < size < 83e6
     rows = [json.loads(x) for x in (project / "evaluation/comparison_results.jsonl").read_text().splitlines()]
-    assert sorted(r["model"] for r in rows) == ["base", "best", "final"]
+    assert sorted(r["model"] for r in rows) == ["base", "base", "best", "best", "final", "final"]  # 2 samples each
     for r in rows:
         audio, sr = sf.read(project / "evaluation" / r["file"])
         assert sr == 32000 and abs(len(audio) / sr - 2.5) < 0.05
