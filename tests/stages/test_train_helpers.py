@@ -9,7 +9,11 @@ import torch
 from musicgen_lora.core.params import ModelParams, TrainParams
 from musicgen_lora.model.delay import IGNORE
 from musicgen_lora.model.tokens import INDEX
-from musicgen_lora.stages.train import ClipDataset, Collator, epoch_losses, last_complete_checkpoint, run_key
+from transformers import TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import DefaultFlowCallback
+
+from musicgen_lora.stages.train import (ClipDataset, Collator, EpochCallback, epoch_losses, last_complete_checkpoint,
+                                        run_key)
 
 
 def items(n: int, frames: int = 6, real: int = 4, k: int = 4) -> list[dict]:
@@ -49,6 +53,32 @@ def test_epoch_losses_average_each_epochs_steps():
                {"loss": 1.0, "epoch": 1.5}, {"loss": 1.0, "epoch": 2.0}, {"eval_loss": 2.5, "epoch": 2.0}]
     assert epoch_losses(history) == [{"epoch": 1, "valid_loss": 3.0, "train_loss": 3.0},
                                      {"epoch": 2, "valid_loss": 2.5, "train_loss": 1.0}]
+
+
+def test_a_checkpoint_due_on_an_epochs_last_step_is_saved_after_its_evaluation(tmp_path):
+    """Trainer's own order (save at the step, evaluate at the epoch end) leaves a window where a
+    kill resumes past the evaluation; EpochCallback moves that save after it. Mid-epoch saves stay."""
+    args = TrainingArguments(output_dir=str(tmp_path), save_strategy="steps", save_steps=3, eval_strategy="epoch",
+                             use_cpu=True, report_to="none")
+    flow, ours = DefaultFlowCallback(), EpochCallback(None, tmp_path / "best")
+    state, control = TrainerState(max_steps=12, save_steps=3), TrainerControl()
+
+    def step(global_step: int, epoch: float) -> TrainerControl:
+        state.global_step, state.epoch = global_step, epoch
+        for cb in (flow, ours):  # Trainer calls its default flow first, then ours
+            cb.on_step_end(args, state, control)
+        return control
+
+    assert step(3, 0.5).should_save  # mid-epoch: saved at its step
+    control.should_save = False
+    assert not step(6, 1.0).should_save  # the epoch's last step: not yet
+    for cb in (flow, ours):
+        cb.on_epoch_end(args, state, control)
+    assert control.should_evaluate and control.should_save  # Trainer evaluates, then saves
+    control.should_save = control.should_evaluate = False
+    for cb in (flow, ours):
+        cb.on_epoch_end(args, state, control)
+    assert not control.should_save  # once only
 
 
 def test_checkpoint_discovery_takes_the_newest_complete_one(tmp_path):

@@ -105,14 +105,28 @@ class LoraTrainer(Trainer):
 
 
 class EpochCallback(TrainerCallback):
-    """Keeps the best adapter (lowest valid loss) and tells the collator the epoch."""
+    """Keeps the best adapter (lowest valid loss), tells the collator the epoch, and moves a
+    checkpoint due on an epoch's last step to after that epoch's evaluation."""
 
     def __init__(self, collator: Collator, best_dir: Path):
         self.collator, self.best_dir = collator, best_dir
+        self.save_after_evaluation = False
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         # state.epoch is fractional when resuming mid-epoch (e.g. 0.6 -> epoch 0)
         self.collator.epoch = int((state.epoch or 0) + 1e-6)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # Trainer saves a step's checkpoint before the epoch-end evaluation. A run killed between
+        # the two would resume past that evaluation: its valid loss missing from the curve, and the
+        # RNG draws the evaluation makes (LoRA dropout follows) missing too, so training diverges
+        # from an uninterrupted run. Saving after the evaluation keeps both.
+        if control.should_save and state.epoch == int(state.epoch):
+            control.should_save, self.save_after_evaluation = False, True
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.save_after_evaluation:
+            control.should_save, self.save_after_evaluation = True, False
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         history = [h["eval_loss"] for h in state.log_history if "eval_loss" in h and h["epoch"] > 0]
