@@ -9,6 +9,7 @@ import torch
 from musicgen_lora.model.continuation import Windows, generate_codes, plan, sample_codes
 from musicgen_lora.model.delay import text_inputs
 from musicgen_lora.model.musicgen import codec_info
+from musicgen_lora.model.sampling import RowSampling
 
 
 def test_windows_as_audiocraft_extends():
@@ -44,13 +45,17 @@ def test_greedy_continuation_reproduces_the_single_window(tiny):
             if p.ndim == 2:
                 p.add_(0.3 * torch.randn_like(p))
     inputs = text_inputs(tiny[1], ["bright chiptune", "calm solo piano with soft chords"])
-    full = sample_codes(model, inputs, None, 30, 3.0, 1.0, top_k=1)
+
+    def greedy():  # top-k 1: the continuation must match the one long window exactly
+        return RowSampling([0, 1], 3.0, 1.0, top_k=1)
+
+    full = sample_codes(model, inputs, None, 30, greedy())
     assert len(full.unique()) > 8
-    assert torch.equal(sample_codes(model, inputs, full[..., :20], 10, 3.0, 1.0, top_k=1), full[..., 20:])
+    assert torch.equal(sample_codes(model, inputs, full[..., :20], 10, greedy()), full[..., 20:])
     delayed = full[..., :20].clone()
     for k in range(1, 4):
         delayed[:, k, k:] = full[:, k, : 20 - k]
-    assert not torch.equal(sample_codes(model, inputs, delayed, 10, 3.0, 1.0, top_k=1), full[..., 20:])
+    assert not torch.equal(sample_codes(model, inputs, delayed, 10, greedy()), full[..., 20:])
 
 
 def test_codes_reproducible_and_first_window_unchanged(tiny):

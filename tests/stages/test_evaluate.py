@@ -73,8 +73,9 @@ def test_copy_twin_renames_rows_and_copies_audio(tmp_path):
 
 
 def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp_path):
-    """Each (prompt, sample) has its seed, the same for every model; sample 0 keeps the one-sample
-    seeds; musicnn measures land in the rows; the padded set is measured past the real length."""
+    """Each (prompt, sample) has its own seed, the same for every model; sample 0 keeps the
+    one-sample seeds; musicnn measures land in the rows; the padded set is measured past the real
+    length."""
     import numpy as np
 
     from musicgen_lora.metrics.flags import FlagThresholds
@@ -92,8 +93,8 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     th = FlagThresholds()
     rows, clips = generate_set(model, tok, ep, info, info.frames(3.0), tmp_path, "base_model", "base", 5.0, th, ref, 2)
     assert [(r.prompt, r.sample, r.seed, r.length) for r in rows] == [
-        ("bright chiptune", 0, 0, "clip"), ("calm piano", 0, 0, "clip"),
-        ("bright chiptune", 1, 2, "clip"), ("calm piano", 1, 2, "clip")]
+        ("bright chiptune", 0, 0, "clip"), ("calm piano", 0, 1, "clip"),
+        ("bright chiptune", 1, 2, "clip"), ("calm piano", 1, 3, "clip")]
     assert rows[2].file == "base_model/00_1_bright-chiptune.wav" and (tmp_path / "00_1_bright-chiptune.wav").exists()
     assert not np.array_equal(clips[0], clips[2])  # another seed, another clip
     figures, emb = measure_style(rows, clips, info.sample_rate, tmp_path, ref, Tagger.load("MTT_musicnn"))

@@ -28,6 +28,7 @@ import torch
 
 from . import families, stereo
 from .delay import text_inputs
+from .sampling import RowSampling
 
 TRAINED_WINDOW_S = 30.0  # MusicGen's checkpoints were trained on 30 s windows (audiocraft's max_duration)
 STRIDE_SHARE = 0.6  # audiocraft's default extend_stride, 18 s of a 30 s window
@@ -84,8 +85,7 @@ def _codes_only(model, sink: list):
         model.audio_encoder.decode = original
 
 
-def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, guidance_scale: float,
-                 temperature: float, top_k: int) -> torch.Tensor:
+def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, sampling: RowSampling) -> torch.Tensor:
     """`frames` new codes (B, K, frames) after the code prompt (B, K, P) (or from the text alone),
     on the model's device (stereo codes interleaved as `stereo.py` describes)."""
     k = families.channel_codebooks(model.config)
@@ -95,8 +95,7 @@ def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, 
     sink: list[torch.Tensor] = []
     with _codes_only(model, sink):
         # the delay pattern spends K - 1 extra steps before the last codebook's final frame
-        model.generate(**inputs, **extra, do_sample=True, max_new_tokens=frames + k - 1,
-                       guidance_scale=guidance_scale, temperature=temperature, top_k=top_k or None)
+        model.generate(**inputs, **extra, max_new_tokens=frames + k - 1, **sampling.generate_kwargs())
     if not sink:
         raise RuntimeError("continuation: this transformers no longer decodes through audio_encoder.decode; "
                            "the sampled codes cannot be taken")
@@ -112,16 +111,17 @@ def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, 
 @torch.no_grad()
 def generate_codes(model, tokenizer, prompts: list[str], windows: Windows, guidance_scale: float,
                    temperature: float, top_k: int, seed: int, progress=None) -> torch.Tensor:
-    """Codes (B, K, windows.total) for `prompts`, window after window, reproducibly from `seed`.
-    `progress(frames_done)` is called after each window."""
-    torch.manual_seed(seed)
+    """Codes (B, K, windows.total) for `prompts`, window after window; prompt i from seed + i
+    (`sampling.py`: its random stream runs on across the windows). `progress(frames_done)` is
+    called after each window."""
+    sampling = RowSampling([seed + i for i in range(len(prompts))], guidance_scale, temperature, top_k)
     inputs = text_inputs(tokenizer, prompts)
-    codes = sample_codes(model, inputs, None, min(windows.total, windows.window), guidance_scale, temperature, top_k)
+    codes = sample_codes(model, inputs, None, min(windows.total, windows.window), sampling)
     if progress:
         progress(codes.shape[-1])
     for start in windows.seams():
         new = min(windows.stride, windows.total - start)
-        more = sample_codes(model, inputs, codes[..., -windows.context:], new, guidance_scale, temperature, top_k)
+        more = sample_codes(model, inputs, codes[..., -windows.context:], new, sampling)
         codes = torch.cat([codes, more], dim=-1)
         if progress:
             progress(codes.shape[-1])

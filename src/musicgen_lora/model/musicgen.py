@@ -25,6 +25,7 @@ from transformers.utils import logging as hf_logging
 from ..core.params import ModelParams, ParamsError
 from . import families, melody, stereo
 from .delay import text_inputs
+from .sampling import RowSampling
 
 class _MusicgenSpecialTokens(logging.Filter):
     """MusicGen's pad, bos and decoder-start ids are the codebook size (one past the vocabulary)
@@ -243,10 +244,10 @@ def _capture_codes(model, sink: list):
 def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: float,
              temperature: float, top_k: int, seed: int,
              melody: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sample audio (B, N) (stereo: (B, N, 2)) and its codes (B, K, T) for `prompts`, reproducibly
-    from `seed`. `melody`: a chroma (frames, 12) every prompt is conditioned on (melody models)."""
+    """Sample audio (B, N) (stereo: (B, N, 2)) and its codes (B, K, T) for `prompts`; prompt i from
+    seed + i, whatever else is in the batch (`sampling.py`). `melody`: a chroma (frames, 12) every
+    prompt is conditioned on (melody models)."""
     device = model_device(model)
-    torch.manual_seed(seed)
     codes: list[torch.Tensor] = []
     inputs = {k: v.to(device) for k, v in text_inputs(tokenizer, prompts).items()}
     if melody is not None:
@@ -257,8 +258,8 @@ def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: 
         # The delay pattern spends K - 1 extra steps (K codebooks per channel) before the last
         # codebook's final frame.
         steps = frames + families.channel_codebooks(model.config) - 1
-        audio = model.generate(**inputs, do_sample=True, max_new_tokens=steps, guidance_scale=guidance_scale,
-                               temperature=temperature, top_k=top_k or None)
+        audio = model.generate(**inputs, max_new_tokens=steps,
+                               **RowSampling([seed + i for i in range(len(prompts))], guidance_scale, temperature, top_k).generate_kwargs())
     audio = audio.float().cpu()
     if not codes:  # this transformers no longer decodes through the attribute: re-encode instead
         warnings.warn("generate: sampled codes not captured; token metrics use the re-encoded audio", stacklevel=2)

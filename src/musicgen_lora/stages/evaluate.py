@@ -61,7 +61,7 @@ class ResultRow:
     prompt: str
     model: str
     sample: int  # which of the prompt's samples_per_prompt generations
-    seed: int  # torch seed of the generate call (one per batch of prompts and sample)
+    seed: int  # this clip's own seed: `generate --prompt P --seed S` regenerates it alone
     length: str  # "clip" (evaluate.seconds) or "padded" (the padded training length)
     file: str
     duration_s: float
@@ -92,9 +92,10 @@ def generate_set(model, tokenizer, ep: P.EvaluateParams, info, frames: int, tmp:
                  loss: float, th: FlagThresholds, ref: dict, samples: int, padded: dict | None = None
                  ) -> tuple[list[ResultRow], list[np.ndarray]]:
     """Generate every prompt `samples` times into `tmp` (`tmp/padded` for the padded set); one row
-    per clip, measured. Sample s of the batch starting at prompt b0 has seed evaluate.seed + s * P
-    + b0 (P prompts): sample 0 keeps the seeds of a one-sample evaluation. Melody models also
-    generate each clip-length prompt on the reference melody (under melody/), with the same seed."""
+    per clip, measured. Sample s of prompt i has its own seed, evaluate.seed + s * P + i (P prompts),
+    whatever batch it shares (`model/sampling.py`): sample 0 keeps the seeds of a one-sample
+    evaluation. Melody models also generate each clip-length prompt on the reference melody
+    (under melody/), with the same seed."""
     sr = info.sample_rate
     sub = "padded/" if padded else ""
     tune = None if padded else ref.get("melody_chroma")
@@ -122,7 +123,7 @@ def generate_set(model, tokenizer, ep: P.EvaluateParams, info, frames: int, tmp:
                         m.update({k: round(v, 5) for k, v in past_length_metrics(
                             clip, sr, clip_codes, info.frame_rate, padded["clip_seconds"], ref["silence_codes"].tolist(),
                             ep.silence_threshold_dbfs).items()})
-                    rows.append(ResultRow(prompt, name, s, seed, "padded" if padded else "clip",
+                    rows.append(ResultRow(prompt, name, s, seed + j, "padded" if padded else "clip",
                                           f"{out_name}/{sub}{fname}", round(len(clip) / sr, 3), loss, flags(m, th), m))
                     clips.append(clip)
     return rows, clips
