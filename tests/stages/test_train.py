@@ -1,8 +1,10 @@
 """Training that stops: killed mid-epoch and resumed, and a diverging loss."""
 
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -117,6 +119,37 @@ def test_samples_during_training_leave_the_adapters_unchanged(project):
         assert index["valid_loss"] == e["valid_loss"] and index["train_loss"] == e["train_loss"]
         audio, sr = sf.read(samples / f"epoch_{e['epoch']}" / index["files"][0])
         assert sr == 16000 and len(audio) == sr and abs(audio).max() > 0
+
+
+def test_continuing_an_adapter_starts_at_its_valid_loss(project):
+    """train.init_adapter: one more epoch from a saved adapter starts (epoch 0) at that adapter's
+    valid loss; the card and environment.json name where it started; a LoRA shape that differs
+    from the adapter's is one line naming the key."""
+    root, env = project
+    if not (root / "models/best_model").exists():
+        sh(TRAIN, root, env)
+    trained = json.loads((root / "metrics/train/epochs.json").read_text())[1:]
+    best_loss = min(e["valid_loss"] for e in trained)
+    shutil.copytree(root / "models/best_model", root / "adapters/round-1")
+    params = (root / "params.yaml").read_text()
+    try:
+        edit_params(root / "params.yaml", {"train": {"init_adapter": "adapters/round-1", "rank": 4}})
+        proc = subprocess.run(TRAIN, cwd=root, env=env, capture_output=True, text=True)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "adapters/round-1 has r 16, this run 4; set train.rank" in proc.stderr.strip().splitlines()[-1]
+        edit_params(root / "params.yaml", {"train": {"rank": 16, "epochs": 1}})
+        out = sh(TRAIN, root, env)
+    finally:
+        (root / "params.yaml").write_text(params)
+    losses = json.loads((root / "metrics/train/epochs.json").read_text())
+    assert [e["epoch"] for e in losses] == [0, 1] and "epoch 0 (the start adapter)" in out
+    assert losses[0]["valid_loss"] == pytest.approx(best_loss, abs=1e-6)
+    assert losses[1]["valid_loss"] != losses[0]["valid_loss"]  # it trained on from there
+    sha = hashlib.sha256((root / "adapters/round-1/adapter_model.safetensors").read_bytes()).hexdigest()
+    record = json.loads((root / "metrics/train/environment.json").read_text())["init_adapter"]
+    assert record == {"path": "adapters/round-1", "sha256": sha}
+    assert f"Continued from the adapter `adapters/round-1` (adapter_model.safetensors sha256 `{sha}`)" in \
+        (root / "models/final_model/README.md").read_text()
 
 
 def test_nan_loss_stops_naming_the_step(project, monkeypatch, capsys):

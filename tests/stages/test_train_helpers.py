@@ -46,6 +46,9 @@ def test_caption_dropout_is_decided_per_seed_epoch_and_clip(tiny):
     assert dropped(0, 0) == dropped(0, 0)  # resuming mid-epoch makes the same decisions
     assert dropped(0, 0) != dropped(0, 1) or dropped(0, 0) != dropped(1, 0)
     assert 0 < sum(dropped(0, 0)) < 16
+    valid = [{**it, "training": False} for it in batch]  # the valid split keeps every caption
+    collator = Collator(tokenizer, mask_padding=True, text_dropout=0.5, seed=0)
+    assert (collator(valid)["attention_mask"].sum(1) > 0).all()
 
 
 def test_epoch_losses_average_each_epochs_steps():

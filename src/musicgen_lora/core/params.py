@@ -106,11 +106,16 @@ class TrainParams:
     # generated at the end of every epoch (and before training) to hear the adapter drift; [] = off
     sample_prompts: list[str] = field(default_factory=list)
     sample_seconds: float = 5.0
+    # continue training this adapter (a folder under adapters/, which the train stage depends on)
+    init_adapter: str | None = None
     seed: int = 0
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
             (self.rank > 0, "rank", "an integer > 0"),
+            (self.init_adapter is None or (Path(self.init_adapter).parts[:1] == ("adapters",)
+                                           and len(Path(self.init_adapter).parts) > 1),
+             "init_adapter", "null (start afresh) or a folder under adapters/, e.g. adapters/round-1"),
             (_finite(self.alpha) and self.alpha > 0, "alpha", "finite and > 0"),
             (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
             (len(self.target_modules) > 0, "target_modules", "a non-empty list"),

@@ -77,6 +77,15 @@ def _loss(x) -> str:
     return "–" if x is None else f"{x:.4f}"
 
 
+def continued(tp: TrainParams) -> str:
+    """The card's line for a run that continued an adapter (train.init_adapter)."""
+    if not tp.init_adapter:
+        return ""
+    sha = hashlib.sha256((Path(tp.init_adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()
+    return (f"\n\nContinued from the adapter `{tp.init_adapter}` (adapter_model.safetensors sha256 `{sha}`), "
+            f"not from zero: epoch 0 of the losses is that adapter.")
+
+
 def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: TrainParams, mp: ModelParams,
               tokens_dir: Path) -> str:
     """The card of adapter `which` ("best" or "final", from `epoch`), given the run's per-epoch
@@ -107,7 +116,7 @@ def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: T
                 + (f" (the lowest valid loss was epoch {best['epoch']}: the best adapter)"
                    if best and best["epoch"] != epoch else " (also the lowest valid loss)"))
     loss_rows = "\n".join(
-        f"| {r['epoch']}{' (base model)' if r['epoch'] == 0 else ''} | {_loss(r['train_loss'])} | "
+        f"| {r['epoch']}{(' (start adapter)' if tp.init_adapter else ' (base model)') if r['epoch'] == 0 else ''} | {_loss(r['train_loss'])} | "
         f"{_loss(r['valid_loss'])} | {'**this adapter**' if r['epoch'] == epoch else ''} |" for r in rows)
     targets = ", ".join(f"`{t}`" for t in tp.target_modules)
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft"))
@@ -143,7 +152,7 @@ the `train` stage of musicgen-lora. This folder is {what}.
 |---|---|---|---|---|---|---|---|---|---|
 | {tp.lr:g} | {tp.batch_size} x {tp.grad_accum} (x {world}) = {tp.batch_size * tp.grad_accum * world} | {tp.epochs} | {tp.warmup_steps} | {tp.weight_decay:g} | {tp.max_grad_norm:g} | {str(tp.mask_padding).lower()} | {tp.text_dropout:g} | {tp.mixed_precision} | {tp.seed} |
 
-Trained with {versions}.
+Trained with {versions}.{continued(tp)}
 
 ## Data
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from contextlib import contextmanager
-
 from pathlib import Path
 
-from peft import LoraConfig, PeftModel
+from peft import LoraConfig, PeftModel, set_peft_model_state_dict
+from safetensors.torch import load_file
 from peft.tuners.lora import LoraLayer
 
 from ..core.errors import UserError
@@ -52,6 +54,38 @@ def check_adapter_dir(path: Path) -> None:
         pickled = " (adapter_model.bin is a pickle: not loaded, convert it to safetensors)" \
             if (path / "adapter_model.bin").exists() else ""
         raise UserError(f"{path}: no adapter_model.safetensors{pickled}")
+
+
+def adapter_base(adapter: Path) -> str | None:
+    """The base model an adapter folder says it was trained on (peft's base_model_name_or_path)."""
+    try:
+        return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return None
+
+
+def continue_from(peft_model, path: Path, base: str, param: str = "train.init_adapter") -> str:
+    """Load the adapter folder `path` into `peft_model` (just wrapped with train's LoRA config),
+    so training continues it rather than starting from zero; returns its weights' sha256. Its LoRA
+    shape and base model must be this run's: a difference is one line naming what to change."""
+    check_adapter_dir(path)
+    saved = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    ours = {**vars(peft_model.peft_config["default"]), "base_model_name_or_path": base}
+    for key, name in (("r", "train.rank"), ("lora_alpha", "train.alpha"), ("target_modules", "train.target_modules"),
+                      ("base_model_name_or_path", "model.name")):
+        theirs, mine = saved.get(key), ours[key]
+        if (float(theirs) != float(mine)) if key in ("r", "lora_alpha") else (theirs != mine):
+            raise ParamsError(f"params.yaml: {param} {path} has {key} {theirs!r}, this run {mine!r}; "
+                              f"set {name} to match it, or start afresh ({param}: null)")
+    weights = path / "adapter_model.safetensors"
+    try:
+        loaded = set_peft_model_state_dict(peft_model, load_file(weights))
+    except RuntimeError as exc:
+        raise UserError(f"{weights}: does not fit this model ({str(exc).splitlines()[0][:200]})") from None
+    if loaded.unexpected_keys:
+        raise UserError(f"{weights}: {len(loaded.unexpected_keys)} tensors this model has no place for "
+                        f"(e.g. {loaded.unexpected_keys[0]})")
+    return hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 def load_adapters(model, adapters: dict[str, Path]) -> PeftModel:

@@ -33,8 +33,8 @@ from ..core.files import atomic_dir, write_json
 from ..model.card import write_cards
 from ..model.delay import forward_loss, loss_inputs
 from ..model.families import audio_channels
-from ..model.lora import lora_config
-from ..model.musicgen import load_config, load_model, resolve_device
+from ..model.lora import check_adapter_dir, continue_from, lora_config
+from ..model.musicgen import load_config, load_model, resolve_device, resolve_name
 from ..model.samples import SampleCallback, publish
 from ..model.tokens import INDEX, load_chroma, load_tokens
 from ..core.provenance import environment
@@ -47,15 +47,18 @@ class NonFiniteLoss(RuntimeError):
 
 
 class ClipDataset(torch.utils.data.Dataset):
+    """Clips of one split; `training` marks the training split, the one caption dropout applies to."""
+
     def __init__(self, codes: torch.Tensor, mask: torch.Tensor, captions: list[str],
-                 chroma: torch.Tensor | None = None):
-        self.codes, self.mask, self.captions, self.chroma = codes, mask, captions, chroma
+                 chroma: torch.Tensor | None = None, training: bool = True):
+        self.codes, self.mask, self.captions, self.chroma, self.training = codes, mask, captions, chroma, training
 
     def __len__(self) -> int:
         return len(self.captions)
 
     def __getitem__(self, i: int) -> dict:
-        item = {"index": i, "codes": self.codes[i], "frame_mask": self.mask[i], "caption": self.captions[i]}
+        item = {"index": i, "codes": self.codes[i], "frame_mask": self.mask[i], "caption": self.captions[i],
+                "training": self.training}
         if self.chroma is not None:  # melody models: the clip's own chroma conditions it
             item["chroma"] = self.chroma[i]
         return item
@@ -64,7 +67,8 @@ class ClipDataset(torch.utils.data.Dataset):
 class Collator:
     """Tokenize captions, build delay-pattern labels; drop the text condition with probability
     `text_dropout` (classifier-free guidance), decided per (seed, epoch, clip) so resuming
-    mid-epoch makes the same decisions."""
+    mid-epoch makes the same decisions. Training clips only: the valid loss of every epoch is
+    measured on the same, fully captioned clips."""
 
     def __init__(self, tokenizer, mask_padding: bool, text_dropout: float, seed: int, channels: int = 1):
         self.tokenizer, self.mask_padding, self.text_dropout, self.seed = tokenizer, mask_padding, text_dropout, seed
@@ -78,7 +82,7 @@ class Collator:
         if self.text_dropout > 0:
             for row, it in enumerate(items):
                 gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, it["index"])) & 0xFFFFFFFF)
-                if torch.rand((), generator=gen) < self.text_dropout:
+                if it["training"] and torch.rand((), generator=gen) < self.text_dropout:
                     batch["attention_mask"][row] = 0  # zeroed text states: MusicGen's unconditional input
         return batch
 
@@ -150,9 +154,11 @@ class QuietProgress(ProgressCallback):
 
 
 def run_key(tp: P.TrainParams, mp: P.ModelParams, tokens_dir: Path) -> str:
-    """Checkpoints belong to one set of inputs; a change of params or data starts afresh."""
+    """Checkpoints belong to one set of inputs; a change of params, data or start adapter starts afresh."""
     h = hashlib.sha256(json.dumps([asdict(tp), asdict(mp)], sort_keys=True).encode())
     h.update((tokens_dir / INDEX).read_bytes())
+    if tp.init_adapter and (weights := Path(tp.init_adapter) / "adapter_model.safetensors").is_file():
+        h.update(weights.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -190,6 +196,8 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         raise UserError(f"train: need clips in both splits (train {len(captions)}, valid {len(vcaptions)}); "
                          f"add recordings or raise segment.valid_fraction")
     lora = lora_config(tp, load_config(mp))  # a target that matches nothing fails before the weights load
+    if tp.init_adapter:
+        check_adapter_dir(Path(tp.init_adapter))  # so does a missing start adapter
     device = resolve_device(mp)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # Trainer (accelerate) places the model on the current device
@@ -198,6 +206,9 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         raise UserError(f"{tokens_dir}: tokens of {index['codec']['num_codebooks']} codebooks, the model has "
                         f"{model.config.decoder.num_codebooks}; run `dvc repro encode` for this model.name")
     model = get_peft_model(model, lora)
+    start = None  # the adapter this run continues, and its weights' sha256 (provenance)
+    if tp.init_adapter:
+        start = {"path": tp.init_adapter, "sha256": continue_from(model, Path(tp.init_adapter), resolve_name(mp))}
     ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
     collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed, audio_channels(model.config))
     args = TrainingArguments(
@@ -213,7 +224,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         activation_checkpointing=tp.gradient_checkpointing, torch_compile=tp.torch_compile,
     )
     train_set = ClipDataset(codes, mask, captions, load_chroma(tokens_dir, "train"))
-    valid_set = ClipDataset(vcodes, vmask, vcaptions, load_chroma(tokens_dir, "valid"))
+    valid_set = ClipDataset(vcodes, vmask, vcaptions, load_chroma(tokens_dir, "valid"), training=False)
     trainer = LoraTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set, data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
                                      SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed,
@@ -233,7 +244,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
             loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
         if main_process:
             write_json(epoch0, {"epoch": 0, "valid_loss": loss, "train_loss": None})
-            tqdm.write(f"train: epoch 0 (the base model): valid loss {loss:.4f}")
+            tqdm.write(f"train: epoch 0 ({'the start adapter' if start else 'the base model'}): valid loss {loss:.4f}")
     diverged = None
     try:
         trainer.train(resume_from_checkpoint=last)
@@ -255,7 +266,8 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     log_metrics(metrics_dir, rows, trainer.state.global_step, tp, diverged)
     publish(ckpt_dir / "samples", metrics_dir / "samples", tp.sample_prompts)
     write_json(metrics_dir / "environment.json",
-               environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX], device))
+               {**environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX], device),
+                "init_adapter": start})
     write_cards(best_dir if (ckpt_dir / "best_adapter").exists() else None, None if diverged else final_dir,
                 rows, tp, mp, tokens_dir)
     if diverged:

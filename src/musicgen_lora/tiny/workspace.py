@@ -30,11 +30,11 @@ SMALL_PARAMS = {
 
 def make_project(source: Path, root: Path, tracks: int = 4, params: dict = SMALL_PARAMS) -> dict:
     """A copy of the project in a fresh git repo with DVC, a tiny corpus and small params.
-    `source` is the project to copy (its dvc.yaml, params.yaml, src/ and assets/). Returns the
+    `source` is the project to copy (its dvc.yaml, params.yaml, src/, assets/ and adapters/). Returns the
     environment to run dvc in (site cache and identity kept inside `root`)."""
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(source / name, root / name)
-    for name in ("src", "assets"):
+    for name in ("src", "assets", "adapters"):
         shutil.copytree(source / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     edit_params(root / "params.yaml", params)
     corpus.write_corpus(root / "data/raw", [corpus.TARGET_STYLE], tracks, 0, min_seconds=6, max_seconds=12)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import math
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from ..core.errors import UserError
 from ..core.files import write_json
 from ..metrics import seams as S
 from ..model.continuation import generate_codes, plan
-from ..model.lora import check_adapter_dir, load_adapters, merged
+from ..model.lora import adapter_base, check_adapter_dir, load_adapters, merged
 from ..model.musicgen import codec_info, decode_codes, load_config, load_model, resolve_name
 from ..runtime.kernels import fast_generation
 from ..stages.evaluate import slug
@@ -97,13 +96,6 @@ def adapted(model, adapter: Path | None):
         return
     with merged(load_adapters(model, {"adapter": adapter}), "adapter") as m:
         yield m
-
-
-def adapter_base(adapter: Path) -> str | None:
-    try:
-        return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (OSError, ValueError):
-        return None
 
 
 def fmt(value: float | None, spec: str) -> str:
