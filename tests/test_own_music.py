@@ -49,7 +49,7 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
     project.mkdir()
     for name in ("dvc.yaml", "params.yaml", ".dvcignore", "Makefile"):
         shutil.copy(ROOT / name, project / name)
-    for name in ("src", "assets", "experiments"):
+    for name in ("src", "assets", "experiments", "adapters"):
         shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     env = {**__import__("os").environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
            "DVC_SITE_CACHE_DIR": str(tmp_path / "site"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x.invalid",
