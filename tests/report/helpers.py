@@ -40,7 +40,7 @@ def fake_run(root: Path) -> dict:
                        "loudness_curve_lufs": [-20.0, -21.0]}
             if (model, i) == ("base", 1):
                 metrics = {"spectral_flatness": 0.2}  # keys may be missing
-            rows.append({"prompt": prompt, "model": model, "seed": 0, "file": file, "duration_s": 1.0,
+            rows.append({"prompt": prompt, "model": model, "seed": 10 + i, "file": file, "duration_s": 1.0,
                          "valid_loss": 5.5 - 0.3 * m, "flags": ["decaying"] if (model, i) == ("final", 2) else [],
                          "metrics": metrics})
     epochs = [{"epoch": 0, "valid_loss": 5.5, "train_loss": None}, {"epoch": 1, "valid_loss": 5.2, "train_loss": 5.4},

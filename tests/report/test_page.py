@@ -76,8 +76,8 @@ def test_one_row_per_prompt_one_column_per_model(run):
     assert len(clips["rows"]) == 1 + len(PROMPTS)  # the header row, then a row per prompt
     assert all(r.count("clip") == len(MODELS) for r in clips["rows"][1:])
     assert re.search(r"<th>prompt</th><th>base</th><th>best</th><th>final</th>", text)
-    for p in PROMPTS:
-        assert f">{p}</th>" in text
+    for i, p in enumerate(PROMPTS):  # each prompt with the seed that regenerates its clips
+        assert f'>{p} <span class="muted">(seed {10 + i})</span></th>' in text
 
 
 def test_numbers_flags_summary_and_timeline(run):

@@ -100,7 +100,10 @@ def clips_section(rows: list[dict], eval_dir: Path, page: Path, spec_dir: Path, 
             name = f"{model}_{i:02d}.png"
             spectrogram_png(wav, spec_dir / name)
             cells.append(clip_cell(row, page, wav, final_spec / name))
-        seed = f' <span class="muted">(sample {sample})</span>' if several else ""
+        # every model generated this (prompt, sample) from one seed: `generate --seed` regenerates it
+        seeds = {r["seed"] for m in models if (r := by_key.get((prompt, sample, m))) and "seed" in r}
+        note = ([f"sample {sample}"] if several else []) + [f"seed {s}" for s in sorted(seeds)]
+        seed = f' <span class="muted">({", ".join(note)})</span>' if note else ""
         body.append(f'<tr><th class="prompt" scope="row">{esc(prompt)}{seed}</th>{"".join(cells)}</tr>')
     head = "".join(f"<th>{esc(m)}</th>" for m in models)
     return (f'<section id="clips"><h2>Prompts and samples ({len(prompts)}) x models ({len(models)})</h2>'
