@@ -115,8 +115,9 @@ def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: T
         what = (f"the **final** adapter of its run: the last epoch, {epoch} of {tp.epochs}"
                 + (f" (the lowest valid loss was epoch {best['epoch']}: the best adapter)"
                    if best and best["epoch"] != epoch else " (also the lowest valid loss)"))
+    start = " (start adapter)" if tp.init_adapter else " (base model)"  # what epoch 0 measured
     loss_rows = "\n".join(
-        f"| {r['epoch']}{(' (start adapter)' if tp.init_adapter else ' (base model)') if r['epoch'] == 0 else ''} | {_loss(r['train_loss'])} | "
+        f"| {r['epoch']}{start if r['epoch'] == 0 else ''} | {_loss(r['train_loss'])} | "
         f"{_loss(r['valid_loss'])} | {'**this adapter**' if r['epoch'] == epoch else ''} |" for r in rows)
     targets = ", ".join(f"`{t}`" for t in tp.target_modules)
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft"))

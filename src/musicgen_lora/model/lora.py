@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, set_peft_model_state_dict
-from safetensors.torch import load_file
 from peft.tuners.lora import LoraLayer
+from safetensors.torch import load_file
 
 from ..core.errors import UserError
 from ..core.params import LORA_TARGETS, ParamsError, TrainParams

@@ -258,8 +258,8 @@ def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: 
         # The delay pattern spends K - 1 extra steps (K codebooks per channel) before the last
         # codebook's final frame.
         steps = frames + families.channel_codebooks(model.config) - 1
-        audio = model.generate(**inputs, max_new_tokens=steps,
-                               **RowSampling([seed + i for i in range(len(prompts))], guidance_scale, temperature, top_k).generate_kwargs())
+        sampling = RowSampling([seed + i for i in range(len(prompts))], guidance_scale, temperature, top_k)
+        audio = model.generate(**inputs, max_new_tokens=steps, **sampling.generate_kwargs())
     audio = audio.float().cpu()
     if not codes:  # this transformers no longer decodes through the attribute: re-encode instead
         warnings.warn("generate: sampled codes not captured; token metrics use the re-encoded audio", stacklevel=2)
