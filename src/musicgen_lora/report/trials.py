@@ -42,7 +42,9 @@ def overview(trials: list[dict]) -> str:
                     + num_cell((m.get("style_fd") or {}).get("best")) + num_cell((m.get("flagged") or {}).get("best"))
                     + f'<td>{esc(checks_text(m.get("checks")))}</td>' + "".join(num_cell(v) for v in means) + "</tr>")
     return (f'<section id="trials"><h2>Trials ({len(trials)})</h2><p class="muted">valid loss: held-out, real '
-            f'frames only; objective: what training minimised (counts padding when mask_padding is false).</p>'
+            f'frames only; objective: what training minimised (counts padding when mask_padding is false); '
+            f'"best:" columns: means over the best adapter\'s clips on this page (the first sample of each '
+            f'prompt), so they differ from the run summary\'s means over every sample.</p>'
             f'<table class="sortable">{_head(cols)}<tbody>{"".join(body)}</tbody></table></section>')
 
 
