@@ -88,5 +88,5 @@ def test_summary_intervals_checks_and_report(tmp_path):
     for png in ("loss.png", "loudness.png", "spectrograms.png"):
         assert (out / "plots" / png).stat().st_size > 1000
     page = (out / "report.html").read_text()  # every clip-length clip (prompt x sample), verdicts in words
-    assert page.count("<audio") == 3 * 8 and "padded/" not in page and "(sample 1)" in page
+    assert page.count("<audio") == 3 * 8 and "padded/" not in page and "(sample 1, seed " in page
     assert "best vs base: tag_kl: <b>no measurable difference</b>" in page
