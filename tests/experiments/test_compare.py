@@ -3,24 +3,24 @@ interval against the top trial only where both generated the same prompts and se
 
 from musicgen_lora.experiments.compare import style_ranking
 
-PAIRS = [["a", 0], ["b", 0], ["a", 1], ["b", 1]]
+PAIRS = [["a", 0], ["b", 0], ["c", 0], ["a", 1], ["b", 1], ["c", 1]]  # six: verdicts need MIN_PAIRS
 
 
 def summary(fd: float, sims: list[float], pairs=PAIRS) -> dict:
     return {"set": {"base": {"style_fd": 30.0},
-                    "best": {"style_fd": fd, "n_generated": 4, "n_target": 6, "top_tags": [["techno", 0.5]],
-                             "style_fd_vs_base": {"delta": fd - 30, "ci95": [fd - 35, fd - 25], "n": 4}}},
-            "models": {"best": {"mean": {"style_similarity": sum(sims) / 4},
-                                "delta_vs_base": {"style_similarity": {"delta": 0.1, "ci95": [-0.1, 0.3], "n": 4}}}},
+                    "best": {"style_fd": fd, "n_generated": 6, "n_target": 6, "top_tags": [["techno", 0.5]],
+                             "style_fd_vs_base": {"delta": fd - 30, "ci95": [fd - 35, fd - 25], "n": 6}}},
+            "models": {"best": {"mean": {"style_similarity": sum(sims) / len(sims)},
+                                "delta_vs_base": {"style_similarity": {"delta": 0.1, "ci95": [-0.1, 0.3], "n": 6}}}},
             "per_clip": {"pairs": pairs, "style_similarity": {"best": sims}},
             "target": {"n": 6, "top_tags": [["piano", 0.7]]}, "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95}}
 
 
 def test_trials_ranked_by_style_with_intervals():
-    rows = [{"name": "far", "summary": summary(20.0, [0.5, 0.6, 0.55, 0.62])},
-            {"name": "near", "summary": summary(10.0, [0.8, 0.85, 0.9, 0.82])},
-            {"name": "same", "summary": summary(12.0, [0.81, 0.84, 0.9, 0.83])},
-            {"name": "other-prompts", "summary": summary(15.0, [0.5] * 4, pairs=[["z", 0]] * 4)},
+    rows = [{"name": "far", "summary": summary(20.0, [0.5, 0.6, 0.55, 0.62, 0.58, 0.52])},
+            {"name": "near", "summary": summary(10.0, [0.8, 0.85, 0.9, 0.82, 0.86, 0.84])},
+            {"name": "same", "summary": summary(12.0, [0.81, 0.84, 0.9, 0.83, 0.85, 0.85])},
+            {"name": "other-prompts", "summary": summary(15.0, [0.5] * 6, pairs=[["z", 0]] * 6)},
             {"name": "old", "summary": {}}]  # a tag from before musicnn: left out of the ranking
     table = style_ranking(rows).splitlines()
     ranked = [line.split(" | ")[1] for line in table if line.startswith("| ") and line[2].isdigit()]

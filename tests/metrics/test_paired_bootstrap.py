@@ -29,6 +29,16 @@ def test_zero_difference_gives_an_interval_around_zero_and_no_verdict():
     assert noise.low < 0 < noise.high and B.verdict(noise, lower_is_better=True) == "no measurable difference"
 
 
+def test_too_few_pairs_give_no_verdict_however_one_sided():
+    """One pair resamples to a zero-width interval, and five same-sign pairs happen by chance 6% of
+    the time: below MIN_PAIRS (6) nothing is called better or worse."""
+    for n in (1, 2, 5):
+        iv = B.paired_mean_diff(np.zeros(n), -np.arange(1.0, n + 1))
+        assert iv.high < 0 and B.verdict(iv, lower_is_better=True) == B.UNCLEAR, n
+    six = B.paired_mean_diff(np.zeros(6), -np.arange(1.0, 7))
+    assert B.verdict(six, lower_is_better=True) == B.BETTER
+
+
 def test_verdicts_follow_the_direction_and_the_seed_reproduces():
     base = np.linspace(0, 1, 10)
     lower = B.paired_mean_diff(base, base - 0.5, seed=7)

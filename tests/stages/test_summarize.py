@@ -10,7 +10,8 @@ from musicgen_lora.core.files import write_jsonl
 from musicgen_lora.stages import summarize
 
 SR = 16000
-PROMPTS = ["bright chiptune", "dark chiptune", "calm piano", "ambient pad"]
+PROMPTS = ["bright chiptune", "dark chiptune", "calm piano", "ambient pad", "lofi beat", "string quartet"]
+N = 2 * len(PROMPTS)  # clip-length pairs: 2 samples per prompt (verdicts need bootstrap.MIN_PAIRS)
 
 
 def rows_for(model: str, rng, style_shift: float, length: str = "clip", silence: float = 0.0) -> list[dict]:
@@ -27,10 +28,10 @@ def rows_for(model: str, rng, style_shift: float, length: str = "clip", silence:
             if length == "padded":
                 m.update({"past_silence_code_share": silence + rng.uniform(0, 0.002), "within_silence_code_share": 0.0,
                           "past_loudness_change_lu": -20 * silence + rng.normal(0, 0.1), "past_silence_ratio": silence})
-            rows.append({"prompt": prompt, "model": model, "sample": s, "seed": s * 4, "length": length,
+            rows.append({"prompt": prompt, "model": model, "sample": s, "seed": s * len(PROMPTS) + i, "length": length,
                          "file": f"{model}_model/{sub}{i:02d}_{s}.wav", "duration_s": 3.0,
                          "valid_loss": {"base": 5.0, "best": 4.5, "final": 4.5}[model], "flags": [], "metrics": m})
-    return rows[:4] if length == "padded" else rows
+    return rows[:len(PROMPTS)] if length == "padded" else rows
 
 
 def test_summary_intervals_checks_and_report(tmp_path):
@@ -50,12 +51,12 @@ def test_summary_intervals_checks_and_report(tmp_path):
         sf.write(ev / r["file"], 0.1 * rng.standard_normal(SR), SR)
     tags = [["techno", 0.6], ["electronic", 0.5]]
     base_losses = list(5 + rng.normal(0, 0.3, 10))
-    sets = {"base": {"style_fd_mfcc": 400.0, "style_fd": 30.0, "n_generated": 8, "n_target": 12, "top_tags": tags,
+    sets = {"base": {"style_fd_mfcc": 400.0, "style_fd": 30.0, "n_generated": N, "n_target": 12, "top_tags": tags,
                      "valid_losses": base_losses},
-            "best": {"style_fd_mfcc": 300.0, "style_fd": 20.0, "n_generated": 8, "n_target": 12, "top_tags": tags,
+            "best": {"style_fd_mfcc": 300.0, "style_fd": 20.0, "n_generated": N, "n_target": 12, "top_tags": tags,
                      "valid_losses": [x - 0.5 for x in base_losses],
-                     "style_fd_vs_base": {"delta": -10.0, "ci95": [-14.0, -6.0], "n": 8}}}
-    sets["final"] = {**sets["best"], "style_fd_vs_base": {"delta": -1.0, "ci95": [-4.0, 2.0], "n": 8}}
+                     "style_fd_vs_base": {"delta": -10.0, "ci95": [-14.0, -6.0], "n": N}}}
+    sets["final"] = {**sets["best"], "style_fd_vs_base": {"delta": -1.0, "ci95": [-4.0, 2.0], "n": N}}
     (tmp_path / "sets.json").write_text(json.dumps({
         "models": sets, "target": {"top_tags": [["piano", 0.7]], "n": 12},
         "padded": {"clip_seconds": 3.0, "pad_to_seconds": 6.0},
@@ -69,11 +70,11 @@ def test_summary_intervals_checks_and_report(tmp_path):
     assert best["tag_kl"] == "no measurable difference"  # noise only: the interval contains 0
     assert summary["checks"]["final_vs_base"]["style_fd"] == "no measurable difference"
     d = summary["models"]["best"]["delta_vs_base"]["style_similarity"]
-    assert d["n"] == 8 and d["ci95"][0] <= d["delta"] <= d["ci95"][1] and d["ci95"][0] > 0
+    assert d["n"] == N and d["ci95"][0] <= d["delta"] <= d["ci95"][1] and d["ci95"][0] > 0
     vl = summary["models"]["best"]["delta_vs_base"]["valid_loss"]
     assert vl["n"] == 10 and abs(vl["delta"] + 0.5) < 1e-9  # over the valid clips, not the generated ones
-    assert summary["models"]["base"]["clips"] == 8  # padded rows are not in the clip-length means
-    assert len(summary["per_clip"]["pairs"]) == 8 and len(summary["per_clip"]["style_similarity"]["best"]) == 8
+    assert summary["models"]["base"]["clips"] == N  # padded rows are not in the clip-length means
+    assert len(summary["per_clip"]["pairs"]) == N and len(summary["per_clip"]["style_similarity"]["best"]) == N
     assert "valid_losses" not in summary["set"]["best"]
 
     headline = json.loads((out / "headline.json").read_text())
@@ -82,11 +83,11 @@ def test_summary_intervals_checks_and_report(tmp_path):
 
     md = (out / "summary.md").read_text()
     assert "piano 0.70" in md and "techno 0.60" in md  # target's and the models' top tags, in words
-    assert "no measurable difference" in md and "[95% CI]" in md and "n = 8 generated vs 12 target" in md
+    assert "no measurable difference" in md and "[95% CI]" in md and f"n = {N} generated vs 12 target" in md
     assert "## Past the real-audio length" in md and "learned to predict the padding" in md
     assert "measurably quieter" in md
     for png in ("loss.png", "loudness.png", "spectrograms.png"):
         assert (out / "plots" / png).stat().st_size > 1000
     page = (out / "report.html").read_text()  # every clip-length clip (prompt x sample), verdicts in words
-    assert page.count("<audio") == 3 * 8 and "padded/" not in page and "(sample 1, seed " in page
+    assert page.count("<audio") == 3 * N and "padded/" not in page and "(sample 1, seed " in page
     assert "best vs base: tag_kl: <b>no measurable difference</b>" in page

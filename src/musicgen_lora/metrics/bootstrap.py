@@ -7,8 +7,8 @@ differences: resample the pairs with replacement (`resamples` times, numpy's PCG
 `evaluate.seed`, so the interval is reproducible), take the statistic of each resample, and read the
 2.5th and 97.5th percentiles (the percentile bootstrap; at the 8-16 pairs of an evaluation it
 covers the true difference slightly less often than 95%, ~93% in the tests). A difference counts
-("better" / "worse") only when its interval excludes zero; otherwise it is reported as "no
-measurable difference". numpy only.
+("better" / "worse") only when its interval excludes zero, over at least MIN_PAIRS pairs;
+otherwise it is reported as "no measurable difference". numpy only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ import numpy as np
 
 RESAMPLES = 2000
 LEVEL = 0.95
+# Below 6 pairs no interval is trusted: resampling 1 pair gives a zero-width interval, and all of
+# 5 differences pointing one way happens by chance 2 x 2^-5 = 6% of the time (a sign test first
+# reaches 5% at 6 pairs), while their percentile interval would exclude zero.
+MIN_PAIRS = 6
 BETTER, WORSE, UNCLEAR = "better", "worse", "no measurable difference"
 
 
@@ -33,7 +37,7 @@ class Interval:
     n: int
 
     def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
+        return self.n >= MIN_PAIRS and (self.low > 0 or self.high < 0)
 
     def as_dict(self, digits: int = 5) -> dict:
         return {"delta": round(self.delta, digits), "ci95": [round(self.low, digits), round(self.high, digits)],
@@ -80,7 +84,8 @@ def paired_stat_diff(stat: Callable[[np.ndarray], float], first: np.ndarray, sec
 
 
 def verdict(interval: Interval, lower_is_better: bool) -> str:
-    """"better" / "worse" only where the interval excludes zero, else "no measurable difference"."""
+    """"better" / "worse" only where the interval excludes zero (over at least MIN_PAIRS pairs),
+    else "no measurable difference"."""
     if not interval.excludes_zero():
         return UNCLEAR
     return BETTER if (interval.high < 0) == lower_is_better else WORSE

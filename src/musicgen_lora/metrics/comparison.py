@@ -110,7 +110,7 @@ def padded_words(cmp: dict, clip_s: float, pad_s: float, mask_padding: bool | No
              f"are the codec's digital-silence codes (base {b['past_silence_code_share']:.2%}; within the first "
              f"{clip_s:g} s: {f['within_silence_code_share']:.2%} vs {b['within_silence_code_share']:.2%})."]
     s_lo, s_hi = sil["ci95"]
-    if s_lo > 0:
+    if s_lo > 0 and B.Interval(sil["delta"], s_lo, s_hi, cmp["n"]).excludes_zero():
         words.append(f"The rise is measurable (+{sil['delta']:.2%}, 95% CI [{s_lo:+.2%}, {s_hi:+.2%}]): {name} has "
                      "learned to predict the padding, generating silence codes where its training clips were "
                      "zero-padded" + (": the padded frames were in its loss (train.mask_padding: false)."
@@ -126,7 +126,7 @@ def padded_words(cmp: dict, clip_s: float, pad_s: float, mask_padding: bool | No
                  + (f"{name} gets measurably {trend} in the padded part than base does "
                     f"({loud['delta']:+.2f} LU, 95% CI [{l_lo:+.2f}, {l_hi:+.2f}])"
                     + (": the 'grows quieter over the clip' of the log." if trend == "quieter" else ".")
-                    if l_lo > 0 or l_hi < 0 else
+                    if B.Interval(loud["delta"], l_lo, l_hi, cmp["n"]).excludes_zero() else
                     f"The difference from base is not measurable ({loud['delta']:+.2f} LU, 95% CI [{l_lo:+.2f}, "
                     f"{l_hi:+.2f}])."))
     flags = cmp["flags"]
