@@ -164,7 +164,7 @@ def _ci(d: dict | None, fmt: str) -> str:
 def _verdict(d: dict | None, lower_is_better: bool) -> str:
     if not d:
         return "-"
-    return B.verdict(B.Interval(d["delta"], *d["ci95"], d["n"]), lower_is_better)
+    return B.verdict(B.Interval.from_dict(d), lower_is_better)
 
 
 def vs_top(top: dict, other: dict) -> dict | None:

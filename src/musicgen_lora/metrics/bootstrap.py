@@ -39,6 +39,11 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.n >= MIN_PAIRS and (self.low > 0 or self.high < 0)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Interval:
+        """The inverse of `as_dict`: an interval as summary.json and set_metrics.json store it."""
+        return cls(d["delta"], *d["ci95"], d["n"])
+
     def as_dict(self, digits: int = 5) -> dict:
         return {"delta": round(self.delta, digits), "ci95": [round(self.low, digits), round(self.high, digits)],
                 "n": self.n}

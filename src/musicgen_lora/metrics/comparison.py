@@ -58,8 +58,7 @@ def valid_loss_interval(base_losses: list[float], losses: list[float], boot: dic
 def verdict_of(interval: dict | None, lower_is_better: bool) -> str:
     if interval is None:
         return "not measured (fewer than 2 pairs)"
-    lo, hi = interval["ci95"]
-    return B.verdict(B.Interval(interval["delta"], lo, hi, interval["n"]), lower_is_better)
+    return B.verdict(B.Interval.from_dict(interval), lower_is_better)
 
 
 def checks(deltas: dict[str, dict], style_fd: dict | None) -> dict[str, str]:
@@ -110,7 +109,7 @@ def padded_words(cmp: dict, clip_s: float, pad_s: float, mask_padding: bool | No
              f"are the codec's digital-silence codes (base {b['past_silence_code_share']:.2%}; within the first "
              f"{clip_s:g} s: {f['within_silence_code_share']:.2%} vs {b['within_silence_code_share']:.2%})."]
     s_lo, s_hi = sil["ci95"]
-    if s_lo > 0 and B.Interval(sil["delta"], s_lo, s_hi, cmp["n"]).excludes_zero():
+    if s_lo > 0 and B.Interval.from_dict(sil).excludes_zero():
         words.append(f"The rise is measurable (+{sil['delta']:.2%}, 95% CI [{s_lo:+.2%}, {s_hi:+.2%}]): {name} has "
                      "learned to predict the padding, generating silence codes where its training clips were "
                      "zero-padded" + (": the padded frames were in its loss (train.mask_padding: false)."
@@ -126,7 +125,7 @@ def padded_words(cmp: dict, clip_s: float, pad_s: float, mask_padding: bool | No
                  + (f"{name} gets measurably {trend} in the padded part than base does "
                     f"({loud['delta']:+.2f} LU, 95% CI [{l_lo:+.2f}, {l_hi:+.2f}])"
                     + (": the 'grows quieter over the clip' of the log." if trend == "quieter" else ".")
-                    if B.Interval(loud["delta"], l_lo, l_hi, cmp["n"]).excludes_zero() else
+                    if B.Interval.from_dict(loud).excludes_zero() else
                     f"The difference from base is not measurable ({loud['delta']:+.2f} LU, 95% CI [{l_lo:+.2f}, "
                     f"{l_hi:+.2f}])."))
     flags = cmp["flags"]
