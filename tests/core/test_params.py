@@ -32,6 +32,7 @@ def test_defaults_load_typed(tmp_path, monkeypatch):
     ("train", "dropout", 1.0, "train.dropout must be in [0, 1)"),
     ("train", "batch_size", 0, "train.batch_size"),
     ("train", "grad_accum", 0, "train.grad_accum"),
+    ("train", "gradient_checkpointing_every", 0, "train.gradient_checkpointing_every must be an integer >= 1"),
     ("train", "mask_padding", "yes", "train.mask_padding must be of type bool"),
     ("train", "bogus", 1, "unknown key train.bogus"),
     ("evaluate", "prompts", [], "evaluate.prompts"),

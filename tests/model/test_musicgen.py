@@ -103,3 +103,38 @@ def test_generate_falls_back_to_re_encoded_codes_when_the_capture_sees_none(tiny
         audio, codes = musicgen.generate(model, tokenizer, ["chiptune"], 10, 3.0, 1.0, 50, seed=0)
     assert codes.shape == captured.shape and audio.shape[0] == 1
     assert (codes >= 0).all() and (codes < model.config.audio_encoder.codebook_size).all()
+
+
+def test_checkpointing_every_nth_decoder_layer_gives_the_same_gradients_bit_for_bit():
+    """`checkpoint_decoder` recomputes only every n-th decoder layer, and the recomputation
+    changes no bit of the loss or of any LoRA gradient (train.gradient_checkpointing_every)."""
+    from conftest import ROOT
+    from musicgen_lora.core.params import ModelParams
+    from musicgen_lora.model.musicgen import checkpoint_decoder, load_model
+
+    def grads(every):
+        model, tok = load_model(ModelParams(name=str(ROOT / "assets/tiny-musicgen")))
+        if every:
+            checkpoint_decoder(model, every)
+        torch.manual_seed(2)  # lora_A's initialisation, then the text encoder's dropout draws
+        peft_model = get_peft_model(model, lora_config(TrainParams(rank=4, alpha=8.0), model)).train()
+        with torch.no_grad():
+            for name, p in peft_model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
+        dec = model.config.decoder
+        codes = torch.randint(0, dec.vocab_size, (2, dec.num_codebooks, 40), generator=torch.Generator().manual_seed(1))
+        batch = {**text_inputs(tok, ["bright chiptune", "calm piano"]),
+                 "labels": delay_pattern_labels(codes, torch.ones(2, 40, dtype=torch.bool), True)}
+        loss = forward_loss(peft_model, batch, dec.pad_token_id, dec.decoder_start_token_id)
+        loss.backward()
+        layers = [layer.gradient_checkpointing for layer in model.decoder.model.decoder.layers]
+        return loss.item(), {n: p.grad for n, p in peft_model.named_parameters() if p.requires_grad}, layers
+
+    loss, plain, layers = grads(0)
+    assert not any(layers)
+    for every, expected in ((1, [True, True, True]), (2, [True, False, True])):
+        ck_loss, ck, ck_layers = grads(every)
+        assert ck_layers == expected
+        assert ck_loss == loss
+        assert ck.keys() == plain.keys() and all(torch.equal(ck[n], plain[n]) for n in plain)

@@ -25,7 +25,7 @@ from ..model.lora import lora_config, merged
 from ..runtime.kernels import fast_generation
 from ..model.configs import small_config
 from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
-from ..model.musicgen import codec_info, encode_audio, generate
+from ..model.musicgen import checkpoint_decoder, codec_info, encode_audio, generate
 
 CAPTION = "bright upbeat chiptune with fast major-key square wave arpeggios, pulse bass and noise drums"
 
@@ -79,11 +79,12 @@ def _sync(device: str) -> None:
 
 # --- training ---------------------------------------------------------------------------------
 
-def lora_model(model, rank: int, alpha: float, checkpointing: bool):
-    peft_model = get_peft_model(model, lora_config(P.TrainParams(rank=rank, alpha=alpha), model))
-    if checkpointing:
-        model.decoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return peft_model
+def lora_model(model, rank: int, alpha: float, checkpointing_every: int = 0):
+    """`model` with a LoRA of `rank`, its decoder checkpointed every `checkpointing_every`-th
+    layer as train does (`train.gradient_checkpointing_every`; 0: off)."""
+    if checkpointing_every:
+        checkpoint_decoder(model, checkpointing_every)
+    return get_peft_model(model, lora_config(P.TrainParams(rank=rank, alpha=alpha), model))
 
 
 def text_batch(tokenizer, device: str) -> dict[str, torch.Tensor]:

@@ -149,6 +149,16 @@ def set_threads(config: PretrainedConfig) -> int:
     return n
 
 
+def checkpoint_decoder(model, every_n_layers: int = 1) -> None:
+    """Activation checkpointing on the decoder's layers, every `every_n_layers`-th of them
+    (transformers' own `every_n_layers`): those recompute their forward in the backward pass
+    instead of keeping its activations. Only the decoder: the text encoder and codec are frozen
+    and keep nothing for the backward pass. Recomputation runs the same kernels on the same
+    inputs, so losses and gradients are bit for bit those of a run without it."""
+    model.decoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False},
+                                                  every_n_layers=every_n_layers)
+
+
 def load_model(params: ModelParams, device: torch.device | str | None = None, half_precision: bool = False):
     """Load (model, tokenizer) through `from_pretrained` onto `device` (None: `resolve_device`): a
     hub id honours the HF cache and HF_HUB_OFFLINE; `tiny` is the same call on the embedded

@@ -34,7 +34,7 @@ from ..model.card import write_cards
 from ..model.delay import forward_loss, loss_inputs
 from ..model.families import audio_channels
 from ..model.lora import check_adapter_dir, continue_from, lora_config
-from ..model.musicgen import load_config, load_model, resolve_device, resolve_name
+from ..model.musicgen import checkpoint_decoder, load_config, load_model, resolve_device, resolve_name
 from ..model.samples import SampleCallback, publish
 from ..model.tokens import INDEX, load_chroma, load_tokens
 from ..core.provenance import environment
@@ -205,6 +205,8 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     if index["codec"]["num_codebooks"] != model.config.decoder.num_codebooks:
         raise UserError(f"{tokens_dir}: tokens of {index['codec']['num_codebooks']} codebooks, the model has "
                         f"{model.config.decoder.num_codebooks}; run `dvc repro encode` for this model.name")
+    if tp.gradient_checkpointing:
+        checkpoint_decoder(model, tp.gradient_checkpointing_every)
     model = get_peft_model(model, lora)
     start = None  # the adapter this run continues, and its weights' sha256 (provenance)
     if tp.init_adapter:
@@ -221,7 +223,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
         dataloader_num_workers=0, use_cpu=device.type == "cpu", disable_tqdm=False,
         bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
-        activation_checkpointing=tp.gradient_checkpointing, torch_compile=tp.torch_compile,
+        torch_compile=tp.torch_compile,
     )
     train_set = ClipDataset(codes, mask, captions, load_chroma(tokens_dir, "train"))
     valid_set = ClipDataset(vcodes, vmask, vcaptions, load_chroma(tokens_dir, "valid"), training=False)
