@@ -1,16 +1,18 @@
-"""Faster CPU kernels for generation, swapped into a model for the length of a `with` block.
+"""Prepacked linears for generation on CPU, swapped into a model for the length of a `with` block.
 
-- `PackedLinear`: a Linear whose weight oneDNN has reordered once into its blocked layout (the
-  same ops torch.compile's CPU freezing uses). Each generated step multiplies 16 rows (8 prompts
-  x 2 for guidance) by every decoder weight; MKL's sgemm re-packs the weight on every such call
-  and reaches ~9 GB/s, the prepacked kernel ~25 GB/s. Generation on the musicgen-small shape
-  runs ~1.9x faster, in the same memory (each weight is moved into the packed layout and back).
-- `ExpELU`: EnCodec's ELU through `exp` instead of `expm1`, 3x cheaper on this CPU, and the
-  audio decoder applies it to every sample of every channel (a third of the tiny model's
-  decode time). Output differs from `nn.ELU` by < 1e-6 on audio in [-1, 1].
+`PackedLinear` is a Linear whose weight oneDNN has reordered once into its blocked layout (the
+same ops torch.compile's CPU freezing uses). Each generated step multiplies 16 rows (8 prompts
+x 2 for guidance) by every decoder weight, and MKL's sgemm re-packs the weight on every such
+call. It costs no memory (each weight is moved into the packed layout and back). Only weights of
+at least `PACK_MIN_WEIGHTS` are packed: under the pinned AVX2 path (runtime/numerics.py) the
+prepacked kernel is 1.2x faster for 16 rows x 1024 x 1024 and 1.5x for 2048 x 2048, but up to
+2x *slower* for the tiny model's 128-wide layers (the primitive's fixed cost per call), which
+therefore keep the stock Linear.
 
-Both change results only in the last bits (outputs differ by ~1e-6), so training and encoding
-keep the stock layers; generation, which samples, uses these.
+Packing changes results only in the last bits (outputs differ by ~1e-6), so training and
+encoding keep the stock layers; generation, which samples, uses it. (EnCodec's ELU once went
+through `exp` here, 3x cheaper than `expm1` on an older CPU; with torch 2.14 the stock ELU is the
+faster one, 49 ms against 61 ms on a decoder-sized tensor, so it was retired.)
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ import warnings
 
 import torch
 from torch import nn
+
+# in x out weights from which packing pays: measured at 16 and 2 rows under the AVX2 cap,
+# 256 x 1024 and 512 x 512 gain 3-7%, 384 x 384 and below lose 5-40% (bench/README.md)
+PACK_MIN_WEIGHTS = 1 << 18
 
 
 class PackedLinear(nn.Module):
@@ -41,13 +47,6 @@ class PackedLinear(nn.Module):
     def unpack(self) -> None:
         self.weight.data = self.packed.to_dense()
         self.packed = None
-
-
-class ExpELU(nn.Module):
-    """ELU (alpha 1) as relu(x) + exp(min(x, 0)) - 1."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(x, max=0).exp_().sub_(1).add_(torch.relu(x))
 
 
 @functools.cache
@@ -100,19 +99,16 @@ def swapped(root: nn.Module, replace, undo=None):
 
 
 @contextlib.contextmanager
-def fast_generation(model, prepack: bool, rows_hint: int = 16):
-    """MusicGen `model` (plain or peft-wrapped) with prepacked decoder linears (when `prepack`
-    and the decoder is fp32 on CPU) and the audio decoder's ELUs through `exp`."""
+def fast_generation(model, prepack: bool, rows_hint: int = 16, min_weights: int = PACK_MIN_WEIGHTS):
+    """MusicGen `model` (plain or peft-wrapped) with its decoder linears of at least `min_weights`
+    weights prepacked, when `prepack` and the decoder is fp32 on CPU; as it is otherwise."""
     pack = prepack and can_prepack(model.decoder)
     # A weight tied to another module stays where it is: packing moves it out of both.
     uses = collections.Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
 
     def linear(m):
-        return PackedLinear(m, rows_hint) if pack and type(m) is nn.Linear and uses[id(m.weight)] == 1 else None
+        big = type(m) is nn.Linear and m.weight.numel() >= min_weights
+        return PackedLinear(m, rows_hint) if pack and big and uses[id(m.weight)] == 1 else None
 
-    def elu(m):
-        return ExpELU() if isinstance(m, nn.ELU) and m.alpha == 1.0 else None
-
-    with (torch.no_grad(), swapped(model.decoder, linear, PackedLinear.unpack),
-          swapped(model.audio_encoder.decoder, elu)):
+    with torch.no_grad(), swapped(model.decoder, linear, PackedLinear.unpack):
         yield model
