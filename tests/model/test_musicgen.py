@@ -138,3 +138,23 @@ def test_checkpointing_every_nth_decoder_layer_gives_the_same_gradients_bit_for_
         assert ck_layers == expected
         assert ck_loss == loss
         assert ck.keys() == plain.keys() and all(torch.equal(ck[n], plain[n]) for n in plain)
+
+
+@pytest.mark.parametrize("cores", [1, 2, 16])
+def test_a_small_decoder_runs_on_the_same_thread_count_on_every_machine(tiny, monkeypatch, cores):
+    """Thread count changes the float sums of training, so the tiny model's must not follow the
+    machine's cores; a real checkpoint's does."""
+    import os
+
+    from musicgen_lora.model.musicgen import SMALL_DECODER_THREADS, set_threads
+
+    model, _ = tiny
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    try:
+        assert set_threads(model.config) == SMALL_DECODER_THREADS == torch.get_num_threads()
+        wide = model.config.__class__.from_dict(model.config.to_dict())
+        wide.decoder.hidden_size = 1024
+        assert set_threads(wide) == cores
+    finally:
+        torch.set_num_threads(threads)

@@ -140,11 +140,17 @@ def check_generation_length(config: PretrainedConfig, seconds: float, key: str =
     return frames
 
 
+# Torch threads of a small decoder (the embedded tiny model), on every machine: its float sums
+# split by thread (1, 2, 3 and 8 threads give four different sets of gradients), so one fixed
+# count keeps its adapters and audio the same on any machine, as the ISA pin does
+# (runtime/numerics.py). 2 threads train it 1.6x and generate 1.3x faster than 1 (bench/README.md).
+SMALL_DECODER_THREADS = 2
+
+
 def set_threads(config: PretrainedConfig) -> int:
-    """Torch threads for this model on this machine. A tiny decoder's matmuls are too small to
-    amortise thread synchronisation (and spinning threads collapse when another process shares
-    the cores), so it runs on one thread; real checkpoints use every core."""
-    n = 1 if config.decoder.hidden_size < 512 else (os.cpu_count() or 1)
+    """Torch threads for this model: `SMALL_DECODER_THREADS` for a decoder under 512 wide,
+    whatever the machine; every core for real checkpoints."""
+    n = SMALL_DECODER_THREADS if config.decoder.hidden_size < 512 else (os.cpu_count() or 1)
     torch.set_num_threads(n)
     return n
 
@@ -185,8 +191,8 @@ def load_model(params: ModelParams, device: torch.device | str | None = None, ha
 @contextlib.contextmanager
 def all_cores():
     """Every core for the codec: its convolutions over whole clips are large enough to split
-    well (2 threads encode 1.8x faster than 1 on the tiny codec), even where `set_threads` gives
-    the tiny LM decoder one thread. Codes come out identical either way."""
+    well (2 threads encode 1.8x faster than 1 on the tiny codec), whatever `set_threads` gives
+    the LM decoder. Codes come out identical either way."""
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
     try:
