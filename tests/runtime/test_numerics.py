@@ -54,3 +54,18 @@ def test_native_numerics_depend_on_the_machine(workspace):
     if torch.backends.cpu.get_cpu_capability() != "AVX512":
         pytest.skip("this CPU has no AVX-512: native and AVX2 paths are the same here")
     assert run_steps(workspace, "native", {}) != run_steps(workspace, "native", AVX2_MACHINE)
+
+
+def test_gradient_checkpointing_changes_no_bit_of_the_adapter(workspace):
+    """The train stage with every 2nd decoder layer recomputed writes the adapter of a run without."""
+    run_steps(workspace, "avx2", {})  # tokens, and the adapter without checkpointing
+    plain = hashlib.sha256((workspace / "final/adapter_model.safetensors").read_bytes()).hexdigest()
+    edit_params(workspace / "params.yaml", {"train": {"gradient_checkpointing": True, "gradient_checkpointing_every": 2}})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "musicgen_lora", *STEPS[1]], cwd=workspace,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        edit_params(workspace / "params.yaml", {"train": {"gradient_checkpointing": False,
+                                                          "gradient_checkpointing_every": 1}})
+    assert hashlib.sha256((workspace / "final/adapter_model.safetensors").read_bytes()).hexdigest() == plain
