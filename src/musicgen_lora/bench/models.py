@@ -138,26 +138,43 @@ def onthefly_codes(model, path: Path, device: str) -> tuple[torch.Tensor, float]
     return codes, time.perf_counter() - t
 
 
-def epoch_cached_vs_onthefly(peft_model, tokenizer, clips: list[Path], device: str = "cpu") -> dict:
-    """One epoch (batch 1, every clip once) over cached tokens, then the same epoch encoding each
-    clip on the fly. Tokens are encoded before the cached epoch, outside its timing (the encode
-    stage's job). A warm-up step precedes both."""
+def epoch_cached_vs_onthefly(peft_model, tokenizer, clips: list[Path], device: str = "cpu", repeats: int = 3) -> dict:
+    """One epoch (batch 1, every clip once) over cached tokens vs the same epoch encoding each
+    clip on the fly, `repeats` times each in ABBA order (an epoch of the tiny default takes
+    well under a second, where a shared machine's drift shows); the ratio of the medians.
+    Tokens are encoded before the cached epochs, outside their timing (the encode stage's
+    job). A warm-up step precedes both."""
     base = peft_model.base_model.model
     stepper = Stepper(peft_model, tokenizer, device)
     cached = [onthefly_codes(base, p, device)[0] for p in clips]
     stepper.step(cached[0])  # warm-up
-    t = time.perf_counter()
-    for codes in cached:
-        stepper.step(codes)
-    cached_s = time.perf_counter() - t
-    t, enc_s = time.perf_counter(), 0.0
-    for p in clips:
-        codes, e = onthefly_codes(base, p, device)
-        enc_s += e
-        stepper.step(codes)
-    fly_s = time.perf_counter() - t
-    return {"clips": len(clips), "cached_epoch_s": round(cached_s, 3), "onthefly_epoch_s": round(fly_s, 3),
-            "ratio": round(fly_s / cached_s, 3), "encoder_share_of_onthefly_step": round(enc_s / fly_s, 3)}
+
+    def cached_epoch() -> tuple[float, float]:
+        t = time.perf_counter()
+        for codes in cached:
+            stepper.step(codes)
+        return time.perf_counter() - t, 0.0
+
+    def onthefly_epoch() -> tuple[float, float]:
+        t, enc_s = time.perf_counter(), 0.0
+        for p in clips:
+            codes, e = onthefly_codes(base, p, device)
+            enc_s += e
+            stepper.step(codes)
+        return time.perf_counter() - t, enc_s
+
+    arms, took = [("cached", cached_epoch), ("onthefly", onthefly_epoch)], {"cached": [], "onthefly": []}
+    for r in range(repeats):
+        for arm, run in (arms if r % 2 == 0 else arms[::-1]):
+            took[arm].append(run())
+    cached_s = statistics.median(s for s, _ in took["cached"])
+    fly_s = statistics.median(s for s, _ in took["onthefly"])
+    enc_share = statistics.median(e / s for s, e in took["onthefly"])
+    return {"clips": len(clips), "repeats": repeats, "cached_epoch_s": round(cached_s, 3),
+            "onthefly_epoch_s": round(fly_s, 3), "ratio": round(fly_s / cached_s, 3),
+            "cached_epochs_s": [round(s, 3) for s, _ in took["cached"]],
+            "onthefly_epochs_s": [round(s, 3) for s, _ in took["onthefly"]],
+            "encoder_share_of_onthefly_step": round(enc_share, 3)}
 
 
 def train_small(peft_model, tokenizer, clip: Path, frames: int, warmup: int, measured: int, onthefly: int,

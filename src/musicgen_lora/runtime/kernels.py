@@ -10,9 +10,7 @@ prepacked kernel is 1.2x faster for 16 rows x 1024 x 1024 and 1.5x for 2048 x 20
 therefore keep the stock Linear.
 
 Packing changes results only in the last bits (outputs differ by ~1e-6), so training and
-encoding keep the stock layers; generation, which samples, uses it. (EnCodec's ELU once went
-through `exp` here, 3x cheaper than `expm1` on an older CPU; with torch 2.14 the stock ELU is the
-faster one, 49 ms against 61 ms on a decoder-sized tensor, so it was retired.)
+encoding keep the stock layers; generation, which samples, uses it.
 """
 
 from __future__ import annotations
