@@ -158,3 +158,24 @@ def test_a_small_decoder_runs_on_the_same_thread_count_on_every_machine(tiny, mo
         assert set_threads(wide) == cores
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_frozen_text_encoder_conditions_training_as_it_conditions_generation():
+    """In train mode (Trainer sets it on the whole model) T5's dropout would noise the text
+    states; without it they equal the eval-mode states that generation conditions on."""
+    from conftest import ROOT
+    from musicgen_lora.core.params import ModelParams
+    from musicgen_lora.model.musicgen import load_model, text_encoder_without_dropout
+
+    model, tok = load_model(ModelParams(name=str(ROOT / "assets/tiny-musicgen")))  # not the shared one: a hook stays
+    inputs = text_inputs(tok, ["bright chiptune with square wave arpeggios"])
+    with torch.no_grad():
+        model.eval()
+        states = model.text_encoder(**inputs).last_hidden_state
+        model.train()
+        torch.manual_seed(0)
+        assert not torch.equal(model.text_encoder(**inputs).last_hidden_state, states)  # dropout on
+        text_encoder_without_dropout(model)
+        model.train()
+        assert torch.equal(model.text_encoder(**inputs).last_hidden_state, states)
+        assert not model.text_encoder.training and model.decoder.training  # the decoder's dropout stays

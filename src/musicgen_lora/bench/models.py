@@ -25,7 +25,7 @@ from ..model.lora import lora_config, merged
 from ..runtime.kernels import fast_generation
 from ..model.configs import small_config
 from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
-from ..model.musicgen import checkpoint_decoder, codec_info, encode_audio, generate
+from ..model.musicgen import checkpoint_decoder, codec_info, encode_audio, generate, text_encoder_without_dropout
 
 CAPTION = "bright upbeat chiptune with fast major-key square wave arpeggios, pulse bass and noise drums"
 
@@ -80,8 +80,10 @@ def _sync(device: str) -> None:
 # --- training ---------------------------------------------------------------------------------
 
 def lora_model(model, rank: int, alpha: float, checkpointing_every: int = 0):
-    """`model` with a LoRA of `rank`, its decoder checkpointed every `checkpointing_every`-th
-    layer as train does (`train.gradient_checkpointing_every`; 0: off)."""
+    """`model` with a LoRA of `rank`, prepared as train prepares it: the text encoder without
+    dropout, the decoder checkpointed every `checkpointing_every`-th layer
+    (`train.gradient_checkpointing_every`; 0: off)."""
+    text_encoder_without_dropout(model)
     if checkpointing_every:
         checkpoint_decoder(model, checkpointing_every)
     return get_peft_model(model, lora_config(P.TrainParams(rank=rank, alpha=alpha), model))

@@ -155,6 +155,21 @@ def set_threads(config: PretrainedConfig) -> int:
     return n
 
 
+def text_encoder_without_dropout(model) -> None:
+    """The frozen T5 text encoder conditions training as it conditions generation: in eval mode,
+    without dropout. Trainer puts the whole model in train mode before every step, which would
+    switch on T5's dropout (`dropout_rate` 0.1 in MusicGen's checkpoints, in its layers and inside
+    its attention) although T5 never trains here, so the decoder would learn from noised text
+    states that it never sees when it generates; audiocraft keeps its frozen T5 in eval mode for
+    the same reason. A pre-forward hook puts T5 back in eval mode on every call. The decoder's own
+    dropout is left as configured."""
+
+    def eval_mode(module, args) -> None:
+        module.eval()
+
+    model.text_encoder.register_forward_pre_hook(eval_mode)
+
+
 def checkpoint_decoder(model, every_n_layers: int = 1) -> None:
     """Activation checkpointing on the decoder's layers, every `every_n_layers`-th of them
     (transformers' own `every_n_layers`): those recompute their forward in the backward pass

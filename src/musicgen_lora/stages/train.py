@@ -34,7 +34,8 @@ from ..model.card import write_cards
 from ..model.delay import forward_loss, loss_inputs
 from ..model.families import audio_channels
 from ..model.lora import check_adapter_dir, continue_from, lora_config
-from ..model.musicgen import checkpoint_decoder, load_config, load_model, resolve_device, resolve_name
+from ..model.musicgen import (checkpoint_decoder, load_config, load_model, resolve_device, resolve_name,
+                              text_encoder_without_dropout)
 from ..model.samples import SampleCallback, publish
 from ..model.tokens import INDEX, load_chroma, load_tokens
 from ..core.provenance import environment
@@ -205,6 +206,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     if index["codec"]["num_codebooks"] != model.config.decoder.num_codebooks:
         raise UserError(f"{tokens_dir}: tokens of {index['codec']['num_codebooks']} codebooks, the model has "
                         f"{model.config.decoder.num_codebooks}; run `dvc repro encode` for this model.name")
+    text_encoder_without_dropout(model)
     if tp.gradient_checkpointing:
         checkpoint_decoder(model, tp.gradient_checkpointing_every)
     model = get_peft_model(model, lora)
