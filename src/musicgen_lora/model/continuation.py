@@ -28,6 +28,7 @@ import torch
 
 from . import families, stereo
 from .delay import text_inputs
+from .kv_cache import presized_cache
 from .sampling import RowSampling
 
 TRAINED_WINDOW_S = 30.0  # MusicGen's checkpoints were trained on 30 s windows (audiocraft's max_duration)
@@ -93,9 +94,9 @@ def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, 
     inputs = {key: v.to(device) for key, v in inputs.items()}
     extra = {} if prompt is None else {"decoder_input_ids": prompt.long().reshape(-1, prompt.shape[-1]).to(device)}
     sink: list[torch.Tensor] = []
-    with _codes_only(model, sink):
-        # the delay pattern spends K - 1 extra steps before the last codebook's final frame
-        model.generate(**inputs, **extra, max_new_tokens=frames + k - 1, **sampling.generate_kwargs())
+    steps = frames + k - 1  # the delay pattern spends K - 1 extra steps before the last codebook's final frame
+    with _codes_only(model, sink), presized_cache(model, steps):
+        model.generate(**inputs, **extra, max_new_tokens=steps, **sampling.generate_kwargs())
     if not sink:
         raise RuntimeError("continuation: this transformers no longer decodes through audio_encoder.decode; "
                            "the sampled codes cannot be taken")

@@ -25,6 +25,7 @@ from transformers.utils import logging as hf_logging
 from ..core.params import ModelParams, ParamsError
 from . import families, melody, stereo
 from .delay import text_inputs
+from .kv_cache import presized_cache
 from .sampling import RowSampling
 
 class _MusicgenSpecialTokens(logging.Filter):
@@ -285,10 +286,10 @@ def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: 
         inputs["input_features"] = melody.to(device, torch.float32).expand(len(prompts), -1, -1)
     dtype = getattr(model, "generation_dtype", None)
     half = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with _capture_codes(model, codes), half:
-        # The delay pattern spends K - 1 extra steps (K codebooks per channel) before the last
-        # codebook's final frame.
-        steps = frames + families.channel_codebooks(model.config) - 1
+    # The delay pattern spends K - 1 extra steps (K codebooks per channel) before the last
+    # codebook's final frame.
+    steps = frames + families.channel_codebooks(model.config) - 1
+    with _capture_codes(model, codes), half, presized_cache(model, steps):
         sampling = RowSampling([seed + i for i in range(len(prompts))], guidance_scale, temperature, top_k)
         audio = model.generate(**inputs, max_new_tokens=steps, **sampling.generate_kwargs())
     audio = audio.float().cpu()
