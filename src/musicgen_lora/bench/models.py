@@ -25,7 +25,10 @@ from ..model.lora import lora_config, merged
 from ..runtime.kernels import fast_generation
 from ..model.configs import small_config
 from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
+from ..model import families
+from ..model.kv_cache import presized_cache
 from ..model.musicgen import checkpoint_decoder, codec_info, encode_audio, generate, text_encoder_without_dropout
+from ..model.sampling import RowSampling
 
 CAPTION = "bright upbeat chiptune with fast major-key square wave arpeggios, pulse bass and noise drums"
 
@@ -262,6 +265,30 @@ def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, g
             "batched_vs_sequential": round(t["sequential"] / t["merged"], 3),
             "guided_vs_unguided_cost": round(t["merged"] / t["merged_unguided"], 3),
             "fast_vs_stock_kernels": round(t["merged_stock_kernels"] / t["merged"], 3)}
+
+
+def cache_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidance: float, top_k: int) -> dict:
+    """`prompts` x `seconds` with the merged adapter on evaluate's kernels: the self-attention
+    cache pre-sized for the call (`model/kv_cache.py`, what `musicgen.generate` does) vs
+    transformers' cache that grows by concatenation. Its cost grows with the square of the
+    length, so this runs longer clips than the merged/unmerged arms; each arm twice, in ABBA
+    order (later runs of the same arm were faster by up to 10%: drift cancels)."""
+    base = peft_model.base_model.model
+    steps = codec_info(base.config).frames(seconds) + families.channel_codebooks(base.config) - 1
+    sampling = RowSampling(list(range(len(prompts))), guidance, 1.0, top_k)
+    inputs = text_inputs(tokenizer, prompts)
+    took, swapped = {"growing": [], "presized": []}, 0
+    with merged(peft_model, peft_model.active_adapter) as m, fast_generation(m, prepack=True):
+        for name in ("growing", "presized", "presized", "growing"):
+            t = time.perf_counter()
+            with presized_cache(m, steps) if name == "presized" else contextlib.nullcontext({}) as seen:
+                m.generate(**inputs, max_new_tokens=steps, **sampling.generate_kwargs())
+            took[name].append(time.perf_counter() - t)
+            swapped = max(swapped, seen.get("swapped", 0))
+    growing, presized = (statistics.mean(took[k]) for k in ("growing", "presized"))
+    return {"prompts": len(prompts), "seconds": seconds, "growing_s": [round(x, 2) for x in took["growing"]],
+            "presized_s": [round(x, 2) for x in took["presized"]], "layers_presized": swapped,
+            "ratio": round(growing / presized, 3)}
 
 
 def _generate(model, tokenizer, prompts: list[str], frames: int, guidance: float, top_k: int, device: str) -> None:

@@ -15,6 +15,8 @@ Benchmarks (names as in results.json):
   train_peak_rss_gb               peak resident memory of this whole process
   merged_vs_unmerged_generate     8 prompts, merged adapter vs unmerged (tiny and small shape)
   batched_vs_sequential_generate  8 prompts in one batch vs one at a time (guidance on vs off too)
+  presized_vs_growing_kv_cache    small shape, 8 prompts x 6 s: the cache sized once vs grown by
+                                  concatenation every step (no target)
   batched_vs_single_encode        EnCodec 32 kHz (random weights), batched vs one clip at a time
   demo_wall_s, trials_wall_s      wall time of `make demo`'s stages and of `make trials`
 """
@@ -189,6 +191,10 @@ def run(args) -> dict:
             details["generate_small"] = BM.generation_arms(peft_small, tok, prompts, args.small_gen_seconds,
                                                            ep.guidance_scale, ep.top_k, repeats=args.small_gen_repeats)
             print(f"[bench] small generate: {details['generate_small']}", flush=True)
+            if args.cache_seconds > 0:
+                details["kv_cache"] = BM.cache_arms(peft_small, tok, prompts, args.cache_seconds, ep.guidance_scale,
+                                                    ep.top_k)
+                print(f"[bench] small generate, kv cache: {details['kv_cache']}", flush=True)
             peaks["small_generate"] = round(peak_rss_gb(), 2)
             release()
         del peft_small, small
@@ -221,6 +227,11 @@ def run(args) -> dict:
         rows.append(entry("batched_vs_single_encode", e["ratio"], "x (audio s per wall s, batched / one at a time)",
                           1.0, "higher", note="no target in the issue; >= 1 means batching does not slow encoding",
                           **e))
+    if "kv_cache" in details:
+        rows.append(entry("presized_vs_growing_kv_cache", details["kv_cache"]["ratio"],
+                          f"x (small shape, {details['kv_cache']['seconds']:g} s: growing cache / pre-sized)", "none",
+                          "higher", note="no target in the issue; the gain grows with the clip length",
+                          **details["kv_cache"]))
     if "train" in only:
         rows.append(entry("train_peak_rss_gb", round(peak_rss_gb(), 2), "GB (peak RSS of the whole bench process)",
                           6.0, "lower", gradient_checkpointing_every=args.checkpointing_every,
@@ -303,6 +314,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--tiny-gen-repeats", type=int, default=3, help="ABBA repeats of the tiny generation arms")
     ap.add_argument("--small-gen-seconds", type=float, default=2.0, help="same for every arm")
     ap.add_argument("--small-gen-repeats", type=int, default=2, help="ABBA repeats of the small-shape arms")
+    ap.add_argument("--cache-seconds", type=float, default=6.0,
+                    help="small shape: pre-sized vs growing KV cache at this length (0: skip)")
     ap.add_argument("--gpu-gen-seconds", type=float, default=15.0)
     ap.add_argument("--encode-clips", type=int, default=8)
     ap.add_argument("--encode-seconds", type=float, default=5.0)
