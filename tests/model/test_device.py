@@ -44,7 +44,7 @@ def test_auto_is_the_gpu_where_there_is_one(two_gpus, monkeypatch):
 
 @pytest.mark.parametrize("value", ["gpu", "cuda:", "CPU", "cuda:x", ""])
 def test_device_param_is_validated(value):
-    _, problems = P.section_problems("model", {"name": "tiny", "revision": None, "device": value})
+    _, problems = P.section_problems("model", {"name": "tiny", "revision": None, "device": value, "cpu_threads": None})
     assert problems == [f"params.yaml: model.device must be auto, cpu, cuda or cuda:N (got {value!r})"]
 
 

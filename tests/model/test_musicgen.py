@@ -141,23 +141,57 @@ def test_checkpointing_every_nth_decoder_layer_gives_the_same_gradients_bit_for_
 
 
 @pytest.mark.parametrize("cores", [1, 2, 16])
-def test_a_small_decoder_runs_on_the_same_thread_count_on_every_machine(tiny, monkeypatch, cores):
-    """Thread count changes the float sums of training, so the tiny model's must not follow the
-    machine's cores; a real checkpoint's does."""
+def test_a_small_model_runs_on_the_same_thread_count_on_every_machine(tiny, monkeypatch, cores):
+    """Thread count changes float results, so the tiny model's must not follow the machine's
+    cores; a real checkpoint's does, unless `model.cpu_threads` fixes it."""
     import os
 
-    from musicgen_lora.model.musicgen import SMALL_DECODER_THREADS, set_threads
+    from musicgen_lora.model.musicgen import SMALL_MODEL_THREADS, set_threads
 
     model, _ = tiny
     threads = torch.get_num_threads()
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     try:
-        assert set_threads(model.config) == SMALL_DECODER_THREADS == torch.get_num_threads()
+        assert set_threads(model.config) == SMALL_MODEL_THREADS == torch.get_num_threads()
         wide = model.config.__class__.from_dict(model.config.to_dict())
         wide.decoder.hidden_size = 1024
         assert set_threads(wide) == cores
+        assert set_threads(wide, 3) == set_threads(model.config, 3) == 3 == torch.get_num_threads()
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_codec_gives_the_same_codes_and_audio_on_any_core_count(tiny, monkeypatch):
+    """The thread count a process sets (`set_threads`, as `load_model` does) covers the codec:
+    decoding on 1, 2 and 3 threads rounds differently (elementwise kernels change path at each
+    thread's chunk edge), so a codec following the machine's cores would give other audio on
+    another machine. Emulated machines of 1, 3 and 8 cores give the same codes and audio."""
+    import os
+
+    from musicgen_lora.model.musicgen import decode_codes, encode_audio, set_threads
+
+    model, _ = tiny
+    sr = model.config.audio_encoder.sampling_rate
+    t = torch.arange(2 * sr) / sr
+    audio = torch.stack([0.3 * torch.sin(2 * torch.pi * f * t) for f in (220.0, 523.25)])
+    audio += 0.05 * torch.randn(audio.shape, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    try:
+        codes = encode_audio(model, audio)
+        by_threads = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            by_threads.append(decode_codes(model, codes))
+        seen = []
+        for cores in (1, 3, 8):
+            monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+            set_threads(model.config)
+            seen.append((encode_audio(model, audio), decode_codes(model, codes)))
+    finally:
+        torch.set_num_threads(threads)
+    assert not torch.equal(by_threads[0], by_threads[1]) or not torch.equal(by_threads[1], by_threads[2])
+    assert codes.unique().numel() > 20  # codes that vary, so equality has teeth
+    assert all(torch.equal(c, seen[0][0]) and torch.equal(a, seen[0][1]) for c, a in seen[1:])
 
 
 def test_the_frozen_text_encoder_conditions_training_as_it_conditions_generation():

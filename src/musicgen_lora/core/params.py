@@ -43,10 +43,14 @@ class ModelParams:
     name: str = "tiny"
     revision: str | None = None
     device: str = "auto"
+    # torch threads on CPU for the whole process (model.musicgen.cpu_threads); null: 2 for the
+    # tiny model, every core for real checkpoints
+    cpu_threads: int | None = None
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [(bool(self.name.strip()), "name", "a non-empty model id or directory"),
-                (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N")]
+                (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N"),
+                (self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads", "an integer >= 1, or null")]
 
 
 @dataclass(frozen=True)

@@ -141,17 +141,28 @@ def check_generation_length(config: PretrainedConfig, seconds: float, key: str =
     return frames
 
 
-# Torch threads of a small decoder (the embedded tiny model), on every machine: its float sums
-# split by thread (1, 2, 3 and 8 threads give four different sets of gradients), so one fixed
-# count keeps its adapters and audio the same on any machine, as the ISA pin does
-# (runtime/numerics.py). 2 threads train it 1.6x and generate 1.3x faster than 1 (bench/README.md).
-SMALL_DECODER_THREADS = 2
+# Torch threads of a small model (the embedded tiny one), on every machine. Float results
+# depend on the thread count: sums split by thread (1, 2, 3 and 8 threads give four different
+# sets of gradients), and elementwise kernels such as the codec's ELU take the scalar path at
+# each thread's chunk edge, which rounds otherwise (decoded audio differed in the last bit on
+# 1, 2, 3, 8 and 16 threads). One fixed count for the whole process, codec included, keeps
+# tokens, adapters and audio the same on any machine, as the ISA pin does (runtime/numerics.py).
+# 2 threads train the tiny model 1.6x and generate 1.3x faster than 1 (bench/README.md).
+SMALL_MODEL_THREADS = 2
 
 
-def set_threads(config: PretrainedConfig) -> int:
-    """Torch threads for this model: `SMALL_DECODER_THREADS` for a decoder under 512 wide,
-    whatever the machine; every core for real checkpoints."""
-    n = SMALL_DECODER_THREADS if config.decoder.hidden_size < 512 else (os.cpu_count() or 1)
+def cpu_threads(config: PretrainedConfig, fixed: int | None = None) -> int:
+    """Torch threads for this model: `fixed` (`model.cpu_threads`) where given; otherwise
+    `SMALL_MODEL_THREADS` for a decoder under 512 wide, and every core this process may use
+    for real checkpoints (whose numbers then depend on the core count)."""
+    if fixed:
+        return fixed
+    return SMALL_MODEL_THREADS if config.decoder.hidden_size < 512 else len(os.sched_getaffinity(0))
+
+
+def set_threads(config: PretrainedConfig, fixed: int | None = None) -> int:
+    """Set `cpu_threads` for the whole process (LM, codec, text encoder, musicnn); returns it."""
+    n = cpu_threads(config, fixed)
     torch.set_num_threads(n)
     return n
 
@@ -198,24 +209,11 @@ def load_model(params: ModelParams, device: torch.device | str | None = None, ha
     if families.is_melody(model.config):
         model.chroma_extractor = melody.chroma_extractor(name, params.revision, model.config.audio_encoder.sampling_rate)
     model.generation_dtype = generation_dtype(device, half_precision)
-    set_threads(model.config)
+    set_threads(model.config, params.cpu_threads)
     return model.to(device).eval(), tokenizer
 
 
 # --- codec ----------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def all_cores():
-    """Every core for the codec: its convolutions over whole clips are large enough to split
-    well (2 threads encode 1.8x faster than 1 on the tiny codec), whatever `set_threads` gives
-    the LM decoder. Codes come out identical either way."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
@@ -230,12 +228,11 @@ def encode_audio(model, audio: torch.Tensor) -> torch.Tensor:
     audio = audio.to(model_device(model))
     if audio.dim() == 2:
         audio = audio[:, None, :]
-    with all_cores():
-        if families.audio_channels(model.config) == 1:
-            return model.audio_encoder.encode(audio).audio_codes[0].cpu()
-        audio = audio.expand(-1, 2, -1) if audio.shape[1] == 1 else audio
-        left, right = (model.audio_encoder.encode(audio[:, c : c + 1]).audio_codes[0] for c in (0, 1))
-        return stereo.interleave(left, right).cpu()
+    if families.audio_channels(model.config) == 1:
+        return model.audio_encoder.encode(audio).audio_codes[0].cpu()
+    audio = audio.expand(-1, 2, -1) if audio.shape[1] == 1 else audio
+    left, right = (model.audio_encoder.encode(audio[:, c : c + 1]).audio_codes[0] for c in (0, 1))
+    return stereo.interleave(left, right).cpu()
 
 
 @torch.no_grad()
@@ -243,17 +240,16 @@ def decode_codes(model, codes: torch.Tensor) -> torch.Tensor:
     """Audio (B, N) for codes (B, K, T), on the model's device (stereo: (B, N, 2), each channel
     decoded from its codebooks, `stereo.split`)."""
     codes = codes.to(model_device(model))
-    with all_cores():
-        if families.audio_channels(model.config) == 1:
-            return model.audio_encoder.decode(codes[None], [None] * codes.shape[0]).audio_values[:, 0]
-        return torch.stack([model.audio_encoder.decode(c[None], [None] * codes.shape[0]).audio_values[:, 0]
-                            for c in stereo.split(codes)], dim=-1)
+    if families.audio_channels(model.config) == 1:
+        return model.audio_encoder.decode(codes[None], [None] * codes.shape[0]).audio_values[:, 0]
+    return torch.stack([model.audio_encoder.decode(c[None], [None] * codes.shape[0]).audio_values[:, 0]
+                        for c in stereo.split(codes)], dim=-1)
 
 
 @contextlib.contextmanager
 def _capture_codes(model, sink: list):
-    """`generate` returns audio only; keep the codes it decodes, for the token-health metrics
-    (and decode them on every core). Patches the instance's `audio_encoder.decode`: `generate`
+    """`generate` returns audio only; keep the codes it decodes, for the token-health metrics.
+    Patches the instance's `audio_encoder.decode`: `generate`
     calls it by attribute today; `generate` below falls back if a version stops doing so."""
     original = model.audio_encoder.decode
 
@@ -262,7 +258,7 @@ def _capture_codes(model, sink: list):
         # the codec decodes in float32 under a half-precision generation (as audiocraft does)
         kind = audio_codes.device.type
         full = torch.autocast(kind, enabled=False) if torch.is_autocast_enabled(kind) else contextlib.nullcontext()
-        with all_cores(), full:
+        with full:
             return original(audio_codes, *args, **kwargs)
 
     model.audio_encoder.decode = decode

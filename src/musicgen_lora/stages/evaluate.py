@@ -45,7 +45,7 @@ from ..model import melody
 from ..model.delay import forward_loss, loss_inputs
 from ..model.families import audio_channels, is_melody
 from ..model.lora import load_adapters, merged
-from ..model.musicgen import (all_cores, check_generation_length, codec_info, generate, load_config, load_model,
+from ..model.musicgen import (check_generation_length, codec_info, generate, load_config, load_model,
                               resolve_device)
 from ..model.tokens import load_chroma, load_tokens
 from ..runtime.kernels import fast_generation
@@ -139,8 +139,7 @@ def token_health(codes: np.ndarray, reference: dict) -> dict:
 
 
 def profiles(tagger: Tagger, clips: list[np.ndarray], sr: int) -> TM.Profiles:
-    with all_cores():  # musicnn's convolutions split well over cores, as the codec's do
-        return TM.Profiles.stack([TM.clip_profile(tagger, c, sr) for c in clips])
+    return TM.Profiles.stack([TM.clip_profile(tagger, c, sr) for c in clips])
 
 
 def target_profiles(ref: dict) -> TM.Profiles:

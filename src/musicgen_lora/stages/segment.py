@@ -34,7 +34,7 @@ from ..metrics.musicnn import SR as TAGGER_SR
 from ..metrics.musicnn import Tagger
 from ..metrics.tagger_metrics import TAGGER, caption_from_tags, clip_profile
 from ..model.families import audio_channels
-from ..model.musicgen import codec_info, load_config
+from ..model.musicgen import codec_info, load_config, set_threads
 
 MANIFEST = "manifest.jsonl"
 SKIPPED = "skipped.jsonl"
@@ -213,5 +213,6 @@ def main(argv: list[str]) -> int:
     if not args.raw.is_dir():
         raise UserError(f"segment: {args.raw} is not a directory (run `make data` or point --raw at your music)")
     config = load_config(model)
+    set_threads(config, model.cpu_threads)  # musicnn's captions: the same on any machine
     run(args.raw, args.out, seg, codec_info(config).sample_rate, audio_channels(config))
     return 0
