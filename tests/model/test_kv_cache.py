@@ -40,14 +40,16 @@ def test_generation_with_the_presized_cache_gives_the_same_codes_and_audio_bit_f
     assert np.array_equal(codes, codes_stock) and np.array_equal(audio, audio_stock)
 
 
-def test_a_presized_layer_returns_what_a_dynamic_layer_returns_past_its_capacity_and_after_a_crop():
+@pytest.mark.parametrize("capacity", [4, 10])  # 4: the 3-position step overflows it; 10: room for all
+def test_a_presized_layer_returns_what_a_dynamic_layer_returns_past_its_capacity_and_after_a_crop(capacity):
     torch.manual_seed(0)
     steps = [(torch.randn(2, 3, n, 4), torch.randn(2, 3, n, 4)) for n in (2, 1, 1, 3, 1, 1)]
     stock, presized = DynamicLayer(), DynamicLayer()
     for k, v in steps[:1]:
         stock.update(k, v)
         presized.update(k, v)
-    presized = PresizedLayer(presized, capacity=4)  # room for 2 more; the 3-position step overflows it
+    presized = PresizedLayer(presized, capacity=capacity)
+    assert presized._keys is None  # no buffer until its first update (a cache never updated costs nothing)
     for i, (k, v) in enumerate(steps[1:]):
         if i == 3:  # something outside replaces the tensors (as crop or reorder_cache do)
             for layer in (stock, presized):

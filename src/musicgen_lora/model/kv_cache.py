@@ -3,10 +3,10 @@
 transformers' `DynamicLayer` grows each layer's keys and values by `torch.cat` at every step, so
 step t copies the t positions already cached: the copying grows with the square of the length.
 On the musicgen-small shape (8 prompts with guidance: 16 rows) that is 3 MB per position across
-the 24 layers: for 15 s clips it costs about as much as the decoder's matmuls. Here each layer's
+the 24 layers: for 15 s clips, a fifth of the generation's time on a CPU. Here each layer's
 cache is a view into one buffer sized for every position of the call, written in place: the
 same values in the same order, so generation gives the same codes bit for bit
-(tests/model/test_kv_cache.py) and the cost of long clips drops (bench/README.md).
+(tests/model/test_kv_cache.py), 1.24x faster at 15 s (bench/README.md).
 
 MusicGen's `generate` builds its cache inside the decoder's first forward (and, in transformers
 5.24, runs that prefill twice: only the second one's cache is kept), so the cache is not passed
@@ -25,29 +25,32 @@ from transformers import DynamicLayer
 
 
 class PresizedLayer(DynamicLayer):
-    """A `DynamicLayer` whose keys and values are views of buffers sized for `capacity`
-    positions, taking over `layer`'s cached positions. Should anything replace its tensors
-    (crop, reorder, offload) or the buffer fill up, it grows by concatenation as its parent
-    does."""
+    """A `DynamicLayer` that takes over `layer`'s cached positions and, at its first update,
+    moves them into buffers sized for `capacity` positions, returning views of them from then
+    on. (Allocated at the first update, not here: the cache of the prefill that transformers
+    5.24 runs twice is kept alive, never updated, for the whole call.) Should anything replace
+    its tensors (crop, reorder, offload), a new buffer takes them; past `capacity` it grows by
+    concatenation as its parent does."""
 
     def __init__(self, layer: DynamicLayer, capacity: int):
         super().__init__()
-        keys, values = layer.keys, layer.values
-        n = keys.shape[-2]
-        self._keys = keys.new_empty(*keys.shape[:-2], capacity, keys.shape[-1])
-        self._values = values.new_empty(*values.shape[:-2], capacity, values.shape[-1])
-        self._keys[..., :n, :] = keys
-        self._values[..., :n, :] = values
-        self.keys, self.values = self._keys[..., :n, :], self._values[..., :n, :]
+        self.keys, self.values = layer.keys, layer.values
         self.device, self.is_initialized = layer.device, True
+        self.capacity = capacity
+        self._keys = self._values = None
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized or self.keys.data_ptr() != self._keys.data_ptr():
+        if not self.is_initialized or self.keys is None:
             return super().update(key_states, value_states, *args, **kwargs)
         n = self.keys.shape[-2]
         m = n + key_states.shape[-2]
-        if m > self._keys.shape[-2]:
+        if m > self.capacity:
             return super().update(key_states, value_states, *args, **kwargs)
+        if self._keys is None or self.keys.data_ptr() != self._keys.data_ptr():
+            self._keys = self.keys.new_empty(*self.keys.shape[:-2], self.capacity, self.keys.shape[-1])
+            self._values = self.values.new_empty(*self.values.shape[:-2], self.capacity, self.values.shape[-1])
+            self._keys[..., :n, :] = self.keys
+            self._values[..., :n, :] = self.values
         self._keys[..., n:m, :] = key_states
         self._values[..., n:m, :] = value_states
         self.keys, self.values = self._keys[..., :m, :], self._values[..., :m, :]
