@@ -132,6 +132,9 @@ class TrainParams:
             (self.grad_accum >= 1, "grad_accum", ">= 1"),
             (self.gradient_checkpointing_every >= 1, "gradient_checkpointing_every",
              "an integer >= 1 (1: every decoder layer)"),
+            # it picks the layers checkpointing recomputes: alone it would do nothing, silently
+            (self.gradient_checkpointing or self.gradient_checkpointing_every <= 1, "gradient_checkpointing_every",
+             "1 while train.gradient_checkpointing is false (set that to true as well)"),
             (self.epochs >= 1, "epochs", ">= 1"),
             (self.warmup_steps >= 0, "warmup_steps", ">= 0"),
             (0 <= self.weight_decay <= 1, "weight_decay", "in [0, 1]"),
