@@ -9,9 +9,10 @@ same values in the same order, so generation gives the same codes bit for bit
 (tests/model/test_kv_cache.py), 1.24x faster at 15 s (bench/README.md).
 
 MusicGen's `generate` builds its cache inside the decoder's first forward (and, in transformers
-5.24, runs that prefill twice: only the second one's cache is kept), so the cache is not passed
-in: a hook on the decoder swaps the cache's layers for pre-sized ones after each forward that
-returns plain `DynamicLayer`s. Where a transformers version lays its cache out otherwise, the
+5.24, runs that prefill twice, keeps the first one's output and uses the second one's cache: a
+cache passed in would take the start token twice), so no cache is passed in: a hook on the
+decoder swaps the cache's layers for pre-sized ones after each forward that returns plain
+`DynamicLayer`s. Where a transformers version lays its cache out otherwise, the
 hook leaves the cache as it is (the same codes, the old cost) and says so once.
 """
 
