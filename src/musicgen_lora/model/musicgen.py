@@ -157,7 +157,10 @@ def cpu_threads(config: PretrainedConfig, fixed: int | None = None) -> int:
     for real checkpoints (whose numbers then depend on the core count)."""
     if fixed:
         return fixed
-    return SMALL_MODEL_THREADS if config.decoder.hidden_size < 512 else len(os.sched_getaffinity(0))
+    if config.decoder.hidden_size < 512:
+        return SMALL_MODEL_THREADS
+    # the cores this process may run on (a container's or taskset's share); macOS has no affinity
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def set_threads(config: PretrainedConfig, fixed: int | None = None) -> int:
@@ -249,8 +252,8 @@ def decode_codes(model, codes: torch.Tensor) -> torch.Tensor:
 @contextlib.contextmanager
 def _capture_codes(model, sink: list):
     """`generate` returns audio only; keep the codes it decodes, for the token-health metrics.
-    Patches the instance's `audio_encoder.decode`: `generate`
-    calls it by attribute today; `generate` below falls back if a version stops doing so."""
+    Patches the instance's `audio_encoder.decode`: `generate` calls it by attribute today;
+    `generate` below falls back if a version stops doing so."""
     original = model.audio_encoder.decode
 
     def decode(audio_codes, *args, **kwargs):
