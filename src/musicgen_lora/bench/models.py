@@ -274,7 +274,7 @@ def cache_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidan
     length, so this runs longer clips than the merged/unmerged arms; each arm twice, in ABBA
     order (later runs of the same arm were faster by up to 10%: drift cancels)."""
     base = peft_model.base_model.model
-    steps = codec_info(base.config).frames(seconds) + families.channel_codebooks(base.config) - 1
+    steps = families.delay_steps(base.config, codec_info(base.config).frames(seconds))
     sampling = RowSampling(list(range(len(prompts))), guidance, 1.0, top_k)
     inputs = text_inputs(tokenizer, prompts)
     took, swapped = {"growing": [], "presized": []}, 0

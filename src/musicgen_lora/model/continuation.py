@@ -89,12 +89,11 @@ def _codes_only(model, sink: list):
 def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, sampling: RowSampling) -> torch.Tensor:
     """`frames` new codes (B, K, frames) after the code prompt (B, K, P) (or from the text alone),
     on the model's device (stereo codes interleaved as `stereo.py` describes)."""
-    k = families.channel_codebooks(model.config)
     device = next(model.parameters()).device
     inputs = {key: v.to(device) for key, v in inputs.items()}
     extra = {} if prompt is None else {"decoder_input_ids": prompt.long().reshape(-1, prompt.shape[-1]).to(device)}
     sink: list[torch.Tensor] = []
-    steps = frames + k - 1  # the delay pattern spends K - 1 extra steps before the last codebook's final frame
+    steps = families.delay_steps(model.config, frames)
     with _codes_only(model, sink), presized_cache(model, steps):
         model.generate(**inputs, **extra, max_new_tokens=steps, **sampling.generate_kwargs())
     if not sink:

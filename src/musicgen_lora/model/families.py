@@ -54,6 +54,12 @@ def channel_codebooks(config: PretrainedConfig) -> int:
     return config.decoder.num_codebooks // audio_channels(config)
 
 
+def delay_steps(config: PretrainedConfig, frames: int) -> int:
+    """Decoder steps (and positions) for `frames` frames: the delay pattern spends K - 1 more
+    (K codebooks per channel) before the last codebook's final frame."""
+    return frames + channel_codebooks(config) - 1
+
+
 def _sample(keys: list[str], n: int = 4) -> str:
     return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
 

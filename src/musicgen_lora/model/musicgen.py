@@ -285,9 +285,7 @@ def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: 
         inputs["input_features"] = melody.to(device, torch.float32).expand(len(prompts), -1, -1)
     dtype = getattr(model, "generation_dtype", None)
     half = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    # The delay pattern spends K - 1 extra steps (K codebooks per channel) before the last
-    # codebook's final frame.
-    steps = frames + families.channel_codebooks(model.config) - 1
+    steps = families.delay_steps(model.config, frames)
     with _capture_codes(model, codes), half, presized_cache(model, steps):
         sampling = RowSampling([seed + i for i in range(len(prompts))], guidance_scale, temperature, top_k)
         audio = model.generate(**inputs, max_new_tokens=steps, **sampling.generate_kwargs())
