@@ -124,3 +124,17 @@ def test_generation_longer_than_the_decoder_reaches_is_refused(tmp_path, monkeyp
     assert main(["validate"]) == 2
     err = capsys.readouterr().err.strip()
     assert "evaluate.seconds must be <= 81.86" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["adapters/../models/best_model", "adapters/../../anything", "adapters",
+                                   "/abs/adapters/x", "models/best_model", "adapters/escape"])
+def test_init_adapter_must_stay_inside_adapters(tmp_path, monkeypatch, capsys, value):
+    """A start adapter outside adapters/ (by `..`, or by a link from adapters/ to elsewhere) would be
+    trained from without DVC tracking it as a dependency."""
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "adapters" / "escape").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    write_params(tmp_path, monkeypatch, lambda d: d["train"].__setitem__("init_adapter", value))
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "train.init_adapter" in err and len(err.splitlines()) == 1

@@ -119,3 +119,56 @@ def test_captions_from_tags_where_no_caption_file(tmp_path):
     assert tags["a.wav"][1] == "tags" and tags["b.wav"] == got["b.wav"]  # once per recording, deterministic
     side, _ = captions("sidecar")
     assert side["b.wav"] == ("music", "default") and side["a.wav"] == ("my own caption", "sidecar")
+
+
+def test_links_pipes_and_huge_captions_never_leak_in(tmp_path):
+    """A caption linked to a secret (or to /dev/zero), audio linked from outside the folder and a
+    linked folder are refused with a line each in skipped.jsonl; a caption over the size cap is never
+    read past it. Nothing of the secret reaches the manifest."""
+    import os
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:SECRET-HASH:19000:0:99999:7:::")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sf.write(outside / "far.wav", tone(5.0), SR)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    sf.write(raw / "song.wav", tone(5.0), SR)
+    (raw / "song.txt").symlink_to(secret)
+    sf.write(raw / "zero.wav", tone(5.0, SR, 330), SR)
+    (raw / "zero.txt").symlink_to("/dev/zero")
+    sf.write(raw / "big.wav", tone(5.0, SR, 220), SR)
+    (raw / "big.txt").write_text("x" * 5_000_000)
+    (raw / "far.wav").symlink_to(outside / "far.wav")
+    (raw / "twin.wav").symlink_to(raw / "song.wav")  # a link inside the folder: a duplicate, refused too
+    (raw / "linked").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(raw / "pipe.wav")
+    out = tmp_path / "seg"
+    run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34, captions="sidecar"), SR)
+    manifest = (out / "manifest.jsonl").read_text()
+    assert "SECRET" not in manifest and "xxxx" not in manifest and len(manifest) < 5000
+    rows = [json.loads(x) for x in manifest.splitlines()]
+    assert {r["source"] for r in rows} == {"song.wav", "zero.wav", "big.wav"}
+    assert all(r["caption"] == "music" for r in rows)
+    skipped = {}
+    for line in (out / "skipped.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        skipped.setdefault(row["source"], []).append(row["reason"])
+    for name in ("song.txt", "zero.txt", "far.wav", "twin.wav", "linked"):
+        assert any("symbolic link: refused" in r for r in skipped[name]), name
+    assert any("not a regular file" in r for r in skipped["pipe.wav"])
+    assert any("over 2000 bytes" in r for r in skipped["big.txt"])
+
+
+def test_a_link_into_the_dvc_cache_is_read(tmp_path):
+    """`dvc config cache.type symlink` checks data/raw out as links into .dvc/cache: those are read."""
+    (tmp_path / ".dvc" / "cache" / "files").mkdir(parents=True)
+    obj = tmp_path / ".dvc" / "cache" / "files" / "ab12"
+    sf.write(obj, tone(5.0), SR, format="WAV")
+    raw = tmp_path / "data" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "song.wav").symlink_to(obj)
+    out = tmp_path / "seg"
+    run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.0, captions="sidecar"), SR)
+    assert [json.loads(x)["source"] for x in (out / "manifest.jsonl").read_text().splitlines()] == ["song.wav"]

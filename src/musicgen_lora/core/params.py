@@ -31,6 +31,18 @@ class ParamsError(ValueError):
     """A bad value in params.yaml; the message names the key."""
 
 
+def under_adapters(path: str) -> bool:
+    """True when `path` names a folder inside adapters/, written plainly and resolving there: DVC
+    tracks adapters/ as the train stage's dep, so `adapters/../models/x` or a link from adapters/
+    to elsewhere would train from a file no dependency covers."""
+    parts = Path(path).parts
+    if len(parts) < 2 or parts[0] != "adapters" or ".." in parts or Path(path).is_absolute():
+        return False
+    root = Path("adapters").resolve()
+    resolved = Path(path).resolve()
+    return resolved.is_relative_to(root) and resolved != root
+
+
 def _finite(x) -> bool:
     return x is not None and math.isfinite(x)
 
@@ -120,9 +132,9 @@ class TrainParams:
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
             (self.rank > 0, "rank", "an integer > 0"),
-            (self.init_adapter is None or (Path(self.init_adapter).parts[:1] == ("adapters",)
-                                           and len(Path(self.init_adapter).parts) > 1),
-             "init_adapter", "null (start afresh) or a folder under adapters/, e.g. adapters/round-1"),
+            (self.init_adapter is None or under_adapters(self.init_adapter),
+             "init_adapter", "null (start afresh) or a folder under adapters/ (no `..`, no link out of it: the "
+                             "train stage depends on adapters/ only), e.g. adapters/round-1"),
             (_finite(self.alpha) and self.alpha > 0, "alpha", "finite and > 0"),
             (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
             (len(self.target_modules) > 0, "target_modules", "a non-empty list"),

@@ -17,6 +17,7 @@ loaded only when a caption needs it.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -63,30 +64,80 @@ class SkipRow:
     reason: str
 
 
+MAX_CAPTION_BYTES = 2000  # a caption is a sentence or two; MusicGen's T5 reads at most 512 tokens
+LINK_REFUSED = ("a symbolic link: refused (an input must be a regular file inside the data folder, so nothing "
+                "outside it leaks into the manifest); copy the file in instead")
+
+
+def _regular(path: Path, allowed: tuple[Path, ...]) -> str | None:
+    """None when `path` is a regular file the stage may read, else why not. A symlink is followed
+    only into the DVC cache (`dvc config cache.type symlink` checks data out as links there);
+    anything else (a link out of the folder, into another file of it, a pipe, a device) is refused."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not any(target.is_relative_to(root) for root in allowed) or not target.is_file():
+            return LINK_REFUSED
+        return None
+    return None if path.is_file() else "not a regular file (a pipe, socket or device): refused"
+
+
+def dvc_cache_dirs(raw_dir: Path) -> tuple[Path, ...]:
+    """The DVC cache of the repository holding raw_dir (`.dvc/cache` of the nearest `.dvc` above it)."""
+    for parent in [raw_dir.resolve(), *raw_dir.resolve().parents]:
+        if (parent / ".dvc").is_dir():
+            return ((parent / ".dvc" / "cache").resolve(),)
+    return ()
+
+
 def find_sources(raw_dir: Path) -> tuple[list[Path], list[SkipRow]]:
     """Audio files under raw_dir (sorted, recursive), and every other file left out with a reason:
-    captions with no audio beside them, formats this project cannot read."""
-    files = sorted(p for p in raw_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    captions with no audio beside them, formats this project cannot read, symbolic links (a link
+    to a folder is never entered), pipes and devices."""
+    skipped, files = [], []
+    allowed = dvc_cache_dirs(raw_dir)
+    for root, dirs, names in os.walk(raw_dir):  # os.walk never follows a folder link
+        root_path = Path(root)
+        for d in sorted(dirs):
+            if (root_path / d).is_symlink() and not d.startswith("."):
+                skipped.append(SkipRow((root_path / d).relative_to(raw_dir).as_posix(), LINK_REFUSED))
+        for name in names:
+            if name.startswith("."):
+                continue
+            path = root_path / name
+            problem = _regular(path, allowed)
+            if problem:
+                skipped.append(SkipRow(path.relative_to(raw_dir).as_posix(), problem))
+            else:
+                files.append(path)
+    files.sort()
     audio = [p for p in files if p.suffix.lower() in AUDIO_SUFFIXES]
     stems = {p.with_suffix("") for p in audio}
-    skipped = []
     for p in files:
         if p.suffix == ".txt" and p.with_suffix("") not in stems:
             skipped.append(SkipRow(p.relative_to(raw_dir).as_posix(), "caption .txt with no audio file beside it"))
         elif p.suffix != ".txt" and p.suffix.lower() not in AUDIO_SUFFIXES:
             skipped.append(SkipRow(p.relative_to(raw_dir).as_posix(), f"format not supported ({p.suffix or 'no suffix'})"))
+    skipped.sort(key=lambda s: s.source)
     return audio, skipped
 
 
-def read_caption(audio_path: Path, default: str) -> tuple[str, str, str | None]:
+def read_caption(audio_path: Path, default: str, allowed: tuple[Path, ...] = ()) -> tuple[str, str, str | None]:
     """(caption, where it came from: "sidecar" or "default", a problem to report or None). The
     same-named .txt is read as UTF-8 with whitespace collapsed; a caption that is not UTF-8 is
-    never mangled into replacement characters: the default is used and the problem reported."""
+    never mangled into replacement characters: the default is used and the problem reported. A
+    caption that is not a regular file of the folder (a link to /etc/shadow, /dev/zero) is never
+    opened, and one over MAX_CAPTION_BYTES is never read past that size."""
     txt = audio_path.with_suffix(".txt")
-    if not txt.exists():
+    if not txt.exists() and not txt.is_symlink():
         return default, "default", None
+    if _regular(txt, allowed):
+        return default, "default", "caption is not a regular file inside the data folder: default caption used"
+    with open(txt, "rb") as f:
+        data = f.read(MAX_CAPTION_BYTES + 1)
+    if len(data) > MAX_CAPTION_BYTES:
+        return default, "default", f"caption is over {MAX_CAPTION_BYTES} bytes: default caption used (shorten it)"
     try:
-        caption = " ".join(txt.read_text(encoding="utf-8").split())
+        caption = " ".join(data.decode("utf-8").split())
     except UnicodeDecodeError as exc:
         return default, "default", f"caption is not UTF-8 ({exc.reason} at byte {exc.start}): default caption used"
     return (caption, "sidecar", None) if caption else (default, "default", "caption file is empty: default caption used")
@@ -106,12 +157,12 @@ class TagCaptions:
         return caption_from_tags(clip_profile(self.tagger, audio16, TAGGER_SR)[0], self.tagger.tags)
 
 
-def choose_caption(path: Path, audio: np.ndarray, sr: int, seg: P.SegmentParams, tags: TagCaptions
-                   ) -> tuple[str, str, str | None]:
+def choose_caption(path: Path, audio: np.ndarray, sr: int, seg: P.SegmentParams, tags: TagCaptions,
+                   allowed: tuple[Path, ...] = ()) -> tuple[str, str, str | None]:
     """(caption, caption_source, problem) for a recording under `segment.captions`."""
     if seg.captions == "tags":
         return tags(path, audio, sr), "tags", None
-    caption, source, problem = read_caption(path, seg.default_caption)
+    caption, source, problem = read_caption(path, seg.default_caption, allowed)
     if source == "default" and seg.captions == "sidecar_or_tags":
         return tags(path, audio, sr), "tags", problem and problem.replace("default caption used", "tag caption used")
     return caption, source, problem
@@ -154,6 +205,7 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
     rows: list[ClipRow] = []
     dropped: Counter = Counter()
     tags = TagCaptions()
+    cache_dirs = dvc_cache_dirs(raw_dir)
     with atomic_dir(out_dir) as tmp:
         (tmp / "clips").mkdir()
         for path in tqdm(sources, desc="segment", unit="file"):
@@ -167,7 +219,7 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
             if not clips:
                 skipped.append(SkipRow(source, f"shorter than min_clip_seconds ({len(audio) / sample_rate:.2f} s)"))
                 continue
-            caption, caption_source, problem = choose_caption(path, audio, sample_rate, seg, tags)
+            caption, caption_source, problem = choose_caption(path, audio, sample_rate, seg, tags, cache_dirs)
             if problem:
                 skipped.append(SkipRow(path.with_suffix(".txt").relative_to(raw_dir).as_posix(), problem))
             kept = 0
