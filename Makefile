@@ -7,12 +7,13 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo data tiny test bench trials compare clean musicnn
+.PHONY: install demo data tiny mini soundfont test bench trials compare clean musicnn
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps tinysoundfont==0.3.7  # its pyaudio dependency is for playback only
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -27,6 +28,16 @@ data: install
 tiny: install
 	$(PY) -m musicgen_lora bootstrap --out assets/tiny-musicgen
 
+# The General MIDI SoundFont (Debian's fluid-soundfont-gm) that renders the real compositions (tiny/scores.py).
+soundfont:
+	test -f /usr/share/sounds/sf2/FluidR3_GM.sf2 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq fluid-soundfont-gm) || echo "install fluid-soundfont-gm (Debian/Ubuntu) for the mini model"
+
+# Build the embedded mini MusicGen from real compositions (hours on 2 cores; resumes after a kill:
+# its checkpoints live in build/mini).
+mini: install soundfont
+	$(PY) -m musicgen_lora mini --work build/mini --out assets/mini-musicgen
+
 demo: install
 	test -d data/raw || $(MAKE) data
 	test -d .git || (git init -q && git add -A && git commit -qm "demo workspace")
@@ -38,7 +49,7 @@ demo: install
 	@echo "page:       $(abspath metrics/report.html)"
 
 # The browser test (tests/report/test_page_browser.py) needs Debian's chromium; elsewhere it skips.
-test: install
+test: install soundfont
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "chromium not installed: the browser test will skip"
 	$(PY) -m pytest -q

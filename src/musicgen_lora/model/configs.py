@@ -40,6 +40,22 @@ def tiny_config(text_vocab_size: int, codebook_size: int = 256, sample_rate: int
     return MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
 
 
+def mini_config(text_vocab_size: int) -> MusicgenConfig:
+    """The embedded `mini` MusicGen (tiny/mini.py): the real classes at 16 kHz (musicnn's rate),
+    50 Hz frames, 4 codebooks of 1024 (2 kbps), a codec wide enough to keep an instrument's timbre
+    and a 6-layer 256-wide decoder, trainable on 2 CPU cores in hours."""
+    text = T5Config(vocab_size=text_vocab_size, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4,
+                    pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    audio = EncodecConfig(sampling_rate=16000, codebook_size=1024, codebook_dim=128, hidden_size=128,
+                          num_filters=32, num_lstm_layers=1, upsampling_ratios=[8, 5, 4, 2],
+                          target_bandwidths=[2.0], use_causal_conv=True, norm_type="weight_norm")
+    decoder = MusicgenDecoderConfig(vocab_size=1024, hidden_size=256, num_hidden_layers=6, num_attention_heads=8,
+                                    ffn_dim=1024, num_codebooks=4, audio_channels=1, max_position_embeddings=4096,
+                                    pad_token_id=1024, bos_token_id=1024, decoder_start_token_id=1024,
+                                    dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    return MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
+
+
 def small_config() -> MusicgenConfig:
     """facebook/musicgen-small's architecture (T5-base text encoder, EnCodec 32 kHz with 4
     codebooks of 2048, a 24-layer 1024-wide decoder), for tests and benchmarks with random
