@@ -17,54 +17,14 @@ from musicgen_lora.__main__ import COMMANDS
 
 from conftest import ROOT
 
-SRC = ROOT / "src"
-PACKAGE = SRC / "musicgen_lora"
+from musicgen_lora.deps import PACKAGE, code_deps, imports_of, module_name, modules_run, regenerate
+
 PIPELINE = ("core", "model", "metrics", "runtime", "report", "stages")  # may import only each other
 NOT_FOR_THE_PIPELINE = ("bench", "tiny", "experiments")
-
-
-def module_file(name: str) -> Path | None:
-    base = SRC.joinpath(*name.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(SRC).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports_of(path: Path) -> set[str]:
-    """In-package modules `path` imports, anywhere in the file."""
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parent + ([base] if base else []))
-            found.add(base)
-            found |= {f"{base}.{a.name}" for a in node.names}  # `from . import params`
-    return {n for n in found if n.split(".")[0] == "musicgen_lora" and module_file(n)}
-
-
-def modules_run(entry: str) -> set[Path]:
-    """Files executed by `python -m musicgen_lora` running module `entry`."""
-    todo, seen = ["musicgen_lora.__main__", entry], set()
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__
-            path = module_file(".".join(parts[:i]))
-            if path and path not in seen:
-                seen.add(path)
-                todo += sorted(imports_of(path))
-    return seen
+# Layers point down: a package may import only packages of a lower rank (and itself; a stage never
+# another stage). The command line (__main__, validate, deps) sits on top.
+LAYERS = {"runtime": 0, "core": 1, "model": 2, "metrics": 2, "report": 3, "stages": 4, "use": 4,
+          "experiments": 5, "tiny": 5, "bench": 6, "": 7}
 
 
 def stage_modules() -> dict[str, tuple[set[Path], list[str]]]:
@@ -94,8 +54,66 @@ def test_every_module_a_stage_runs_is_one_of_its_deps(stage):
 
 def test_the_check_catches_a_dep_taken_away():
     files, deps = stage_modules()["train"]
-    missing = uncovered(files, [d for d in deps if d != "src/musicgen_lora/model"])
+    missing = uncovered(files, [d for d in deps if not d.startswith("src/musicgen_lora/model/")])
     assert "src/musicgen_lora/model/delay.py" in missing and "src/musicgen_lora/model/lora.py" in missing
+
+
+def test_dvc_yaml_code_deps_are_the_import_graph():
+    """`python -m musicgen_lora deps --write` would change nothing: each stage lists exactly the files
+    its command runs (no folder it never imports, so an unrelated edit re-runs nothing)."""
+    text = (ROOT / "dvc.yaml").read_text()
+    assert regenerate(text) == text, "dvc.yaml's code deps are stale: run `python -m musicgen_lora deps --write`"
+    stages = YAML(typ="safe").load(text)["stages"]
+    for name, stage in stages.items():
+        assert [d for d in stage["deps"] if d.startswith("src/")] == code_deps(stage["cmd"].split()[3]), name
+
+
+def test_an_edit_re_runs_only_the_stages_that_run_the_file():
+    stages = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
+    def users(path):
+        return {name for name, stage in stages.items() if path in stage["deps"]}
+    assert users("src/musicgen_lora/report/html.py") == {"summarize"}  # the page template
+    assert users("src/musicgen_lora/stages/train.py") == {"train"}
+    assert users("src/musicgen_lora/model/lora.py") == {"train", "evaluate_base", "evaluate"}
+    assert "encode" not in users("src/musicgen_lora/metrics/musicnn.py")  # encode never tags audio
+    assert users("src/musicgen_lora/core/params.py") == set(stages)
+
+
+def _layer(path: Path) -> str:
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else ""
+
+
+def upward_imports() -> list[str]:
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        here = _layer(path)
+        for name in sorted(imports_of(path)):
+            parts = name.split(".")
+            there = parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else ""
+            if there == here and here == "stages" and parts[2:3] and path.stem not in ("__init__", parts[2]):
+                bad.append(f"{module_name(path)} imports the stage {name}")
+            elif there != here and LAYERS[there] >= LAYERS[here]:
+                bad.append(f"{module_name(path)} ({here or 'command line'}) imports {name} ({there or 'command line'})")
+    return bad
+
+
+def test_layers_only_point_down():
+    """runtime < core < model, metrics < report < stages, use < experiments, tiny < bench < the
+    command line: nothing imports a layer above (or beside) its own; no stage imports another."""
+    assert set(LAYERS) - {""} == {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert upward_imports() == []
+
+
+def test_the_layer_check_catches_an_upward_import():
+    bad = PACKAGE / "core" / "_upward_probe.py"
+    bad.write_text("from ..model import musicgen\nfrom ..stages import segment\n")
+    try:
+        found = upward_imports()
+    finally:
+        bad.unlink()
+    assert any("core._upward_probe" in b and "model.musicgen" in b for b in found), found
+    assert any("core._upward_probe" in b and "stages.segment" in b for b in found), found
 
 
 def test_pipeline_code_never_imports_builders_benchmarks_or_trials():

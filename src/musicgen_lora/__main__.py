@@ -7,6 +7,7 @@ command (or MUSICGEN_LORA_DEBUG=1) shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -36,7 +37,7 @@ COMMANDS = {
     "summarize": Command("stages.summarize", "main", "stage: the run's metrics, report and plots", computes=True),
     "generate": Command("use.generate", "main", "audio from a trained adapter or the base model, any length",
                         computes=True),
-    "validate": Command("core.params", "validate_main", "check params.yaml and print every problem"),
+    "validate": Command("validate", "main", "check params.yaml and print every problem"),
     "preset": Command("experiments.presets", "main", "apply a ready override set for a real checkpoint to params.yaml"),
     "metrics": Command("metrics.cli", "main", "score any audio files with the evaluation's metrics and flags",
                        computes=True),
@@ -49,7 +50,14 @@ COMMANDS = {
     "mini": Command("tiny.mini", "mini_main", "build the embedded mini MusicGen (real compositions, resumable)",
                     computes=True),
     "bench": Command("bench.run", "main", "benchmarks (bench/results.json, bench/results.md)", computes=True),
+    "deps": Command("deps", "main", "dvc.yaml code deps from the import graph (--write, --check)"),
 }
+
+
+# OS errors a user fixes where the output goes, not in the code: one line, not a traceback
+WRITE_ERRORS = {errno.ENOSPC: "free some space or write elsewhere", errno.EDQUOT: "free some quota or write elsewhere",
+                errno.EROFS: "the folder is read-only: write elsewhere",
+                errno.EACCES: "no permission: write elsewhere or fix the folder's permissions"}
 
 
 def usage() -> str:
@@ -83,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(exc, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if debug or exc.errno not in WRITE_ERRORS:
+            raise
+        where = exc.filename or "an output file"
+        print(f"{argv[0]}: cannot write {where}: {exc.strerror} ({WRITE_ERRORS[exc.errno]}); nothing half-written "
+              f"was kept", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         if debug:

@@ -138,3 +138,59 @@ def test_init_adapter_must_stay_inside_adapters(tmp_path, monkeypatch, capsys, v
     assert main(["validate"]) == 2
     err = capsys.readouterr().err.strip()
     assert "train.init_adapter" in err and len(err.splitlines()) == 1
+
+
+def test_a_manifest_of_another_shape_is_one_line(tmp_path):
+    """core/artifacts: the manifest read by encode and evaluate is validated (keys and types), and
+    a bad one names the file and line."""
+    import json
+
+    from musicgen_lora.core.artifacts import ClipRow, read_manifest
+    from musicgen_lora.core.errors import UserError
+
+    good = {"id": "000000", "file": "clips/000000.wav", "source": "a.wav", "offset_s": 0, "duration_s": 15.0,
+            "padding_fraction": 0.0, "caption": "x", "caption_source": "sidecar", "split": "train"}
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(good) + "\n")
+    assert read_manifest(tmp_path) == [ClipRow(**good)]
+    for bad, needle in (({**good, "extra": 1}, "line 1 has"), ({k: v for k, v in good.items() if k != "split"}, "line 1 has"),
+                        ({**good, "duration_s": "15"}, "duration_s is '15'"), ([1, 2], "line 1 has list")):
+        (tmp_path / "manifest.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+        with pytest.raises(UserError, match="regenerate") as exc:
+            read_manifest(tmp_path)
+        assert needle.replace("line 1", "line 2") in str(exc.value) and "manifest.jsonl" in str(exc.value)
+
+
+@pytest.mark.parametrize("section,key,value,needle", [
+    ("train", "seed", -1, "train.seed must be an integer in [0, 2**32)"),
+    ("train", "seed", 2**32, "train.seed must be an integer in [0, 2**32)"),
+    ("evaluate", "seed", 2**64, "evaluate.seed must be an integer in [0, 2**32)"),
+    ("segment", "seed", -5, "segment.seed must be an integer in [0, 2**32)"),
+    ("train", "rank", 100000000, "train.rank must be an integer in [1, 4096]"),
+    ("train", "rank", 512, "train.rank must be at most the decoder's width 128"),
+    ("evaluate", "prompts", "x" * 100000, "evaluate.prompts must be of type"),
+])
+def test_values_the_code_cannot_use_are_refused(tmp_path, monkeypatch, capsys, section, key, value, needle):
+    write_params(tmp_path, monkeypatch, lambda d: d[section].__setitem__(key, value))
+    (tmp_path / "assets").symlink_to(ROOT / "assets")
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and len(err) < 400, err
+
+
+def test_an_alias_bomb_and_a_folder_are_one_line(tmp_path, monkeypatch, capsys):
+    """A billion-laughs params.yaml is refused before it expands; a params.yaml that is a folder
+    is one line, not a traceback."""
+    text = (ROOT / "params.yaml").read_text().replace("evaluate:\n  prompts:", "evaluate:\n  prompts: *l9\n  old:")
+    bomb = "a: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"l{i}: &l{i} [*l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}]\n"
+        for i in range(1, 10))
+    (tmp_path / "params.yaml").write_text(bomb + text)
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "alias bomb" in err and len(err.splitlines()) == 1
+    (tmp_path / "params.yaml").unlink()
+    (tmp_path / "params.yaml").mkdir()
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "params.yaml: not a file" in err and len(err.splitlines()) == 1

@@ -271,3 +271,17 @@ def test_stereo_clips_are_measured_on_the_mid_channel():
     left, right = TONE[: SR * 3], 0.5 * TONE[: SR * 3][::-1]
     stereo = M.clip_metrics(np.stack([left, right], 1), SR)
     assert stereo == M.clip_metrics((left + right) / 2, SR)
+
+
+def test_metrics_on_a_missing_file_or_a_pipe_is_one_line(tmp_path, capsys):
+    """A path that does not exist is "no such file" (not a hint to run dvc repro); a FIFO is refused
+    instead of blocking the reader forever."""
+    import os
+
+    from musicgen_lora.metrics.cli import metrics_cli
+
+    os.mkfifo(tmp_path / "pipe.wav")
+    assert metrics_cli([str(tmp_path / "nope.wav"), str(tmp_path / "pipe.wav")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].endswith("nope.wav: no such file") and "dvc" not in err[0]
+    assert err[1].endswith("pipe.wav: not a regular file (a folder, pipe or device)") and len(err) == 2

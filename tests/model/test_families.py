@@ -359,3 +359,29 @@ def test_released_adapter_size_matches_the_formula(name):
     assert round(expected / 1e6, 1) == RELEASED_MB[name]
     if "melody" not in name:
         assert 4 * lora_params_on_meta(configs.released_config(name, stereo=True), 32) == expected
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("facebook/musicgen-small", "is not on this machine; download it once with `hf download facebook/musicgen-small`"),
+    ("{tmp}/no_such_dir", "no such folder"),
+    ("{tmp}/empty", "the folder has no config.json"),
+])
+def test_a_checkpoint_not_on_this_machine_is_one_line_at_once(tmp_path, monkeypatch, capsys, name, needle):
+    """No hub wait, no traceback: validate (and every stage) says what is missing and how to get it."""
+    from ruamel.yaml import YAML
+
+    from musicgen_lora.__main__ import main
+
+    from conftest import ROOT
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    y = YAML()
+    data = y.load((ROOT / "params.yaml").read_text())
+    data["model"]["name"] = name.replace("{tmp}", str(tmp_path))
+    with open(tmp_path / "params.yaml", "w") as f:
+        y.dump(data, f)
+    monkeypatch.chdir(tmp_path)
+    rc = main(["validate"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and needle in err and len(err.splitlines()) == 1, err

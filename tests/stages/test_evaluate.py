@@ -78,7 +78,7 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     length."""
     import numpy as np
 
-    from musicgen_lora.metrics.flags import FlagThresholds
+    from musicgen_lora.core.params import FlagThresholds
     from musicgen_lora.metrics.musicnn import Tagger
     from musicgen_lora.model.musicgen import codec_info
     from musicgen_lora.stages.evaluate import generate_set, measure_style

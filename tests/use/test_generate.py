@@ -62,11 +62,85 @@ def test_beyond_the_window_continues_and_measures_every_seam(in_root, tmp_path, 
     (["--adapter", "{tmp}/no_such_adapter"], "no_such_adapter: no adapter_config.json"),
     (["--prompt", "second"], "--out names one file but 2 prompts were given; use --out-dir"),
     (["--window", 90], "--window 90 s is more than this decoder's 4096 positions hold"),
-    (["--seconds", 0], "--seconds must be more than 0"),
-    (["--model", "{tmp}/no_model"], "cannot load model"),
+    (["--seconds", 0], "--seconds must be in [0.1, 3600]"),
+    (["--seconds", "1e-9"], "--seconds must be in [0.1, 3600]"),
+    (["--seconds", 100000], "--seconds must be in [0.1, 3600]"),
+    (["--seconds", "nan"], "--seconds must be in"),
+    (["--window", "nan"], "--window must be a number of seconds more than 0"),
+    (["--seed", 2**64], "--seed must be in [0, 2**32)"),
+    (["--seed", -1], "--seed must be in [0, 2**32)"),
+    (["--model", "{tmp}/no_model"], "no_model': no such folder"),
 ])
 def test_errors_are_one_line_and_exit_1(in_root, tmp_path, capsys, args, message):
     args = [str(a).replace("{tmp}", str(tmp_path)) for a in args]
     rc, _, err = run(capsys, "--prompt", "chiptune", "--out", tmp_path / "x.wav", *args)
     assert rc == 1 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_out_must_be_a_file_and_out_dir_a_folder(in_root, tmp_path, capsys):
+    (tmp_path / "folder.wav").mkdir()
+    (tmp_path / "file").write_text("x")
+    rc, _, err = run(capsys, "--prompt", "a", "--out", tmp_path / "folder.wav")
+    assert rc == 1 and "is a folder" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run(capsys, "--prompt", "a", "--out-dir", tmp_path / "file")
+    assert rc == 1 and "is a file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_pipeline_output_is_not_overwritten_unless_forced(tmp_path, capsys, monkeypatch):
+    """evaluation/best_model is a stage's DVC-tracked output: generate refuses to write into it."""
+    import shutil
+
+    from conftest import ROOT
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path)
+    (tmp_path / "assets").symlink_to(ROOT / "assets")
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "evaluation" / "best_model" / "00_x.wav"
+    rc, _, err = run(capsys, "--prompt", "a", "--seconds", 0.5, "--out", "evaluation/best_model/00_x.wav")
+    assert rc == 1 and "inside evaluation/best_model" in err and "--force" in err and not target.exists()
+    rc, _, _ = run(capsys, "--prompt", "a", "--seconds", 0.5, "--out", "evaluation/best_model/00_x.wav", "--force")
+    assert rc == 0 and target.exists()
+
+
+def test_two_writers_of_one_out_leave_a_matching_wav_and_sidecar(in_root, tmp_path):
+    """Two generate runs with the same --out and other seeds: each writes through its own temp
+    name, and the wav and its sidecar come from the same run."""
+    import subprocess
+    import sys
+
+    def start(seed, out):  # the command line a user runs (relaunched with the pinned numerics)
+        return subprocess.Popen([sys.executable, "-m", "musicgen_lora", "generate", "--prompt", "chiptune", "--seconds",
+                                 "1", "--seed", str(seed), "--out", str(out)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    out = tmp_path / "same.wav"
+    procs = [start(seed, out) for seed in (1, 2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    side = json.loads((tmp_path / "same.wav.json").read_text())
+    alone = tmp_path / f"alone{side['seed']}.wav"
+    assert start(side["seed"], alone).wait(timeout=300) == 0
+    assert np.array_equal(sf.read(out)[0], sf.read(alone)[0])
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_full_disk_is_one_line(in_root, tmp_path, capsys, monkeypatch):
+    """libsndfile reports a full disk as "System error."; generate says which file and what to do."""
+    import errno
+
+    import musicgen_lora.core.audio as audio
+
+    def full(path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"RIFF")
+        raise sf.LibsndfileError(2, "")  # what libsndfile raises when a write fails
+
+    monkeypatch.setattr(audio.sf, "write", full)
+    monkeypatch.setattr(audio.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    rc, _, err = run(capsys, "--prompt", "a", "--seconds", 0.5, "--out", tmp_path / "x.wav")
+    last = err.strip().splitlines()[-1]  # after the progress bar
+    assert rc == 1 and "Traceback" not in err and last.startswith("generate: cannot write"), err
+    assert "x.wav: No space left on device" in last and "free some space" in last
+    assert not list(tmp_path.glob("*x.wav*")) and errno.ENOSPC

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import subprocess
 import tempfile
@@ -31,7 +33,9 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     reads, ffmpeg (decoding to 32-bit float WAV in memory) for AAC and the like."""
     path = Path(path)
     if not path.exists():
-        raise AudioError(f"{path}: missing (listed but not on disk); regenerate it with `dvc repro`")
+        raise AudioError(f"{path}: no such file")
+    if not path.is_file():  # a FIFO would block the reader forever
+        raise AudioError(f"{path}: not a regular file (a folder, pipe or device)")
     if path.suffix.lower() in FFMPEG_SUFFIXES:
         return _read_with_ffmpeg(path)
     try:
@@ -86,4 +90,8 @@ def load_mono(path: Path, sample_rate: int) -> np.ndarray:
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """16-bit PCM WAV, written to a temp name then renamed."""
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        try:
+            sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        except sf.LibsndfileError as exc:  # libsndfile says "System error." for a full disk
+            code = errno.ENOSPC if shutil.disk_usage(tmp.parent).free < audio.nbytes else errno.EIO
+            raise OSError(code, f"{os.strerror(code)} (libsndfile: {exc.error_string})", str(path)) from None

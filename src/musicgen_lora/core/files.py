@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -13,13 +16,20 @@ import jsonlines
 
 from .errors import UserError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: mkstemp/mkdtemp make private (0600/0700) entries, outputs get the usual modes
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp name beside `path`; rename it over `path` only if the block succeeds."""
+    """Yield a temp name beside `path`, unique to this writer (two writers of one file never
+    share one); rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    tmp.chmod(0o666 & ~_UMASK)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -30,18 +40,31 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temp directory beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temp directory beside `path` (unique to this writer); it replaces `path` only if
+    the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp.chmod(0o777 & ~_UMASK)
     try:
         yield tmp
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `folder` (flock on the folder itself: no lock file is left
+    behind), so files written together in it (a wav and its sidecar) come from one writer."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
@@ -77,3 +100,8 @@ def inside(base: Path, relative: str) -> Path:
         raise UserError(f"{base}: a row names {relative!r}, which points outside {base}; regenerate it "
                         f"(`dvc repro`) instead of editing it")
     return path
+
+
+def slug(text: str) -> str:
+    """A file-name-safe short form of a prompt (clip names of evaluate and generate)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "prompt"

@@ -20,8 +20,6 @@ from pathlib import Path
 
 from ruamel.yaml import YAML, YAMLError
 
-from ..metrics.flags import FlagThresholds
-
 PARAMS_FILE = Path("params.yaml")
 CAPTION_MODES = ("sidecar", "tags", "sidecar_or_tags")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
@@ -41,6 +39,21 @@ def under_adapters(path: str) -> bool:
     root = Path("adapters").resolve()
     resolved = Path(path).resolve()
     return resolved.is_relative_to(root) and resolved != root
+
+
+SEED_RANGE = "an integer in [0, 2**32) (numpy's and every device's seed range)"
+MAX_RANK = 4096  # above every MusicGen decoder's width (validate also bounds it by the model's own)
+MAX_YAML_NODES = 100_000  # params.yaml expanded (aliases followed): far above any real file
+
+
+def _seed_ok(seed: int) -> bool:
+    return 0 <= seed < 2**32
+
+
+def short(value, limit: int = 80) -> str:
+    """A value for a one-line message: its repr, cut at `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _finite(x) -> bool:
@@ -84,6 +97,7 @@ class SegmentParams:
             (self.captions in CAPTION_MODES, "captions", "one of " + ", ".join(CAPTION_MODES)),
             (0 <= self.valid_fraction < 1, "valid_fraction", "in [0, 1)"),
             (_finite(self.min_loudness_lufs), "min_loudness_lufs", "a finite LUFS value"),
+            (_seed_ok(self.seed), "seed", SEED_RANGE),
         ]
 
 
@@ -131,7 +145,8 @@ class TrainParams:
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
-            (self.rank > 0, "rank", "an integer > 0"),
+            (0 < self.rank <= MAX_RANK, "rank", f"an integer in [1, {MAX_RANK}] (and at most the decoder's width)"),
+            (_seed_ok(self.seed), "seed", SEED_RANGE),
             (self.init_adapter is None or under_adapters(self.init_adapter),
              "init_adapter", "null (start afresh) or a folder under adapters/ (no `..`, no link out of it: the "
                              "train stage depends on adapters/ only), e.g. adapters/round-1"),
@@ -157,6 +172,19 @@ class TrainParams:
             (all(p.strip() for p in self.sample_prompts), "sample_prompts", "a list of non-empty strings ([] = off)"),
             (0 < self.sample_seconds <= 60, "sample_seconds", "in (0, 60]"),
         ]
+
+
+@dataclass(frozen=True)
+class FlagThresholds:
+    """Flag limits. decaying: slope < limit; silent_tail: tail_drop < limit;
+    mostly_silent: silence_ratio > limit; noisy: flatness > limit. silence_threshold_dbfs
+    is the frame level used when measuring silence_ratio."""
+
+    decaying_slope_lu_per_s: float = -0.5
+    silent_tail_drop_lu: float = -10.0
+    mostly_silent_ratio: float = 0.5
+    noisy_flatness: float = 0.3
+    silence_threshold_dbfs: float = -60.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +216,7 @@ class EvaluateParams(FlagThresholds):
             (_finite(self.temperature) and self.temperature > 0, "temperature", "finite and > 0"),
             (self.top_k >= 0, "top_k", ">= 0 (0 = off)"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
+            (_seed_ok(self.seed), "seed", SEED_RANGE),
         ] + [(_finite(getattr(self, f.name)), f.name, "finite") for f in dataclasses.fields(FlagThresholds)]
 
 
@@ -234,7 +263,7 @@ def section_problems(name: str, raw) -> tuple[object | None, list[str]]:
     if raw is None:
         return None, [f"params.yaml: section {name!r} is missing (copy it from the project's params.yaml)"]
     if not isinstance(raw, dict):
-        return None, [f"params.yaml: section {name!r} must be a mapping of keys (got {raw!r})"]
+        return None, [f"params.yaml: section {name!r} must be a mapping of keys (got {short(raw)})"]
     raw = dict(raw)
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
@@ -245,7 +274,7 @@ def section_problems(name: str, raw) -> tuple[object | None, list[str]]:
     for key in [k for k in known if k in raw]:
         value, hint = raw[key], hints[key]
         if not _type_ok(value, hint):
-            problems.append(f"params.yaml: {name}.{key} must be of type {_hint_name(hint)} (got {value!r})")
+            problems.append(f"params.yaml: {name}.{key} must be of type {_hint_name(hint)} (got {short(value)})")
         elif hint is float or (value is not None and float in typing.get_args(hint)):
             raw[key] = float(value)
         elif isinstance(value, list):
@@ -253,7 +282,7 @@ def section_problems(name: str, raw) -> tuple[object | None, list[str]]:
     if problems:
         return None, problems
     params = cls(**raw)
-    return params, [f"params.yaml: {name}.{key} must be {rule} (got {getattr(params, key)!r})"
+    return params, [f"params.yaml: {name}.{key} must be {rule} (got {short(getattr(params, key))})"
                     for holds, key, rule in params.rules() if not holds]
 
 
@@ -269,13 +298,41 @@ def _hint_name(hint) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+def expanded_nodes(node, limit: int = MAX_YAML_NODES) -> int:
+    """How many values a composed YAML node stands for with every alias expanded (counting stops
+    past `limit`): a few anchors nested ten deep stand for a billion values and hang a loader."""
+    sizes: dict[int, int] = {}
+
+    def size(n) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        total = 1
+        children = n.value if isinstance(n.value, list) else []
+        for child in children:
+            for c in (child if isinstance(child, tuple) else (child,)):
+                total += size(c)
+                if total > limit:
+                    break
+        sizes[id(n)] = min(total, limit + 1)
+        return sizes[id(n)]
+
+    return 0 if node is None else size(node)
+
+
 def read_params(path: Path = PARAMS_FILE) -> dict:
     """The whole params file as plain Python objects; a YAML error (duplicate keys included) is
     one line with its line number."""
     if not path.exists():
         raise ParamsError(f"{path}: not found (run from the project root)")
+    if not path.is_file():
+        raise ParamsError(f"{path}: not a file (a folder or a device?); restore it (`git checkout {path}`)")
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
+        nodes = expanded_nodes(YAML(typ="safe").compose(text))
+        if nodes > MAX_YAML_NODES:
+            raise ParamsError(f"{path}: its aliases expand to over {MAX_YAML_NODES:,} values (a YAML alias bomb?); "
+                              f"write the values out instead of repeating anchors")
+        data = YAML(typ="safe").load(text) or {}
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -325,19 +382,3 @@ def problems(path: Path = PARAMS_FILE) -> list[str]:
         out.append(f"params.yaml: encode.pad_to_seconds must be null or >= segment.clip_seconds "
                    f"({seg.clip_seconds:g}) (got {enc.pad_to_seconds!r})")
     return out
-
-
-def validate_main(argv: list[str]) -> int:
-    """Check the whole params.yaml and print every problem, one line each (exit 2 if any)."""
-    import argparse
-
-    argparse.ArgumentParser(prog="musicgen_lora validate", description=validate_main.__doc__).parse_args(argv)
-    found = problems()
-    if found:
-        raise ParamsError("\n".join(found))
-    from ..model.musicgen import check_generation_length, load_config  # the model's own limits: its config
-
-    mp, ep = load("model", "evaluate")
-    check_generation_length(load_config(mp), ep.seconds)
-    print("params.yaml: ok")
-    return 0

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from ..core import params as P
 from ..core.audio import AudioError, read_audio
+from ..core.params import FlagThresholds
 from .clip import clip_metrics
-from .flags import FlagThresholds, flags
+from .flags import flags
 
 _TABLE = (("file", None, "{}"), ("LUFS", "integrated_loudness_lufs", "{:.1f}"),
           ("slope LU/s", "loudness_slope_lu_per_s", "{:+.2f}"), ("tail LU", "tail_drop_lu", "{:+.1f}"),

@@ -1,29 +1,19 @@
 """Flags: a clip whose loudness decays, ends in silence, is mostly silent or is noise.
 
-`FlagThresholds` is declared once, here; `params.EvaluateParams` takes its fields from it, so
-params.yaml's `evaluate` section carries the same names.
+The limits (`FlagThresholds`) are params: declared once in core/params.py, where
+`EvaluateParams` takes its fields from them, so params.yaml's `evaluate` section carries the same
+names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
+from ..core.params import FlagThresholds
+
 FLAG_NAMES = ("decaying", "silent_tail", "mostly_silent", "noisy")
-
-
-@dataclass(frozen=True)
-class FlagThresholds:
-    """Flag limits. decaying: slope < limit; silent_tail: tail_drop < limit;
-    mostly_silent: silence_ratio > limit; noisy: flatness > limit. silence_threshold_dbfs
-    is the frame level used when measuring silence_ratio."""
-
-    decaying_slope_lu_per_s: float = -0.5
-    silent_tail_drop_lu: float = -10.0
-    mostly_silent_ratio: float = 0.5
-    noisy_flatness: float = 0.3
-    silence_threshold_dbfs: float = -60.0
 
 
 _FLAG_KEYS = ("loudness_slope_lu_per_s", "tail_drop_lu", "silence_ratio", "spectral_flatness")

@@ -13,6 +13,8 @@ is `stereo.py`, melody conditioning `melody.py`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transformers import (AutoConfig, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration,
                           PretrainedConfig)
 
@@ -21,9 +23,34 @@ from ..core.errors import UserError
 CLASSES = {"musicgen": MusicgenForConditionalGeneration, "musicgen_melody": MusicgenMelodyForConditionalGeneration}
 
 
+def check_available(name: str, revision: str | None) -> None:
+    """One line, at once, for a checkpoint that is not on this machine. A stage never downloads:
+    gigabytes fetched inside `dvc repro` are slow, untracked, and after a 30 s wait a traceback
+    where the machine is offline. A local folder must hold config.json; a hub id must be in the
+    Hugging Face cache (`hf download` puts it there)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    fetch = (f"download it once with `hf download {name}` (or `hf download {name} --local-dir DIR` and set "
+             f"model.name: DIR)")
+    path = Path(name).expanduser()
+    looks_local = path.is_absolute() or name.startswith(".") or name.count("/") != 1 or path.exists()
+    if looks_local:
+        if not path.is_dir():
+            raise UserError(f"params.yaml: model.name {name!r}: no such folder; point it at a checkpoint folder, e.g. "
+                            f"`hf download facebook/musicgen-small --local-dir {name}`, or use a hub id")
+        if not (path / "config.json").is_file():
+            raise UserError(f"params.yaml: model.name {name!r}: the folder has no config.json (not a checkpoint); "
+                            f"download one into it: `hf download facebook/musicgen-small --local-dir {name}`")
+        return
+    cached = try_to_load_from_cache(name, "config.json", revision=revision)
+    if not isinstance(cached, str):
+        raise UserError(f"params.yaml: model.name {name!r} is not on this machine; {fetch}")
+
+
 def read_config(name: str, revision: str | None) -> PretrainedConfig:
     """The checkpoint's config, as the class its `model_type` names; a checkpoint the pipeline
-    cannot train is one line."""
+    cannot train, or one not on this machine, is one line."""
+    check_available(name, revision)
     try:
         config = AutoConfig.from_pretrained(name, revision=revision)
     except (ValueError, KeyError) as exc:  # no or unknown model_type

@@ -8,12 +8,14 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from peft import LoraConfig, PeftModel, set_peft_model_state_dict
+from peft import LoraConfig, PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 from peft.tuners.lora import LoraLayer
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..core.errors import UserError
 from ..core.params import LORA_TARGETS, ParamsError, TrainParams
+from ..core.tracked import verify_tracked
 from ..runtime.kernels import swapped
 
 
@@ -40,6 +42,11 @@ def lora_config(tp: TrainParams, model_or_config) -> LoraConfig:
     if missing:
         raise ParamsError(f"params.yaml: train.target_modules {missing} match no module of the MusicGen decoder "
                           f"(allowed: names such as {', '.join(LORA_TARGETS)})")
+    config = getattr(model_or_config, "config", model_or_config)
+    width = config.decoder.hidden_size
+    if tp.rank > width:  # LoRA's A is rank x width: a higher rank adds weights and no capacity
+        raise ParamsError(f"params.yaml: train.rank must be at most the decoder's width {width} (got {tp.rank}; "
+                          f"LoRA ranks of 4-64 are usual)")
     return LoraConfig(r=tp.rank, lora_alpha=tp.alpha, lora_dropout=tp.dropout, target_modules=pattern, bias="none")
 
 
@@ -68,7 +75,7 @@ def continue_from(peft_model, path: Path, base: str, param: str = "train.init_ad
     """Load the adapter folder `path` into `peft_model` (just wrapped with train's LoRA config),
     so training continues it rather than starting from zero; returns its weights' sha256. Its LoRA
     shape and base model must be this run's: a difference is one line naming what to change."""
-    check_adapter_dir(path)
+    tensors = read_adapter_weights(path)
     saved = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
     ours = {**vars(peft_model.peft_config["default"]), "base_model_name_or_path": base}
     for key, name in (("r", "train.rank"), ("lora_alpha", "train.alpha"), ("target_modules", "train.target_modules"),
@@ -79,20 +86,56 @@ def continue_from(peft_model, path: Path, base: str, param: str = "train.init_ad
                               f"set {name} to match it, or start afresh ({param}: null)")
     weights = path / "adapter_model.safetensors"
     try:
-        loaded = set_peft_model_state_dict(peft_model, load_file(weights))
+        loaded = set_peft_model_state_dict(peft_model, tensors)
     except RuntimeError as exc:
         raise UserError(f"{weights}: does not fit this model ({str(exc).splitlines()[0][:200]})") from None
-    if loaded.unexpected_keys:
-        raise UserError(f"{weights}: {len(loaded.unexpected_keys)} tensors this model has no place for "
-                        f"(e.g. {loaded.unexpected_keys[0]})")
+    del loaded  # peft's own report only warns: the keys are checked here
+    check_adapter_keys(peft_model, "default", path, tensors)
     return hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
+def read_adapter_weights(path: Path) -> dict:
+    """The tensors of an adapter folder, verified: its bytes are what dvc.lock records (where it
+    is a tracked output), its config is JSON, its safetensors header is readable and every value
+    is finite. Each problem is one line naming the file and what to do."""
+    path = Path(path)
+    check_adapter_dir(path)
+    verify_tracked(path)
+    try:
+        json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserError(f"{path / 'adapter_config.json'}: not JSON ({exc}); restore the folder (`dvc checkout`) "
+                        f"or train it again") from None
+    weights = path / "adapter_model.safetensors"
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{weights}: not a readable safetensors file ({str(exc)[:120]}); restore the folder "
+                        f"(`dvc checkout`) or train it again") from None
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()), None)
+    if bad:
+        raise UserError(f"{weights}: tensor {bad} holds NaN or infinite values (a corrupt or diverged adapter); "
+                        f"restore it (`dvc checkout`) or train it again")
+    return tensors
+
+
+def check_adapter_keys(peft_model, name: str, path: Path, tensors: dict) -> None:
+    """Every LoRA weight the model expects for adapter `name` is in the file and nothing else:
+    peft only warns about a missing one and leaves it randomly initialised."""
+    expected = set(get_peft_model_state_dict(peft_model, adapter_name=name))
+    missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing or extra:
+        what = f"lacks {len(missing)} weights (e.g. {missing[0]})" if missing else \
+            f"has {len(extra)} weights this model has no place for (e.g. {extra[0]})"
+        raise UserError(f"{path / 'adapter_model.safetensors'}: {what}; restore it (`dvc checkout`) or train it "
+                        f"again with this model.name")
+
+
 def load_adapters(model, adapters: dict[str, Path]) -> PeftModel:
-    """`model` with every adapter {name: folder} attached (safetensors only). An adapter made
-    for another model shape is one line naming it."""
-    for path in adapters.values():
-        check_adapter_dir(path)
+    """`model` with every adapter {name: folder} attached (safetensors only), each verified
+    (`read_adapter_weights`, `check_adapter_keys`). An adapter made for another model shape is
+    one line naming it."""
+    weights = {name: read_adapter_weights(path) for name, path in adapters.items()}
     peft_model = None
     for name, path in adapters.items():
         try:
@@ -103,6 +146,7 @@ def load_adapters(model, adapters: dict[str, Path]) -> PeftModel:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise UserError(f"{path}: does not fit this model ({str(exc).splitlines()[0][:200]}); "
                             f"was it trained with another model.name?") from None
+        check_adapter_keys(peft_model, name, path, weights[name])
     return peft_model
 
 

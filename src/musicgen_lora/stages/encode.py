@@ -18,17 +18,21 @@ from tqdm import tqdm
 from ..core import params as P
 from ..core.args import stage_paths
 from ..core.audio import as_channels, read_audio
-from ..core.files import atomic_dir, inside, read_jsonl, write_json
+from ..core.artifacts import MANIFEST, read_manifest
+from ..core.errors import UserError
+from ..core.files import atomic_dir, inside, write_json
 from ..model.families import audio_channels, is_melody
 from ..model.melody import chroma
 from ..model.musicgen import codec_info, encode_audio, load_model, resolve_device
 from ..model.tokens import INDEX, SHARD_CLIPS, frame_mask, shard_name
-from .segment import MANIFEST
 
 
 def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.ModelParams) -> dict:
-    clips = read_jsonl(seg_dir / MANIFEST)
-    files = [inside(seg_dir, row["file"]) for row in clips]  # a bad manifest fails before the model loads
+    clips = read_manifest(seg_dir)
+    files = [inside(seg_dir, row.file) for row in clips]  # a bad manifest fails before the model loads
+    missing = next((f for f in files if not f.is_file()), None)
+    if missing:
+        raise UserError(f"{missing}: listed in {seg_dir / MANIFEST} but not on disk; regenerate it (`dvc repro segment`)")
     model, _ = load_model(model_params, resolve_device(model_params))
     info, channels, melody = codec_info(model.config), audio_channels(model.config), is_melody(model.config)
     clip_samples = len(read_audio(files[0])[0])
@@ -55,14 +59,14 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
                 if melody:  # each clip's chroma conditions its own training (model/melody.py)
                     chromas.append(chroma(model.chroma_extractor, audio.mean(axis=1), info.sample_rate))
                 progress.update(len(batch))
-                masks += [frame_mask(r["duration_s"], frames, info.frame_rate) for r in batch]
+                masks += [frame_mask(r.duration_s, frames, info.frame_rate) for r in batch]
             name = shard_name(len(shard_names))
             tensors = {"codes": torch.cat(codes), "frame_mask": torch.from_numpy(np.stack(masks))}
             if melody:
                 tensors["chroma"] = torch.cat(chromas)
             save_file(tensors, str(tmp / name))
             shard_names.append(name)
-            index_rows += [{"id": r["id"], "split": r["split"], "caption": r["caption"], "shard": name, "row": i}
+            index_rows += [{"id": r.id, "split": r.split, "caption": r.caption, "shard": name, "row": i}
                            for i, r in enumerate(shard)]
         index = {"codec": asdict(info), "frames": frames, "clip_seconds": clip_s, "pad_to_seconds": pad_s,
                  "silence_codes": [int(torch.mode(c).values) for c in silence], "shards": shard_names,

@@ -33,12 +33,13 @@ from tqdm import tqdm
 
 from ..core import params as P
 from ..core.audio import load_mono, write_wav
-from ..core.files import atomic_dir, atomic_path, inside, read_jsonl, write_json, write_jsonl
+from ..core.artifacts import read_manifest
+from ..core.files import atomic_dir, atomic_path, inside, read_jsonl, slug, write_json, write_jsonl
 from ..metrics import bootstrap as B
 from ..metrics import clip as M
 from ..metrics import style as S
 from ..metrics import tagger_metrics as TM
-from ..metrics.flags import FlagThresholds, calibrate_thresholds, flags
+from ..metrics.flags import calibrate_thresholds, flags
 from ..metrics.musicnn import Tagger
 from ..metrics.past_length import past_length_metrics
 from ..model import melody
@@ -84,12 +85,8 @@ def valid_losses(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int)
     return losses
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "prompt"
-
-
 def generate_set(model, tokenizer, ep: P.EvaluateParams, info, frames: int, tmp: Path, out_name: str, name: str,
-                 loss: float, th: FlagThresholds, ref: dict, samples: int, padded: dict | None = None
+                 loss: float, th: P.FlagThresholds, ref: dict, samples: int, padded: dict | None = None
                  ) -> tuple[list[ResultRow], list[np.ndarray]]:
     """Generate every prompt `samples` times into `tmp` (`tmp/padded` for the padded set); one row
     per clip, measured. Sample s of prompt i has its own seed, evaluate.seed + s * P + i (P prompts),
@@ -164,14 +161,14 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
                     ) -> tuple[dict, dict]:
     """Measure training clips (for calibrated thresholds) and valid clips (the style target)."""
     sr = info.sample_rate
-    manifest = read_jsonl(seg_dir / "manifest.jsonl")
+    manifest = read_manifest(seg_dir)
     index, codes, _, _ = load_tokens(tokens_dir, "train")
-    train_rows = [r for r in manifest if r["split"] == "train"][:REFERENCE_CLIPS]
-    valid_rows = [r for r in manifest if r["split"] == "valid"][:REFERENCE_CLIPS]
-    train_metrics = [M.clip_metrics(load_mono(inside(seg_dir, r["file"]), sr)[: int(r["duration_s"] * sr)], sr,
+    train_rows = [r for r in manifest if r.split == "train"][:REFERENCE_CLIPS]
+    valid_rows = [r for r in manifest if r.split == "valid"][:REFERENCE_CLIPS]
+    train_metrics = [M.clip_metrics(load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr,
                                     ep.silence_threshold_dbfs) for r in train_rows]
     calibrated = calibrate_thresholds(train_metrics, ep.thresholds())
-    valid_audio = [load_mono(inside(seg_dir, r["file"]), sr)[: int(r["duration_s"] * sr)] for r in valid_rows]
+    valid_audio = [load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)] for r in valid_rows]
     target = profiles(tagger, valid_audio, sr)
     ref = {"train_code_hist": np.mean([S.code_histogram(c.numpy(), index["codec"]["codebook_size"])
                                        for c in codes], axis=0),
@@ -209,7 +206,7 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     info, tagger = codec_info(model.config), Tagger.load(TM.TAGGER)
     ref, calibrated = build_reference(model, seg_dir, tokens_dir, info, ep, tagger)
     losses = valid_losses(model, tokenizer, tokens_dir, info.pad_id, model.config.decoder.decoder_start_token_id)
-    loss, th = float(np.mean(losses)), FlagThresholds(**calibrated)
+    loss, th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
     with atomic_dir(out_dir) as tmp:
         rows, clips = generate_set(model, tokenizer, ep, info, frames, tmp, out_dir.name, "base", loss, th, ref,
                                    ep.samples_per_prompt)
@@ -250,7 +247,7 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
     info, tagger = codec_info(model.config), Tagger.load(TM.TAGGER)
     start_id = model.config.decoder.decoder_start_token_id
     ref = {k: v for k, v in load_file(str(ref_path.with_suffix(".safetensors"))).items()}
-    th = FlagThresholds(**summary["thresholds"])
+    th = P.FlagThresholds(**summary["thresholds"])
     names = list(adapters)
     padded_for = "best" if "best" in names else names[0]
     peft_model = load_adapters(model, adapters)

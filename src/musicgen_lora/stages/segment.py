@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..core import params as P
 from ..core.errors import UserError
 from ..core.args import stage_paths
+from ..core.artifacts import MANIFEST, SKIPPED, ClipRow, SkipRow
 from ..core.audio import AUDIO_SUFFIXES, AudioError, load_audio, load_mono, write_wav
 from ..core.files import atomic_dir, write_jsonl
 from ..metrics.clip import integrated_loudness
@@ -36,33 +37,6 @@ from ..metrics.musicnn import Tagger
 from ..metrics.tagger_metrics import TAGGER, caption_from_tags, clip_profile
 from ..model.families import audio_channels
 from ..model.musicgen import codec_info, load_config, set_threads
-
-MANIFEST = "manifest.jsonl"
-SKIPPED = "skipped.jsonl"
-
-
-@dataclass(frozen=True)
-class ClipRow:
-    """One line of `manifest.jsonl`."""
-
-    id: str  # clip name, also the file stem under clips/
-    file: str  # path relative to the segments directory
-    source: str  # recording, relative to data/raw
-    offset_s: float  # where the clip starts in the source
-    duration_s: float  # seconds of real audio (the rest is padding)
-    padding_fraction: float  # share of the clip that is zero padding
-    caption: str
-    caption_source: str  # "sidecar" (the recording's .txt), "tags" (its musicnn tags) or "default"
-    split: str  # "train" or "valid"
-
-
-@dataclass(frozen=True)
-class SkipRow:
-    """One line of `skipped.jsonl`: a source file (or a clip of it) left out, and why."""
-
-    source: str
-    reason: str
-
 
 MAX_CAPTION_BYTES = 2000  # a caption is a sentence or two; MusicGen's T5 reads at most 512 tokens
 LINK_REFUSED = ("a symbolic link: refused (an input must be a regular file inside the data folder, so nothing "

@@ -10,6 +10,7 @@ the interval excludes zero: with 8-16 generated clips a difference of means is o
 
 from __future__ import annotations
 
+import html
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -117,7 +118,7 @@ def report(summary: dict) -> str:
     lines.append("| style_fd_mfcc: Fréchet distance of MFCC statistics (one number, no interval) | "
                  + " | ".join(f"{sets[n]['style_fd_mfcc']:.5g}" if sets[n]["style_fd_mfcc"] is not None else "-"
                               for n in names) + " |")
-    worst = "; ".join(f"{w['prompt']!r} (sample {w['sample']}): {w['style_similarity']:.3f}, "
+    worst = "; ".join(f"\"{html.escape(w['prompt'])}\" (sample {w['sample']}): {w['style_similarity']:.3f}, "
                       f"heard as {', '.join(w['top_tags'])}" for w in summary.get("worst_clips", {}).get("best", []))
     if worst:
         lines += ["", f"Least target-like clips of best (style_similarity): {worst}."]

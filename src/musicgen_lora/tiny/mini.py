@@ -157,7 +157,11 @@ def train_mini_codec(codec, audio: torch.Tensor, cfg: MiniConfig, work: Path) ->
     opt = torch.optim.AdamW(params, lr=cfg.codec_lr, betas=(0.8, 0.99), weight_decay=0.0)
     phase = Phase("codec", work, codec, opt, gen, cfg.checkpoint_every)
     if not phase.resume():
-        init_from_data(codec, audio, cfg.seed)
+        # k-means needs ~40,000 latent frames: 200 seeded 4 s crops give them (encoding all of the
+        # corpus for it would take longer than a thousand training steps)
+        init_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        crops = _crops(audio, min(200, len(audio)), min(audio.shape[1], 4 * codec.config.sampling_rate), init_gen)
+        init_from_data(codec, crops, cfg.seed)
         phase.save()
     samples = int(cfg.codec_seconds * codec.config.sampling_rate)
 

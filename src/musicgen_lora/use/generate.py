@@ -28,13 +28,16 @@ from tqdm import tqdm
 from ..core import params as P
 from ..core.audio import write_wav
 from ..core.errors import UserError
-from ..core.files import write_json
+from ..core.files import folder_lock, slug, write_json
+from ..core.tracked import pipeline_output_of
 from ..metrics import seams as S
 from ..model.continuation import generate_codes, plan
 from ..model.lora import adapter_base, check_adapter_dir, load_adapters, merged
 from ..model.musicgen import codec_info, decode_codes, load_config, load_model, resolve_name
 from ..runtime.kernels import fast_generation
-from ..stages.evaluate import slug
+
+MIN_SECONDS = 0.1  # a few codec frames: less decodes to nothing
+MAX_SECONDS = 3600.0  # an hour: 180,000 decoder steps on musicgen-small, hours on a CPU
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -54,6 +57,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off; default 3)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=250, help="0 = off (default 250)")
+    ap.add_argument("--force", action="store_true", help="overwrite a file a pipeline stage wrote (DVC tracks it)")
     return ap.parse_args(argv)
 
 
@@ -62,19 +66,34 @@ def check_args(args: argparse.Namespace) -> list[Path]:
     prompts = args.prompt
     if not all(p.strip() for p in prompts):
         raise UserError("generate: --prompt must not be empty")
-    for flag, ok, rule in [("--seconds", math.isfinite(args.seconds) and args.seconds > 0, "more than 0"),
+    finite_positive = lambda v: v is None or (math.isfinite(v) and v > 0)  # noqa: E731
+    for flag, ok, rule in [("--seconds", math.isfinite(args.seconds) and MIN_SECONDS <= args.seconds <= MAX_SECONDS,
+                            f"in [{MIN_SECONDS:g}, {MAX_SECONDS:g}] (an hour of audio; generate longer pieces in parts)"),
+                           ("--window", finite_positive(args.window), "a number of seconds more than 0"),
+                           ("--stride", finite_positive(args.stride), "a number of seconds more than 0"),
+                           ("--seed", 0 <= args.seed < 2**32, "in [0, 2**32)"),
                            ("--guidance", math.isfinite(args.guidance) and args.guidance >= 1, ">= 1 (1 = off)"),
                            ("--temperature", math.isfinite(args.temperature) and args.temperature > 0, "more than 0"),
                            ("--top-k", args.top_k >= 0, ">= 0 (0 = off)")]:
         if not ok:
             raise UserError(f"generate: {flag} must be {rule}")
+    if args.out is not None and args.out.is_dir():
+        raise UserError(f"generate: --out {args.out} is a folder; name a .wav file, or use --out-dir")
+    if args.out_dir is not None and args.out_dir.exists() and not args.out_dir.is_dir():
+        raise UserError(f"generate: --out-dir {args.out_dir} is a file; name a folder, or use --out")
     if args.out is not None:
         if len(prompts) > 1:
             raise UserError(f"generate: --out names one file but {len(prompts)} prompts were given; use --out-dir")
         if args.out.suffix.lower() != ".wav":
             raise UserError(f"generate: {args.out}: the output is a WAV file; name it .wav")
-        return [args.out]
-    return [args.out_dir / f"{i:02d}_{slug(p)}.wav" for i, p in enumerate(prompts)]
+        files = [args.out]
+    else:
+        files = [args.out_dir / f"{i:02d}_{slug(p)}.wav" for i, p in enumerate(prompts)]
+    tracked = next((out for f in files if (out := pipeline_output_of(f))), None)
+    if tracked and not args.force:
+        raise UserError(f"generate: {files[0]} is inside {tracked}, which a pipeline stage writes and DVC tracks; "
+                        f"choose another --out/--out-dir (or pass --force to overwrite it)")
+    return files
 
 
 def sidecar(path: Path) -> Path:
@@ -140,12 +159,13 @@ def main(argv: list[str]) -> int:
                 codes = generate_codes(m, tokenizer, [prompt], windows, args.guidance, args.temperature, args.top_k,
                                        args.seed, progress=lambda done: bar.update(done - bar.n))
             audio = decode_codes(m, codes)[0].float().cpu().numpy()[:samples]  # (N,), stereo (N, 2)
-            write_wav(path, audio, info.sample_rate)
             seams, typical = S.measure(audio, info.sample_rate, hop, [f * hop for f in windows.seams()])
-            write_json(sidecar(path), {**record, "prompt": prompt, "file": path.name,
-                                       "duration_s": round(len(audio) / info.sample_rate, 6),
-                                       "seams": S.as_dicts(seams), "seam_typical": typical,
-                                       "seam_definitions": S.DEFINITIONS})
+            with folder_lock(path.parent):  # another generate writing the same --out waits: wav and sidecar agree
+                write_wav(path, audio, info.sample_rate)
+                write_json(sidecar(path), {**record, "prompt": prompt, "file": path.name,
+                                           "duration_s": round(len(audio) / info.sample_rate, 6),
+                                           "seams": S.as_dicts(seams), "seam_typical": typical,
+                                           "seam_definitions": S.DEFINITIONS})
             print(f"{path}: {len(audio) / info.sample_rate:.2f} s, {record['windows']} window(s) of "
                   f"{record['window_s']:g} s, stride {record['stride_s']:g} s; {len(seams)} seam(s)")
             for i, seam in enumerate(seams, 1):
