@@ -47,6 +47,7 @@ COMMANDS = {
     "compare": Command("experiments.compare", "main", "the cross-trial report (reports/trials.md)"),
     "corpus": Command("tiny.corpus", "corpus_main", "write the synthetic demo corpus"),
     "bootstrap": Command("tiny.bootstrap", "bootstrap_main", "rebuild the embedded tiny MusicGen", computes=True),
+    "mini-report": Command("tiny.acceptance", "main", "measure a mini codec checkpoint (musicnn round trip)"),
     "mini": Command("tiny.mini", "mini_main", "build the embedded mini MusicGen (real compositions, resumable)",
                     computes=True),
     "bench": Command("bench.run", "main", "benchmarks (bench/results.json, bench/results.md)", computes=True),

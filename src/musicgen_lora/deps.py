@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import io
 import sys
 from pathlib import Path
 
@@ -87,19 +86,24 @@ def stage_command(cmd: str) -> str:
 
 
 def regenerate(text: str) -> str:
-    """dvc.yaml's text with every stage's `src/` deps replaced by its code deps."""
-    yaml = YAML()
-    yaml.width = 120
-    yaml.indent(mapping=2, sequence=2, offset=0)
-    doc = yaml.load(text)
-    for stage in doc["stages"].values():
-        deps = stage["deps"]
-        keep = [d for d in deps if not str(d).startswith("src/")]
-        deps.ca.items.clear()  # a comment belongs in the header: items move
-        deps[:] = keep + code_deps(stage_command(stage["cmd"]))
-    out = io.StringIO()
-    yaml.dump(doc, out)
-    return out.getvalue()
+    """dvc.yaml's text with every stage's `src/` deps replaced by its code deps. Edited as text,
+    line by line inside each stage's `deps:` list, so comments, commands and layout stay as written."""
+    stages = YAML(typ="safe").load(text)["stages"]
+    out: list[str] = []
+    stage, in_deps = None, False
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        item = line.startswith("    - ") or line.startswith("    #")
+        if in_deps and not item:  # the list ended: its code deps go after its last other dep
+            out += [f"    - {d}\n" for d in code_deps(stage_command(stages[stage]["cmd"]))]
+            in_deps = False
+        if line.startswith("  ") and not line.startswith("   ") and stripped[:-1] in stages:
+            stage = stripped[:-1]
+        elif stage and line.startswith("    deps:"):
+            in_deps = True
+        if not (in_deps and line.startswith("    - src/")):
+            out.append(line)
+    return "".join(out)
 
 
 def main(argv: list[str]) -> int:

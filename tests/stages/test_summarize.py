@@ -4,6 +4,7 @@ interval excludes zero, the report in words, and the padded-length comparison.""
 import json
 
 import numpy as np
+from safetensors.numpy import save_file
 import soundfile as sf
 
 from musicgen_lora.core.files import write_jsonl
@@ -61,6 +62,10 @@ def test_summary_intervals_checks_and_report(tmp_path):
         "models": sets, "target": {"top_tags": [["piano", 0.7]], "n": 12},
         "padded": {"clip_seconds": 3.0, "pad_to_seconds": 6.0},
         "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95}}))
+    (ev / "reference.json").write_text(json.dumps({"thresholds": {
+        "noisy_flatness": 0.3, "decaying_slope_lu_per_s": -0.5, "silent_tail_drop_lu": -10.0,
+        "mostly_silent_ratio": 0.5, "silence_threshold_dbfs": -60.0}}))
+    save_file({"valid_musicnn_emb": rng.normal(size=(12, 8))}, str(ev / "reference.safetensors"))
     out = tmp_path / "metrics"
     summary = summarize.run(train, tmp_path / "results.jsonl", tmp_path / "sets.json", ev, out / "summary.json",
                             out / "headline.json", out / "summary.md", out / "plots", out / "report.html")
@@ -79,9 +84,14 @@ def test_summary_intervals_checks_and_report(tmp_path):
 
     headline = json.loads((out / "headline.json").read_text())
     assert headline["style_fd"] == {"base": 30.0, "best": 20.0, "final": 20.0}
+    assert headline["verdict"]["best"] == "improved" and headline["verdict"]["final"] == "improved"
+    floor = summary["target"]["self_fd"]["mean"]  # two halves of the 12 target embeddings
+    assert headline["style_share_pct"]["best"] == round(100 * 10 / (30 - floor), 1)
     assert headline["checks"] == {"better": 4, "worse": 0, "no_measurable_difference": 1}
 
     md = (out / "summary.md").read_text()
+    assert md.splitlines()[2].startswith("**Verdict, best: improved (style_fd closer to your music: -10 [-14, -6]")
+    assert "of the way from base to your music" in md.splitlines()[2]
     assert "piano 0.70" in md and "techno 0.60" in md  # target's and the models' top tags, in words
     assert "no measurable difference" in md and "[95% CI]" in md and f"n = {N} generated vs 12 target" in md
     assert "## Past the real-audio length" in md and "learned to predict the padding" in md
@@ -91,3 +101,4 @@ def test_summary_intervals_checks_and_report(tmp_path):
     page = (out / "report.html").read_text()  # every clip-length clip (prompt x sample), verdicts in words
     assert page.count("<audio") == 3 * N and "padded/" not in page and "(sample 1, seed " in page
     assert "best vs base: tag_kl: <b>no measurable difference</b>" in page
+    assert '<section id="verdict"><h2>Verdict</h2><ul><li><strong>best: improved</strong>' in page

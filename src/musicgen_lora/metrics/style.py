@@ -202,3 +202,21 @@ class FrechetToTarget:
         trace_a = float(np.sum(xc ** 2)) / (a.shape[0] - 1) + self.d * self.eps
         value = float(diff @ diff + trace_a + self.trace_b - 2.0 * (roots + (self.d - r) * self.eps))
         return max(0.0, value)
+
+
+def self_distance(feats: np.ndarray, seed: int, splits: int = 20) -> dict | None:
+    """The Fréchet distance between two random halves of one set (the target clips), averaged
+    over `splits` seeded splits, with the 2.5-97.5 percentile range of the splits: what a set of
+    this size scores against music of its own kind (a style distance cannot be expected lower).
+    None below 4 rows."""
+    x = _finite_matrix(feats, "feats")
+    if len(x) < 4:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(splits):
+        order = rng.permutation(len(x))
+        values.append(frechet_distance(x[order[: len(x) // 2]], x[order[len(x) // 2 :]]))
+    return {"mean": round(float(np.mean(values)), 4), "range95": [round(float(np.percentile(values, 2.5)), 4),
+                                                                  round(float(np.percentile(values, 97.5)), 4)],
+            "splits": splits, "n": len(x)}

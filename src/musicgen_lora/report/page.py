@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ..core.files import atomic_dir, inside, write_text
+from ..metrics.verdict import explain
 from .figures import loss_svg, spectrogram_png
 from .html import CLIP_KEYS, audio, document, esc, flags, fmt, href, label, metric_list, num_cell
 
@@ -136,6 +137,16 @@ def samples_section(samples_dir: Path | None, page: Path) -> str:
             f'<th class="n">valid loss</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></section>')
 
 
+def verdict_section(summary: dict) -> str:
+    """The run's answer first: each adapter's verdict in a sentence (metrics/verdict.py)."""
+    verdicts = summary.get("verdicts", {})
+    if not verdicts:
+        return ""
+    items = "".join(f"<li><strong>{esc(n)}: {esc(', '.join(v['words']))}</strong> {esc(explain(v))}</li>"
+                    for n, v in verdicts.items())
+    return f'<section id="verdict"><h2>Verdict</h2><ul>{items}</ul></section>'
+
+
 def write_run_page(page: Path, rows: list[dict], eval_dir: Path, epochs: list[dict], summary: dict,
                    samples_dir: Path | None = None, title: str = "Run report") -> Path:
     """Write the run's page at `page` (and its spectrograms beside it); returns `page`."""
@@ -144,6 +155,6 @@ def write_run_page(page: Path, rows: list[dict], eval_dir: Path, epochs: list[di
         clips = clips_section(rows, eval_dir, page, tmp / "spec", assets / "spec")
     body = (f"<h1>{esc(title)}</h1><p class=\"muted\">Best epoch {esc(summary.get('best_epoch', '-'))}; "
             f"audio from <code>{esc(href(eval_dir, page))}/</code>. Opens from disk; no network.</p>"
-            + summary_section(summary, epochs) + clips + samples_section(samples_dir, page))
+            + verdict_section(summary) + summary_section(summary, epochs) + clips + samples_section(samples_dir, page))
     write_text(page, document(title, body))
     return page

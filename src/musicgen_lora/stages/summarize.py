@@ -16,10 +16,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from ..core.args import stage_paths
 from ..core.files import read_jsonl, write_json, write_text
 from ..metrics import comparison as C
+from ..metrics import style as S
+from ..metrics import verdict as V
 from ..metrics.plots import MODELS, plot_loudness, plot_losses, plot_spectrograms
 from ..report.page import write_run_page
 
@@ -71,6 +74,8 @@ def headline(summary: dict) -> dict:
         "style_fd": {n: summary["set"][n]["style_fd"] for n in names},
         "flagged": {n: models[n]["flagged_clips"] for n in names},
         "checks": C.tally(summary["checks"].get("best_vs_base", {})),
+        "verdict": {n: ", ".join(v["words"]) for n, v in summary.get("verdicts", {}).items()},
+        "style_share_pct": {n: (v["style_share"] or {}).get("share_pct") for n, v in summary.get("verdicts", {}).items()},
     }
 
 
@@ -92,7 +97,8 @@ def report(summary: dict) -> str:
     pairs = models["base"]["clips"]
     n_valid = next((m["delta_vs_base"]["valid_loss"]["n"] for m in models.values()
                     if "valid_loss" in m.get("delta_vs_base", {})), 0)
-    lines = ["# Run summary", "",
+    verdicts = [V.sentence(n, v) for n, v in summary.get("verdicts", {}).items()]
+    lines = ["# Run summary", "", *(f"**Verdict, {v}**" for v in verdicts), "",
              f"Best epoch: {summary['best_epoch']}. Training objective on the valid split: base {objective['base']:.4f}, "
              f"best {objective['best']:.4f}, final {objective['final']:.4f}.", "",
              f"Differences against base are shown as (delta [95% CI]): a paired bootstrap ({boot['resamples']} "
@@ -155,6 +161,14 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
                "set": {n: {k: v for k, v in sets[n].items() if k != "valid_losses"} for n in names}}
     summary["checks"] = {f"{n}_vs_base": C.checks(models[n]["delta_vs_base"], sets[n].get("style_fd_vs_base"))
                          for n in names if n != "base"}
+    reference = json.loads((eval_dir / "reference.json").read_text(encoding="utf-8"))
+    summary["thresholds"] = reference["thresholds"]
+    target_emb = load_file(str(eval_dir / "reference.safetensors"))["valid_musicnn_emb"]
+    summary["target"] = {**summary["target"], "self_fd": S.self_distance(target_emb, boot["seed"])}
+    if "best" in sets and "final" in sets:
+        summary["final_vs_best_valid_loss"] = C.valid_loss_interval(sets["best"].get("valid_losses", []),
+                                                                    sets["final"].get("valid_losses", []), boot)
+    summary["verdicts"] = {n: V.judge(summary, n) for n in names if n != "base"}
     summary["worst_clips"] = {n: C.worst_clips(rows, n) for n in names}
     base_pairs = list(C.paired(rows, "base"))
     summary["per_clip"] = {"pairs": [list(k) for k in base_pairs], **{

@@ -1,0 +1,143 @@
+"""Which training worked: one verdict per adapter (best, final) against the base model, built
+only from measured intervals, with the figures that made it and a next thing to try.
+
+Words (one adapter can carry several):
+- improved: a musicnn style check (style_fd, style_similarity, tag_kl) measurably closer to the
+  target music, none measurably further, and not degraded. It also says how close: style_fd on a
+  scale from base (0%) to the target music against itself (100%: the distance between two halves
+  of the target clips, the least a set of this size can score), and what musicnn hears.
+- inert: no style check and no per-clip figure of the generated audio moved beyond its interval,
+  whatever the loss did.
+- degraded: more flagged clips than base, or a flag figure (noise, decay, silent tail, silence,
+  silence codes) measurably worse.
+- not closer: the audio changed, but no style check moved toward the target.
+- overfit (final): the held-out loss rose after the best epoch (final measurably worse than best).
+"""
+
+from __future__ import annotations
+
+from . import bootstrap as B
+
+STYLE = {"style_fd": True, "style_similarity": False, "tag_kl": True}  # check -> lower is better
+# per-clip figures a defect moves: (the direction that is worse, the flag threshold it approaches).
+# A move counts when it is measurable, goes the wrong way and leaves the mean past half the
+# threshold: a base whose tails rise (+4 LU) and an adapter whose tails stay level (0 LU) have
+# moved "down", towards a silent tail, without a defect in sight.
+FLAG_FIGURES = {"spectral_flatness": ("higher", "noisy_flatness"),
+                "loudness_slope_lu_per_s": ("lower", "decaying_slope_lu_per_s"),
+                "tail_drop_lu": ("lower", "silent_tail_drop_lu"),
+                "silence_ratio": ("higher", "mostly_silent_ratio"),
+                "silence_code_share": ("higher", None)}
+SILENCE_CODES_LIMIT = 0.05  # silence codes have no flag: 5% of frames is where padding was learned (trial-1)
+FLAG_WORDS = {"spectral_flatness": "noise (spectral flatness)", "loudness_slope_lu_per_s": "decay (loudness slope)",
+              "tail_drop_lu": "a silent tail (tail drop)", "silence_ratio": "silence (silence ratio)",
+              "silence_code_share": "silence codes"}
+SUGGEST = {"inert": "more epochs or a higher train.lr",
+           "degraded": "a lower train.lr (or fewer epochs)",
+           "overfit": "fewer epochs (or keep using best)",
+           "not closer": "more epochs, a higher train.lr, or captions that describe your music",
+           "far": "more of your music, or more epochs"}
+
+
+def _excludes_zero(iv: dict | None) -> bool:
+    return bool(iv) and B.Interval.from_dict(iv).excludes_zero()
+
+
+def _fmt(iv: dict) -> str:
+    lo, hi = iv["ci95"]
+    return f"{iv['delta']:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+
+
+def style_share(fd_base: float | None, fd_model: float | None, fd_floor: float | None, iv: dict | None) -> dict | None:
+    """How far style_fd moved from base toward the target's own floor, in % (0: base, 100: as close
+    as two halves of the target are to each other), with the interval of the move on that scale."""
+    if None in (fd_base, fd_model, fd_floor) or fd_base - fd_floor <= 0:
+        return None
+    span = fd_base - fd_floor
+    out = {"share_pct": round(100 * (fd_base - fd_model) / span, 1)}
+    if iv:
+        lo, hi = iv["ci95"]
+        out["ci95_pct"] = [round(-100 * hi / span, 1), round(-100 * lo / span, 1)]
+    return out
+
+
+def judge(summary: dict, model: str) -> dict:
+    """The verdict of adapter `model` ("best" or "final") from a run summary (stages/summarize)."""
+    m, base = summary["models"][model], summary["models"]["base"]
+    deltas, checks = m.get("delta_vs_base", {}), summary["checks"].get(f"{model}_vs_base", {})
+    sets = summary["set"]
+    words, because = [], []
+    thresholds = summary.get("thresholds", {})
+
+    def defect(k: str) -> bool:
+        side, key = FLAG_FIGURES[k]
+        iv, mean = deltas.get(k), m["mean"].get(k)
+        if not _excludes_zero(iv) or (iv["delta"] > 0) != (side == "higher") or mean is None:
+            return False
+        limit = 0.5 * thresholds[key] if key in thresholds else SILENCE_CODES_LIMIT if key is None else None
+        return limit is not None and (mean > limit if side == "higher" else mean < limit)
+
+    worse_flags = [k for k in FLAG_FIGURES if defect(k)]
+    more_flagged = m["flagged_clips"] > base["flagged_clips"]
+    if worse_flags or more_flagged:
+        words.append("degraded")
+        if more_flagged:
+            because.append(f"{m['flagged_clips']} flagged clips against base's {base['flagged_clips']}")
+        because += [f"more {FLAG_WORDS[k]}: {_fmt(deltas[k])}" for k in worse_flags]
+    better = [k for k in STYLE if checks.get(k) == B.BETTER]
+    worse = [k for k in STYLE if checks.get(k) == B.WORSE]
+    moved = [k for k, iv in deltas.items() if k != "valid_loss" and _excludes_zero(iv)]
+    floor = (summary.get("target", {}).get("self_fd") or {}).get("mean")
+    share = style_share(sets["base"].get("style_fd"), sets[model].get("style_fd"), floor,
+                        sets[model].get("style_fd_vs_base"))
+    if better and not worse and "degraded" not in words:
+        words.append("improved")
+        iv = sets[model].get("style_fd_vs_base") if "style_fd" in better else deltas.get(better[0])
+        figure = "style_fd" if "style_fd" in better else better[0]
+        because.append(f"{figure} closer to your music: {_fmt(iv)}")
+    elif not better and not worse and not moved and "degraded" not in words:
+        words.append("inert")
+        because.append("no style check and no per-clip figure moved beyond its interval")
+    elif "degraded" not in words:
+        words.append("not closer")
+        because.append("style: " + (", ".join(f"{k} further" for k in worse) if worse else "no measurable move") +
+                       (f"; other figures moved: {', '.join(moved[:3])}" if moved else ""))
+    final_iv = summary.get("final_vs_best_valid_loss")
+    if model == "final" and final_iv and _excludes_zero(final_iv) and final_iv["delta"] > 0:
+        words.append("overfit")
+        because.append(f"held-out loss rose after the best epoch ({summary['best_epoch']}): final - best "
+                       f"{_fmt(final_iv)}")
+    heard = [t for t, _ in sets[model].get("top_tags", [])[:3]]
+    target = [t for t, _ in summary.get("target", {}).get("top_tags", [])[:3]]
+    close = share is not None and share["share_pct"] >= 50 and set(heard[:2]) & set(target[:2])
+    if "improved" in words and not close:
+        words_next = "far"
+    else:
+        words_next = next((w for w in ("degraded", "overfit", "inert", "not closer") if w in words), None)
+    return {"words": words, "because": because, "style_share": share, "heard_as": heard, "target_heard_as": target,
+            "suggestion": SUGGEST.get(words_next) if words_next else None}
+
+
+def explain(v: dict) -> str:
+    """The figures behind a verdict, how close it got and the next thing to try, in words."""
+    text = f"({'; '.join(v['because'])})"
+    share = v["style_share"]
+    if "improved" in v["words"] and share:
+        ci = f", 95% CI [{share['ci95_pct'][0]:.0f}%, {share['ci95_pct'][1]:.0f}%]" if "ci95_pct" in share else ""
+        text += f"; {share['share_pct']:.0f}% of the way from base to your music{ci}"
+    if v["heard_as"] and v["target_heard_as"]:
+        heard, target = ", ".join(v["heard_as"]), ", ".join(v["target_heard_as"])
+        if "improved" not in v["words"]:
+            text += f"; heard as {heard} (your music: {target})"
+        elif set(v["heard_as"][:2]) & set(v["target_heard_as"][:2]):
+            text += f"; now heard as {heard}, like your music"
+        else:
+            text += f"; still heard as {heard} (your music: {target})"
+    if v["suggestion"]:
+        text += f". Worth trying: {v['suggestion']}"
+    return text + "."
+
+
+def sentence(model: str, v: dict) -> str:
+    """The verdict in one sentence a user reads first."""
+    return f"{model}: {', '.join(v['words'])} {explain(v)}"
