@@ -1,6 +1,8 @@
 """The trial report's style ranking: by best's musicnn distance, with intervals, and a paired
 interval against the top trial only where both generated the same prompts and seeds."""
 
+import os
+
 from musicgen_lora.experiments.compare import style_ranking
 
 PAIRS = [["a", 0], ["b", 0], ["c", 0], ["a", 1], ["b", 1], ["c", 1]]  # six: verdicts need MIN_PAIRS
@@ -30,3 +32,29 @@ def test_trials_ranked_by_style_with_intervals():
     assert "no measurable difference" in by_name["same"] and "worse" in by_name["far"]
     assert "not paired" in by_name["other-prompts"] and "piano" in table[0]
     assert "No trial" in style_ranking([{"name": "old", "summary": {}}])
+
+
+def test_compare_without_the_trial_tags_leaves_the_reports_alone(tmp_path, monkeypatch, capsys):
+    """A fresh clone has no trial tags: compare says how to get them, exits non-zero and writes
+    nothing over the committed reports; outside a git repository it says so in one line."""
+    import subprocess
+
+    from musicgen_lora.__main__ import main
+
+    from conftest import ROOT
+
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "trials.yaml").write_text((ROOT / "experiments" / "trials.yaml").read_text())
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "trials.md").write_text("committed report")
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "compare: not inside a git repository; run it in the project's clone"
+    subprocess.run(["git", "init", "-q"], check=True)
+    assert main(["compare"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "none of the 5 trials of experiments/trials.yaml has a git tag here" in err and "git fetch --tags" in err
+    assert "make trials" in err and len(err.splitlines()) == 1
+    assert (reports / "trials.md").read_text() == "committed report" and sorted(os.listdir(reports)) == ["trials.md"]

@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..core.errors import UserError  # noqa: E402
 from ..core.files import atomic_dir, atomic_path, inside  # noqa: E402
 from ..metrics import bootstrap as B  # noqa: E402
 from ..metrics.plots import save_png  # noqa: E402
@@ -80,8 +81,27 @@ def epoch_losses(tag: str, split: str) -> list[float]:
     return losses
 
 
-def collect(manifest: Path = MANIFEST) -> list[dict]:
-    names = [t.name for t in load_trials(manifest) if git("tag", "-l", t.name)]
+def trial_tags(manifest: Path = MANIFEST, partial: bool = False) -> list[str]:
+    """The trials of `manifest` that have a git tag here. compare rewrites reports/ from them, so
+    it refuses (one line, nothing written) when it cannot rebuild the whole report: outside a git
+    repository, or with trials whose tags are not here (tags do not travel with `git clone`)."""
+    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode:
+        raise UserError("compare: not inside a git repository; run it in the project's clone")
+    trials = [t.name for t in load_trials(manifest)]
+    names = [n for n in trials if git("tag", "-l", n)]
+    missing = [n for n in trials if n not in names]
+    if not names or (missing and not partial):
+        which = f"none of the {len(trials)} trials" if not names else f"{len(missing)} of the {len(trials)} trials"
+        raise UserError(f"compare: {which} of {manifest} {'has a' if not names else 'have no'} git tag here "
+                        f"({', '.join(missing[:3])}"
+                        f"{', ...' if len(missing) > 3 else ''}); reports/ is left as it is. Fetch the tags "
+                        f"(`git fetch --tags`; the repository that ran them shares them with `git push --tags`) "
+                        f"or run the trials (`make trials`){'' if not names else '; --partial reports the others'}")
+    return names
+
+
+def collect(manifest: Path = MANIFEST, partial: bool = False) -> list[dict]:
+    names = trial_tags(manifest, partial)
     show = json.loads(subprocess.run(["dvc", "exp", "show", "-T", "--json"], capture_output=True, text=True,
                                      check=True).stdout)
     rows = exp_rows(show)
@@ -230,8 +250,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--manifest", type=Path, default=MANIFEST)
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--json", action="store_true", help="print the collected rows as JSON instead")
+    ap.add_argument("--partial", action="store_true", help="report the trials that have tags when some do not")
     args = ap.parse_args(argv)
-    rows = collect(args.manifest)
+    rows = collect(args.manifest, args.partial)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
