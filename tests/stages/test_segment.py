@@ -172,3 +172,34 @@ def test_a_link_into_the_dvc_cache_is_read(tmp_path):
     out = tmp_path / "seg"
     run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.0, captions="sidecar"), SR)
     assert [json.loads(x)["source"] for x in (out / "manifest.jsonl").read_text().splitlines()] == ["song.wav"]
+
+
+def test_every_style_folder_keeps_recordings_in_valid():
+    """13 recordings in three folders (the newcomer's choir, organ and fiddle): whatever the seed,
+    each folder has valid recordings, so no style is missing from the valid loss and the target."""
+    durations = {**{f"choir/c{i}.wav": 60.0 + 7 * i for i in range(5)},
+                 **{f"organ/o{i}.wav": 90.0 + 5 * i for i in range(4)},
+                 **{f"fiddle/f{i}.wav": 45.0 + 3 * i for i in range(4)}, "loose.wav": 30.0}
+    for seed in range(10):
+        split = split_sources(durations, 0.15, seed)
+        for folder in ("choir", "organ", "fiddle"):
+            assert any(v == "valid" for s, v in split.items() if s.startswith(folder + "/")), (seed, folder)
+            assert any(v == "train" for s, v in split.items() if s.startswith(folder + "/")), (seed, folder)
+    flat = {f"chiptune/s{i}.wav": 30.0 + i for i in range(20)}  # one folder: the split as before
+    from musicgen_lora.stages.segment import _split_group
+    assert split_sources(flat, 0.2, 3) == _split_group(flat, 0.2, 3)
+
+
+def test_split_warnings_name_a_style_left_out_and_a_small_target():
+    from musicgen_lora.core.artifacts import ClipRow
+    from musicgen_lora.stages.segment import split_warnings
+
+    def row(source, caption, split):
+        return ClipRow("0", "clips/0.wav", source, 0.0, 15.0, 0.0, caption, "sidecar", split)
+
+    rows = [row("a.wav", "fiddle reel", "train"), row("b.wav", "fiddle reel", "train"),
+            row("c.wav", "choir", "valid"), row("d.wav", "choir", "train")]
+    warnings = split_warnings(rows)
+    assert len(warnings) == 2 and "'fiddle reel' (2 recordings)" in warnings[0] and "its own folder" in warnings[0]
+    assert warnings[1].startswith("only 1 valid clip(s)")
+    assert split_warnings([row(f"{i}.wav", str(i), "valid" if i < 10 else "train") for i in range(30)]) == []

@@ -176,3 +176,35 @@ def test_nan_loss_stops_naming_the_step(project, monkeypatch, capsys):
     assert "at optimizer step" in err.strip().splitlines()[-1] and "train.lr" in err.strip().splitlines()[-1]
     metrics = json.loads((root / "metrics/train/metrics.json").read_text())
     assert "optimizer step" in metrics["diverged"]
+
+
+def test_early_stopping_stops_where_the_valid_loss_turned(project):
+    """train.early_stopping_patience (Trainer's EarlyStoppingCallback): the run trains the same
+    epochs as one without it up to the epoch where the valid loss had not improved for `patience`
+    epochs, stops there, and says so in metrics.json and the final adapter's card."""
+    root, env = project
+    params = (root / "params.yaml").read_text()
+    fast = {"epochs": 10, "lr": 0.05, "sample_prompts": [], "dropout": 0.0, "text_dropout": 0.0}
+    try:
+        edit_params(root / "params.yaml", {"train": fast})
+        sh(TRAIN, root, env)
+        full = json.loads((root / "metrics/train/epochs.json").read_text())
+        assert json.loads((root / "metrics/train/metrics.json").read_text())["early_stop"] is None
+        patience, best, waited, stop = 2, float("inf"), 0, None
+        for row in full[1:]:
+            best, waited = (row["valid_loss"], 0) if row["valid_loss"] < best else (best, waited + 1)
+            if waited >= patience:
+                stop = row["epoch"]
+                break
+        assert stop is not None and stop < 10, full  # lr 0.05 on 3 recordings: the loss turns
+        edit_params(root / "params.yaml", {"train": {**fast, "early_stopping_patience": patience}})
+        sh(TRAIN, root, env)
+    finally:
+        (root / "params.yaml").write_text(params)
+    stopped = json.loads((root / "metrics/train/epochs.json").read_text())
+    assert stopped == full[: stop + 1]
+    record = json.loads((root / "metrics/train/metrics.json").read_text())["early_stop"]
+    assert record["epoch"] == stop and record["of"] == 10 and record["patience"] == patience
+    assert f"did not improve for {patience} epoch(s)" in record["why"]
+    card = (root / "models/final_model/README.md").read_text()
+    assert f"the last epoch, {stop} of 10, where early stopping ended the run" in card

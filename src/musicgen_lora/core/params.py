@@ -124,6 +124,8 @@ class TrainParams:
     batch_size: int = 1
     grad_accum: int = 8
     epochs: int = 3
+    # stop when the real-frames valid loss has not improved for this many epochs (null: train every epoch)
+    early_stopping_patience: int | None = None
     warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -163,6 +165,8 @@ class TrainParams:
             (self.gradient_checkpointing or self.gradient_checkpointing_every <= 1, "gradient_checkpointing_every",
              "1 while train.gradient_checkpointing is false (set that to true as well)"),
             (self.epochs >= 1, "epochs", ">= 1"),
+            (self.early_stopping_patience is None or self.early_stopping_patience >= 1, "early_stopping_patience",
+             "an integer >= 1 (epochs without a better valid loss), or null"),
             (self.warmup_steps >= 0, "warmup_steps", ">= 0"),
             (0 <= self.weight_decay <= 1, "weight_decay", "in [0, 1]"),
             (_finite(self.max_grad_norm) and self.max_grad_norm > 0, "max_grad_norm", "finite and > 0"),

@@ -45,5 +45,6 @@ def main(argv: list[str]) -> int:
                 print(f"params.yaml: {section}.{field}: {current[section][field]!r} -> {value!r}")
     for line in problems():
         print(line)
-    print("now set evaluate.prompts to prompts in your style, then `python -m musicgen_lora validate` and commit")
+    print("now set evaluate.prompts and train.sample_prompts (what the page plays after every epoch) to prompts "
+          "in your style, then `python -m musicgen_lora validate` and commit")
     return 0

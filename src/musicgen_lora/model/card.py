@@ -112,7 +112,9 @@ def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: T
         what = (f"the **best** adapter of its run: the lowest valid loss, epoch {epoch} of {tp.epochs}"
                 + (" (the same epoch as the final adapter)" if epoch == last else ""))
     else:
-        what = (f"the **final** adapter of its run: the last epoch, {epoch} of {tp.epochs}"
+        stopped = (f", where early stopping ended the run (no better valid loss for {tp.early_stopping_patience} "
+                   f"epoch(s))") if tp.early_stopping_patience and epoch < tp.epochs else ""
+        what = (f"the **final** adapter of its run: the last epoch, {epoch} of {tp.epochs}{stopped}"
                 + (f" (the lowest valid loss was epoch {best['epoch']}: the best adapter)"
                    if best and best["epoch"] != epoch else " (also the lowest valid loss)"))
     start = " (start adapter)" if tp.init_adapter else " (base model)"  # what epoch 0 measured

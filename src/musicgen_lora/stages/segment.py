@@ -38,6 +38,7 @@ from ..metrics.tagger_metrics import TAGGER, caption_from_tags, clip_profile
 from ..model.families import audio_channels
 from ..model.musicgen import codec_info, load_config, set_threads
 
+MIN_TARGET_CLIPS = 10  # fewer valid clips make a style target whose intervals cover almost anything
 MAX_CAPTION_BYTES = 2000  # a caption is a sentence or two; MusicGen's T5 reads at most 512 tokens
 LINK_REFUSED = ("a symbolic link: refused (an input must be a regular file inside the data folder, so nothing "
                 "outside it leaks into the manifest); copy the file in instead")
@@ -143,14 +144,32 @@ def choose_caption(path: Path, audio: np.ndarray, sr: int, seg: P.SegmentParams,
 
 
 def split_sources(durations: dict[str, float], valid_fraction: float, seed: int) -> dict[str, str]:
-    """Train/valid by recording, so no recording has clips on both sides.
+    """Train/valid by recording, so no recording has clips on both sides, and every top-level
+    folder of two or more recordings (a style, when music is sorted that way) has some in valid.
 
     Each recording's place in the order comes from a hash of its path and the seed, so adding or
     removing another file never reshuffles the rest. Walking that order, a recording goes to valid
     when that brings the valid share of *audio duration* closer to `valid_fraction` (so one long
     recording cannot take a third of the data); at least one recording is valid whenever there
-    are two or more and valid_fraction > 0.
+    are two or more and valid_fraction > 0. With recordings in two or more top-level folders, each
+    folder of two or more is split so on its own (folders of one recording are pooled).
     """
+    folders: dict[str, list[str]] = {}
+    for source in durations:
+        folders.setdefault(source.split("/")[0] if "/" in source else "", []).append(source)
+    if len(folders) < 2:
+        return _split_group(durations, valid_fraction, seed)
+    out, pooled = {}, {}
+    for members in folders.values():
+        part = {s: durations[s] for s in members}
+        if len(members) >= 2:
+            out.update(_split_group(part, valid_fraction, seed))
+        else:
+            pooled.update(part)
+    return {**out, **_split_group(pooled, valid_fraction, seed)} if pooled else out
+
+
+def _split_group(durations: dict[str, float], valid_fraction: float, seed: int) -> dict[str, str]:
     order = sorted(durations, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
     target, valid, total = valid_fraction * sum(durations.values()), set(), 0.0
     for source in order:
@@ -160,6 +179,27 @@ def split_sources(durations: dict[str, float], valid_fraction: float, seed: int)
     if not valid and valid_fraction > 0 and len(order) >= 2:
         valid.add(min(order, key=lambda s: abs(durations[s] - target)))
     return {s: ("valid" if s in valid else "train") for s in durations}
+
+
+def split_warnings(rows: list[ClipRow]) -> list[str]:
+    """What a user should know about the split: a caption shared by two or more recordings with
+    none of them in valid (that style is missing from the style target and the valid loss), and a
+    style target too small for the style checks to be more than noise."""
+    out = []
+    by_caption: dict[str, set] = {}
+    for r in rows:
+        by_caption.setdefault(r.caption, set()).add((r.source, r.split))
+    for caption, members in sorted(by_caption.items()):
+        sources = {m[0] for m in members}
+        if len(sources) >= 2 and all(split == "train" for _, split in members):
+            out.append(f"no valid clip has the caption {caption[:60]!r} ({len(sources)} recordings): that music is "
+                       f"missing from the valid loss and the style target; put each style in its own folder under "
+                       f"data/raw (each folder keeps some in valid) or raise segment.valid_fraction")
+    valid = sum(1 for r in rows if r.split == "valid")
+    if 0 < valid < MIN_TARGET_CLIPS:
+        out.append(f"only {valid} valid clip(s): the style target and the valid loss rest on them, so the style "
+                   f"checks will rarely be measurable; add music or raise segment.valid_fraction")
+    return out
 
 
 def cut(audio: np.ndarray, sr: int, clip_s: float, min_s: float) -> list[tuple[int, np.ndarray, int]]:
@@ -222,6 +262,8 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
         write_jsonl(tmp / SKIPPED, (asdict(s) for s in skipped))
     for s in skipped:
         print(f"segment: skipped {s.source}: {s.reason}")
+    for warning in split_warnings(rows):
+        print(f"segment: warning: {warning}")
     counts = Counter(r.split for r in rows)
     valid_s = sum(r.duration_s for r in rows if r.split == "valid")
     summary = {"clips": len(rows), "train": counts["train"], "valid": counts["valid"], "sources": len(sources),

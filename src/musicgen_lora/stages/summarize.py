@@ -100,7 +100,9 @@ def report(summary: dict) -> str:
     verdicts = [V.sentence(n, v) for n, v in summary.get("verdicts", {}).items()]
     lines = ["# Run summary", "", *(f"**Verdict, {v}**" for v in verdicts), "",
              f"Best epoch: {summary['best_epoch']}. Training objective on the valid split: base {objective['base']:.4f}, "
-             f"best {objective['best']:.4f}, final {objective['final']:.4f}.", "",
+             f"best {objective['best']:.4f}, final {objective['final']:.4f}."
+             + (f" Stopped early at epoch {summary['early_stop']['epoch']} of {summary['early_stop']['of']}: "
+                f"{summary['early_stop']['why']}." if summary.get("early_stop") else ""), "",
              f"Differences against base are shown as (delta [95% CI]): a paired bootstrap ({boot['resamples']} "
              f"resamples, seed {boot['seed']}) over the {pairs} (prompt, seed) pairs each model generated, and over "
              f"the {n_valid} valid clips for the valid loss. An interval that "
@@ -156,6 +158,7 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
     models = model_means(rows, sets, boot)
     names = [n for n in MODELS if n in models]
     summary = {"best_epoch": live["best_epoch"], "valid_loss_objective": live["valid_loss_objective"],
+               "early_stop": live.get("early_stop"),
                "mask_padding": live.get("mask_padding"),
                "models": models, "bootstrap": boot, "target": evaluated["target"],
                "set": {n: {k: v for k, v in sets[n].items() if k != "valid_losses"} for n in names}}

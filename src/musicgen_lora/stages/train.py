@@ -23,7 +23,7 @@ import torch
 from dvclive import Live
 from peft import get_peft_model
 from tqdm import tqdm
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 
 from ..core import params as P
@@ -226,13 +226,17 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         dataloader_num_workers=0, use_cpu=device.type == "cpu", disable_tqdm=False,
         bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
         torch_compile=tp.torch_compile,
+        # early stopping reads the valid loss as Trainer's "best metric" (set only with it: a run
+        # without keeps the checkpoints it always kept)
+        **({"metric_for_best_model": "eval_loss", "greater_is_better": False} if tp.early_stopping_patience else {}),
     )
     train_set = ClipDataset(codes, mask, captions, load_chroma(tokens_dir, "train"))
     valid_set = ClipDataset(vcodes, vmask, vcaptions, load_chroma(tokens_dir, "valid"), training=False)
     trainer = LoraTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set, data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
                                      SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed,
-                                                    ckpt_dir / "samples")],
+                                                    ckpt_dir / "samples")]
+                          + ([EarlyStoppingCallback(tp.early_stopping_patience)] if tp.early_stopping_patience else []),
                           pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)
@@ -280,6 +284,15 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     return rows
 
 
+def early_stop(rows: list[dict], tp: P.TrainParams, best_epoch: int, diverged: str | None) -> dict | None:
+    """Where and why early stopping ended the run (train.early_stopping_patience), or None."""
+    last = rows[-1]["epoch"] if rows else 0
+    if not tp.early_stopping_patience or diverged or last >= tp.epochs:
+        return None
+    return {"epoch": last, "of": tp.epochs, "best_epoch": best_epoch, "patience": tp.early_stopping_patience,
+            "why": f"the valid loss did not improve for {tp.early_stopping_patience} epoch(s) after epoch {best_epoch}"}
+
+
 def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainParams, diverged: str | None) -> None:
     """Per-epoch losses through DVCLive (step = epoch) plus the run's summary values."""
     trained = [r for r in rows if r["epoch"] > 0]
@@ -296,6 +309,7 @@ def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainPara
             "valid_loss_objective": {"base": rows[0]["valid_loss"], "best": best["valid_loss"],
                                      "final": (trained or rows)[-1]["valid_loss"]},
             "mask_padding": tp.mask_padding, "optimizer_steps": steps, "diverged": diverged or False,
+            "early_stop": early_stop(rows, tp, best["epoch"], diverged),
             "effective_batch": tp.batch_size * tp.grad_accum * int(os.environ.get("WORLD_SIZE", 1))})
     write_json(metrics_dir / "epochs.json", rows)
 
