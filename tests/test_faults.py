@@ -57,7 +57,7 @@ def manifest(folder, rows):
 
 def clip_row(i: int, file: str) -> dict:
     return {"id": f"{i:06d}", "file": file, "source": "a.wav", "offset_s": 0.0, "duration_s": 1.0,
-            "padding_fraction": 0.0, "caption": "x", "split": "train"}
+            "padding_fraction": 0.0, "caption": "x", "caption_source": "sidecar", "split": "train"}
 
 
 def test_a_clip_listed_but_missing_is_named(tmp_path):
@@ -65,7 +65,7 @@ def test_a_clip_listed_but_missing_is_named(tmp_path):
     (seg / "clips").mkdir(parents=True)
     sf.write(seg / "clips/000000.wav", np.zeros(16000, dtype=np.float32), 16000)
     manifest(seg, [clip_row(0, "clips/000000.wav"), clip_row(1, "clips/000001.wav")])
-    with pytest.raises(UserError, match=r"clips/000001.wav: missing"):
+    with pytest.raises(UserError, match=r"clips/000001.wav: listed in .*manifest.jsonl but not on disk"):
         encode.run(seg, tmp_path / "tokens", EncodeParams(), TINY)
     assert not (tmp_path / "tokens").exists()  # nothing half-written
 

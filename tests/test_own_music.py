@@ -66,7 +66,8 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
     assert "train.lr: 0.001 -> 0.0001" in out
     edit_params(project / "params.yaml", {
         "model": {"name": str(small_checkpoint)},
-        "evaluate": {"prompts": ["lofi piano with vinyl crackle"], "seconds": 2.5, "batch_size": 1},
+        "evaluate": {"prompts": ["lofi piano with vinyl crackle"], "off_style_prompts": [], "seconds": 2.5,
+                     "batch_size": 1},
         # one optimizer step on this small folder, 5 s clips (a CPU test, not a real run)
         "segment": {"clip_seconds": 5.0, "min_clip_seconds": 2.0, "valid_fraction": 0.3},
         "train": {"epochs": 1, "grad_accum": 64, "warmup_steps": 0,

@@ -66,7 +66,7 @@ def test_noise_is_degraded_and_names_the_figure():
     s = summary(deltas={"spectral_flatness": iv(0.25, 0.2, 0.3)}, means={"spectral_flatness": 0.3}, flagged=(0, 5))
     v = judge(s, "best")
     assert v["words"][0] == "degraded" and "lower train.lr" in v["suggestion"]
-    assert any("noise (spectral flatness)" in b for b in v["because"]) and any("5 flagged" in b for b in v["because"])
+    assert any("noise (spectral flatness)" in b for b in v["because"]) and any("5 clips flagged" in b for b in v["because"])
 
 
 def test_a_move_away_from_a_flag_is_not_a_defect():
@@ -88,3 +88,21 @@ def test_the_target_floor_is_a_distance_of_two_halves():
     assert same["n"] == 24 and same["range95"][0] <= same["mean"] <= same["range95"][1]
     assert self_distance(rng.normal(size=(3, 8)), seed=0) is None
     assert self_distance(rng.normal(size=(24, 8)), seed=1) != same
+
+
+def test_off_style_prompts_that_sound_like_the_target_forget_the_prompt():
+    s = summary(style={"style_fd": B.BETTER}, fd=(117.0, 90.0), fd_iv=iv(-27.0, -35.0, -20.0))
+    s["models"]["best"]["off_style"] = {"style_similarity": iv(0.2, 0.1, 0.3, n=6)}
+    v = judge(s, "best")
+    assert v["words"] == ["improved", "forgets prompts"] and "captions still steer" in v["suggestion"]
+    s["models"]["best"]["off_style"] = {"style_similarity": iv(0.2, 0.1, 0.3, n=4)}  # too few pairs to tell
+    assert judge(s, "best")["words"] == ["improved"]
+
+
+def test_a_copy_has_its_own_word_and_is_not_counted_as_a_defect():
+    s = summary(style={"style_fd": B.BETTER}, fd=(117.0, 60.0), fd_iv=iv(-57.0, -70.0, -40.0), flagged=(0, 2))
+    s["models"]["best"]["flags"] = {"near_copy": 2}
+    s["models"]["best"]["copy_only_clips"] = 2
+    v = judge(s, "best")
+    assert v["words"] == ["improved", "copies training audio"] and "fewer epochs" in v["suggestion"]
+    assert "2 clip(s) flagged near_copy" in " ".join(v["because"])

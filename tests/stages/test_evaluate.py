@@ -74,22 +74,27 @@ def test_copy_twin_renames_rows_and_copies_audio(tmp_path):
 
 def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp_path):
     """Each (prompt, sample) has its own seed, the same for every model; sample 0 keeps the
-    one-sample seeds; musicnn measures land in the rows; the padded set is measured past the real
-    length."""
+    one-sample seeds; musicnn measures land in the rows, the set's over the in-style prompts only;
+    the copy check's figures land in every row; the padded set is measured past the real length."""
     import numpy as np
 
     from musicgen_lora.core.params import FlagThresholds
     from musicgen_lora.metrics.musicnn import Tagger
     from musicgen_lora.model.musicgen import codec_info
-    from musicgen_lora.stages.evaluate import generate_set, measure_style
+    from musicgen_lora.metrics.copying import CopyCheck, TrainingIndex
+    from musicgen_lora.stages.evaluate import generate_set, in_style, measure_style
 
     model, tok = tiny
     info = codec_info(model.config)
     rng = np.random.default_rng(0)
-    ep = P.EvaluateParams(prompts=["bright chiptune", "calm piano"], samples_per_prompt=2, seconds=3.0, batch_size=2)
+    ep = P.EvaluateParams(prompts=["bright chiptune"], off_style_prompts=["calm piano"], samples_per_prompt=2,
+                          seconds=3.0, batch_size=2)
     ref = {"train_code_hist": np.full((info.num_codebooks, info.codebook_size), 1 / info.codebook_size),
            "silence_codes": np.zeros(info.num_codebooks, dtype=np.int64), "valid_mfcc": rng.normal(size=(5, 40)),
            "valid_musicnn_tags": rng.uniform(0, 1, (5, 50)), "valid_musicnn_emb": rng.normal(size=(5, 200))}
+    training = [rng.integers(0, info.codebook_size, (info.num_codebooks, 150)) for _ in range(3)]
+    ref["copy"] = CopyCheck(TrainingIndex.build(training), ref["silence_codes"], info.frame_rate,
+                            rng.normal(size=(3, 200)), nn_limit=0.5, run_limit_s=1.0)
     th = FlagThresholds()
     rows, clips = generate_set(model, tok, ep, info, info.frames(3.0), tmp_path, "base_model", "base", 5.0, th, ref, 2)
     assert [(r.prompt, r.sample, r.seed, r.length) for r in rows] == [
@@ -97,8 +102,12 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
         ("bright chiptune", 1, 2, "clip"), ("calm piano", 1, 3, "clip")]
     assert rows[2].file == "base_model/00_1_bright-chiptune.wav" and (tmp_path / "00_1_bright-chiptune.wav").exists()
     assert not np.array_equal(clips[0], clips[2])  # another seed, another clip
-    figures, emb = measure_style(rows, clips, info.sample_rate, tmp_path, ref, Tagger.load("MTT_musicnn"))
-    assert emb.shape == (4, 200) and figures["n_generated"] == 4 and figures["n_target"] == 5
+    figures, emb = measure_style(rows, clips, info.sample_rate, tmp_path, ref, Tagger.load("MTT_musicnn"),
+                                 in_style(rows, ep))
+    assert emb.shape == (4, 200) and figures["n_generated"] == 2 and figures["n_target"] == 5  # in-style only
+    assert all(r.metrics["copy_longest_s"] == 0 and r.metrics["copy_share"] == 0 for r in rows)  # random codes
+    assert all(0 <= r.metrics["copy_nn_distance"] <= 2 and r.metrics["copy_nn_clip"] in (0, 1, 2) for r in rows)
+    assert not any("near_copy" in r.flags for r in rows)
     assert figures["style_fd"] > 0 and figures["style_fd_mfcc"] > 0 and len(figures["top_tags"]) == 5
     assert all(-1 <= r.metrics["style_similarity"] <= 1 and r.metrics["tag_kl"] >= 0 for r in rows)
     assert (tmp_path / "musicnn.safetensors").stat().st_size > 4 * 250 * 4

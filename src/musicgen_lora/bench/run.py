@@ -92,7 +92,7 @@ def run(args) -> dict:
     logs = args.work / "logs"
     ep = P.load("evaluate")[0] if (ROOT / "params.yaml").exists() else P.EvaluateParams()
     tp = P.load("train")[0] if (ROOT / "params.yaml").exists() else P.TrainParams()
-    prompts = (list(ep.prompts) * args.prompts)[: args.prompts]
+    prompts = (list(ep.all_prompts) * args.prompts)[: args.prompts]
     only = set(args.only or BENCHES)
     info = machine()
     rows, details = [], {}

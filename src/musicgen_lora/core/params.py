@@ -195,7 +195,9 @@ class FlagThresholds:
 class EvaluateParams(FlagThresholds):
     """Generation settings; the flag thresholds are `FlagThresholds`' fields (declared there once)."""
 
-    prompts: list[str] = field(default_factory=lambda: ["upbeat chiptune"])
+    prompts: list[str] = field(default_factory=lambda: ["upbeat chiptune"])  # in the target style: the style checks
+    # other styles: the adapter should still follow them (the verdict's "forgets prompts" check)
+    off_style_prompts: list[str] = field(default_factory=list)
     samples_per_prompt: int = 2  # seeds per prompt: pairs for the bootstrap intervals
     seconds: float = 15.0
     guidance_scale: float = 3.0
@@ -206,6 +208,11 @@ class EvaluateParams(FlagThresholds):
     cpu_prepack: bool = True
     half_precision: bool = False  # fp16/bf16 generation on a GPU; ignored on CPU
 
+    @property
+    def all_prompts(self) -> list[str]:
+        """What evaluate generates, in this order: the in-style prompts, then the off-style ones."""
+        return self.prompts + self.off_style_prompts
+
     def thresholds(self) -> FlagThresholds:
         return FlagThresholds(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FlagThresholds)})
 
@@ -213,6 +220,9 @@ class EvaluateParams(FlagThresholds):
         return [
             (len(self.prompts) > 0, "prompts", "a non-empty list of prompts"),
             (all(p.strip() for p in self.prompts), "prompts", "non-empty strings"),
+            (all(p.strip() for p in self.off_style_prompts), "off_style_prompts", "non-empty strings ([] = none)"),
+            (not set(self.prompts) & set(self.off_style_prompts), "off_style_prompts",
+             "prompts that are not also in evaluate.prompts"),
             (self.samples_per_prompt >= 1, "samples_per_prompt", ">= 1"),
             # the decoder's position limit is checked against the model (evaluate, validate)
             (2.4 <= self.seconds <= 600, "seconds", "in [2.4, 600] (the clip metrics need 2.4 s)"),

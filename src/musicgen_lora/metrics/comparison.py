@@ -26,15 +26,17 @@ def scalar(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def paired(rows: list[dict], model: str, length: str = "clip") -> dict[tuple, dict]:
-    """(prompt, sample) -> row of one model at one length."""
-    return {(r["prompt"], r["sample"]): r for r in rows if r["model"] == model and r.get("length", "clip") == length}
+def paired(rows: list[dict], model: str, length: str = "clip", prompts: set | None = None) -> dict[tuple, dict]:
+    """(prompt, sample) -> row of one model at one length (of `prompts` only, if given)."""
+    return {(r["prompt"], r["sample"]): r for r in rows if r["model"] == model and r.get("length", "clip") == length
+            and (prompts is None or r["prompt"] in prompts)}
 
 
 def per_clip_intervals(rows: list[dict], model: str, boot: dict, length: str = "clip",
-                       keys: list[str] | None = None) -> dict[str, dict]:
-    """Mean difference model - base of each scalar per-clip metric, over the pairs both have."""
-    base, other = paired(rows, "base", length), paired(rows, model, length)
+                       keys: list[str] | None = None, prompts: set | None = None) -> dict[str, dict]:
+    """Mean difference model - base of each scalar per-clip metric, over the pairs both have (of
+    `prompts` only, if given)."""
+    base, other = paired(rows, "base", length, prompts), paired(rows, model, length, prompts)
     pairs = [k for k in base if k in other]
     if not pairs:
         return {}
@@ -75,9 +77,10 @@ def tally(verdicts: dict[str, str]) -> dict[str, int]:
             - c[B.WORSE]}
 
 
-def worst_clips(rows: list[dict], model: str, k: int = 2) -> list[dict]:
-    """The k clips of a model least like the target (lowest style_similarity)."""
-    rs = [r for r in paired(rows, model).values() if scalar(r["metrics"].get("style_similarity"))]
+def worst_clips(rows: list[dict], model: str, k: int = 2, prompts: set | None = None) -> list[dict]:
+    """The k clips of a model least like the target (lowest style_similarity), among the in-style
+    `prompts` (an off-style prompt is meant to sound unlike the target)."""
+    rs = [r for r in paired(rows, model, prompts=prompts).values() if scalar(r["metrics"].get("style_similarity"))]
     rs.sort(key=lambda r: r["metrics"]["style_similarity"])
     return [{"prompt": r["prompt"], "sample": r["sample"], "file": r["file"],
              "style_similarity": r["metrics"]["style_similarity"], "top_tags": r["metrics"].get("top_tags", [])}

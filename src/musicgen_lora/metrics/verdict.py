@@ -12,11 +12,18 @@ Words (one adapter can carry several):
   silence codes) measurably worse.
 - not closer: the audio changed, but no style check moved toward the target.
 - overfit (final): the held-out loss rose after the best epoch (final measurably worse than best).
+- copies training audio: clips flagged `near_copy` (metrics/copying.py: a verbatim run of training
+  codes far longer than base's and the held-out clips', and a musicnn embedding nearer a
+  training clip than training clips are to each other).
+- forgets prompts: on the off-style prompts (evaluate.off_style_prompts: other styles, asked on
+  purpose) the adapter's clips sound measurably more like your music than base's did: it plays
+  your style whatever the text asks.
 """
 
 from __future__ import annotations
 
 from . import bootstrap as B
+from .copying import COPY_FLAG
 
 STYLE = {"style_fd": True, "style_similarity": False, "tag_kl": True}  # check -> lower is better
 # per-clip figures a defect moves: (the direction that is worse, the flag threshold it approaches).
@@ -36,7 +43,9 @@ SUGGEST = {"inert": "more epochs or a higher train.lr",
            "degraded": "a lower train.lr (or fewer epochs)",
            "overfit": "fewer epochs (or keep using best)",
            "not closer": "more epochs, a higher train.lr, or captions that describe your music",
-           "far": "more of your music, or more epochs"}
+           "far": "more of your music, or more epochs",
+           "forgets prompts": "fewer epochs, a lower train.lr or train.rank, so the captions still steer",
+           "copies training audio": "more of your music, fewer epochs or a lower train.rank"}
 
 
 def _excludes_zero(iv: dict | None) -> bool:
@@ -78,11 +87,14 @@ def judge(summary: dict, model: str) -> dict:
         return limit is not None and (mean > limit if side == "higher" else mean < limit)
 
     worse_flags = [k for k in FLAG_FIGURES if defect(k)]
-    more_flagged = m["flagged_clips"] > base["flagged_clips"]
+    def defects(model_row: dict) -> int:  # flagged clips, a copy aside (it has a word of its own)
+        return model_row["flagged_clips"] - model_row.get("copy_only_clips", 0)
+
+    more_flagged = defects(m) > defects(base)
     if worse_flags or more_flagged:
         words.append("degraded")
         if more_flagged:
-            because.append(f"{m['flagged_clips']} flagged clips against base's {base['flagged_clips']}")
+            because.append(f"{defects(m)} clips flagged for noise, decay or silence against base's {defects(base)}")
         because += [f"more {FLAG_WORDS[k]}: {_fmt(deltas[k])}" for k in worse_flags]
     better = [k for k in STYLE if checks.get(k) == B.BETTER]
     worse = [k for k in STYLE if checks.get(k) == B.WORSE]
@@ -107,15 +119,29 @@ def judge(summary: dict, model: str) -> dict:
         words.append("overfit")
         because.append(f"held-out loss rose after the best epoch ({summary['best_epoch']}): final - best "
                        f"{_fmt(final_iv)}")
+    copies = m.get("flags", {}).get(COPY_FLAG, 0)
+    if copies:
+        words.append("copies training audio")
+        because.append(f"{copies} clip(s) flagged {COPY_FLAG}: long verbatim runs of training codes, heard near a "
+                       f"training clip")
+    off = m.get("off_style", {}).get("style_similarity")
+    if off and B.verdict(B.Interval.from_dict(off), lower_is_better=False) == B.BETTER:
+        words.append("forgets prompts")
+        because.append(f"the off-style prompts sound more like your music than base's: style_similarity {_fmt(off)}")
     heard = [t for t, _ in sets[model].get("top_tags", [])[:3]]
     target = [t for t, _ in summary.get("target", {}).get("top_tags", [])[:3]]
-    close = share is not None and share["share_pct"] >= 50 and set(heard[:2]) & set(target[:2])
-    if "improved" in words and not close:
-        words_next = "far"
-    else:
-        words_next = next((w for w in ("degraded", "overfit", "inert", "not closer") if w in words), None)
-    return {"words": words, "because": because, "style_share": share, "heard_as": heard, "target_heard_as": target,
-            "suggestion": SUGGEST.get(words_next) if words_next else None}
+    problem = next((w for w in ("copies training audio", "degraded", "forgets prompts", "overfit", "inert",
+                                "not closer") if w in words), None)
+    v = {"words": words, "because": because, "style_share": share, "heard_as": heard, "target_heard_as": target}
+    words_next = problem or ("far" if "improved" in words and not close(v) else None)
+    return {**v, "suggestion": SUGGEST.get(words_next) if words_next else None}
+
+
+def close(v: dict) -> bool:
+    """Close, not only closer: at least half the way from base to your music, and heard first as
+    what your music is heard as first."""
+    share = v["style_share"]
+    return bool(share and share["share_pct"] >= 50 and v["heard_as"][:1] == v["target_heard_as"][:1])
 
 
 def explain(v: dict) -> str:
@@ -129,7 +155,7 @@ def explain(v: dict) -> str:
         heard, target = ", ".join(v["heard_as"]), ", ".join(v["target_heard_as"])
         if "improved" not in v["words"]:
             text += f"; heard as {heard} (your music: {target})"
-        elif set(v["heard_as"][:2]) & set(v["target_heard_as"][:2]):
+        elif close(v):
             text += f"; now heard as {heard}, like your music"
         else:
             text += f"; still heard as {heard} (your music: {target})"

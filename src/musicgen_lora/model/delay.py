@@ -90,6 +90,8 @@ def forward_loss(model, batch: dict[str, torch.Tensor], pad_id: int, start_id: i
     batch = {k: v.to(device) for k, v in batch.items()}
     labels = batch["labels"]
     extra = {"input_features": batch["input_features"]} if "input_features" in batch else {}
+    # use_cache=False: a teacher-forced forward needs no key/value cache (built and returned, it
+    # costs ~0.15 GB per clip on musicgen-small)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                decoder_input_ids=decoder_input_ids(labels, start_id, pad_id), **extra)
+                decoder_input_ids=decoder_input_ids(labels, start_id, pad_id), use_cache=False, **extra)
     return codebook_loss(out.logits[:, -labels.shape[1] :], labels)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from transformers import (AutoConfig, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration,
                           PretrainedConfig)
 
@@ -112,6 +113,8 @@ def load(name: str, revision: str | None):
     checked against the loading report."""
     config = read_config(name, revision)
     cls = model_class(config, name)
-    model, info = cls.from_pretrained(name, revision=revision, output_loading_info=True)
+    # float32 whatever the config says (transformers 5 loads dtype "auto": a half-precision config
+    # would give half weights, fp16 training without a scaler and a lossy merge)
+    model, info = cls.from_pretrained(name, revision=revision, output_loading_info=True, dtype=torch.float32)
     check_loading(name, cls, info)
     return model

@@ -159,8 +159,10 @@ def cpu_threads(config: PretrainedConfig, fixed: int | None = None) -> int:
         return fixed
     if config.decoder.hidden_size < 512:
         return SMALL_MODEL_THREADS
-    # the cores this process may run on (a container's or taskset's share); macOS has no affinity
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # the cores this process may run on (a container's or taskset's share); macOS has no affinity.
+    # Under a launcher (accelerate, torchrun) the ranks on this host share them.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def set_threads(config: PretrainedConfig, fixed: int | None = None) -> int:

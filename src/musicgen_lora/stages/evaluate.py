@@ -39,6 +39,7 @@ from ..metrics import bootstrap as B
 from ..metrics import clip as M
 from ..metrics import style as S
 from ..metrics import tagger_metrics as TM
+from ..metrics.copying import COPY_FLAG, CopyCheck, TrainingIndex, neighbour_limit, run_limit
 from ..metrics.flags import calibrate_thresholds, flags
 from ..metrics.musicnn import Tagger
 from ..metrics.past_length import past_length_metrics
@@ -97,12 +98,12 @@ def generate_set(model, tokenizer, ep: P.EvaluateParams, info, frames: int, tmp:
     sub = "padded/" if padded else ""
     tune = None if padded else ref.get("melody_chroma")
     (tmp / sub).mkdir(exist_ok=True)
-    rows, clips, n = [], [], len(ep.prompts)
+    rows, clips, n = [], [], len(ep.all_prompts)
     with fast_generation(model, ep.cpu_prepack):
         for s in range(samples):
             for b0 in tqdm(range(0, n, ep.batch_size), desc=f"generate {name} {sub or ''}{s + 1}/{samples}",
                            unit="batch"):
-                prompts, seed = ep.prompts[b0 : b0 + ep.batch_size], ep.seed + s * n + b0
+                prompts, seed = ep.all_prompts[b0 : b0 + ep.batch_size], ep.seed + s * n + b0
                 audio, codes = generate(model, tokenizer, prompts, frames, ep.guidance_scale, ep.temperature,
                                         ep.top_k, seed)
                 guided = None if tune is None else generate(model, tokenizer, prompts, frames, ep.guidance_scale,
@@ -112,6 +113,8 @@ def generate_set(model, tokenizer, ep: P.EvaluateParams, info, frames: int, tmp:
                     write_wav(tmp / sub / fname, clip, sr)
                     m = M.clip_metrics(clip, sr, ep.silence_threshold_dbfs)
                     m.update(token_health(clip_codes, ref))
+                    if "copy" in ref:  # verbatim runs of training codes (metrics/copying.py)
+                        m.update(ref["copy"].measure(clip_codes))
                     if guided is not None:  # written under melody/, measured against the reference's chroma
                         (tmp / "melody").mkdir(exist_ok=True)
                         write_wav(tmp / "melody" / fname, guided[j], sr)
@@ -143,18 +146,30 @@ def target_profiles(ref: dict) -> TM.Profiles:
     return TM.Profiles(ref["valid_musicnn_tags"], ref["valid_musicnn_emb"])
 
 
+def in_style(rows: list[ResultRow], ep: P.EvaluateParams) -> np.ndarray:
+    """Which rows answer an in-style prompt (evaluate.prompts): the style figures are theirs."""
+    return np.array([r.prompt not in ep.off_style_prompts for r in rows], dtype=bool)
+
+
 def measure_style(rows: list[ResultRow], clips: list[np.ndarray], sr: int, tmp: Path, ref: dict,
-                  tagger: Tagger) -> tuple:
+                  tagger: Tagger, mask: np.ndarray) -> tuple:
     """musicnn measures per clip (into each row's metrics; each clip's tags and embedding into
-    `tmp/musicnn.safetensors`) and the set's figures. Returns (set figures, embeddings)."""
+    `tmp/musicnn.safetensors`) and the set's figures over the in-style clips (`mask`): an
+    off-style prompt is asked not to sound like the target. Returns (set figures, embeddings)."""
     prof, target = profiles(tagger, clips, sr), target_profiles(ref)
-    for row, m in zip(rows, TM.clip_measures(prof, target, tagger.tags)):
+    for row, m, emb in zip(rows, TM.clip_measures(prof, target, tagger.tags), prof.embeddings):
         row.metrics.update(m)
+        if "copy" in ref:
+            row.metrics.update(ref["copy"].nearest(emb))
+            if ref["copy"].is_copy(row.metrics):
+                row.flags.append(COPY_FLAG)
     save_file({"tags": prof.tags.astype(np.float32), "embeddings": prof.embeddings.astype(np.float32)},
               str(tmp / PROFILES), metadata={"files": json.dumps([r.file for r in rows])})
-    mfcc = np.stack([S.mfcc_stats(c, sr) for c in clips])
-    fd_mfcc = round(S.frechet_distance(mfcc, ref["valid_mfcc"]), 2) if len(clips) >= 2 else None
-    return {"style_fd_mfcc": fd_mfcc, **TM.set_measures(prof, target, tagger.tags)}, prof.embeddings
+    styled = [c for c, keep in zip(clips, mask) if keep]
+    mfcc = np.stack([S.mfcc_stats(c, sr) for c in styled]) if styled else None
+    fd_mfcc = round(S.frechet_distance(mfcc, ref["valid_mfcc"]), 2) if len(styled) >= 2 else None
+    subset = TM.Profiles(prof.tags[mask], prof.embeddings[mask])
+    return {"style_fd_mfcc": fd_mfcc, **TM.set_measures(subset, target, tagger.tags)}, prof.embeddings
 
 
 def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.EvaluateParams, tagger: Tagger
@@ -162,7 +177,7 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
     """Measure training clips (for calibrated thresholds) and valid clips (the style target)."""
     sr = info.sample_rate
     manifest = read_manifest(seg_dir)
-    index, codes, _, _ = load_tokens(tokens_dir, "train")
+    index, codes, mask, _ = load_tokens(tokens_dir, "train")
     train_rows = [r for r in manifest if r.split == "train"][:REFERENCE_CLIPS]
     valid_rows = [r for r in manifest if r.split == "valid"][:REFERENCE_CLIPS]
     train_metrics = [M.clip_metrics(load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr,
@@ -177,7 +192,34 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
            "valid_musicnn_tags": target.tags, "valid_musicnn_emb": target.embeddings}
     if is_melody(model.config):  # the melody reference: the first valid clip
         ref["melody_chroma"] = melody.reference_chroma(model, valid_audio[0], sr)
-    return ref, asdict(calibrated)
+    ref["copy"], copy_ref = training_copies(seg_dir, tokens_dir, index, codes, mask, info, ref, tagger, manifest)
+    return ref, asdict(calibrated), copy_ref
+
+
+def training_copies(seg_dir: Path, tokens_dir: Path, index: dict, codes, mask, info, ref: dict, tagger: Tagger,
+                    manifest) -> tuple[CopyCheck, dict]:
+    """The copy check (metrics/copying.py) over every training clip: its codes hashed, its musicnn
+    embedding, and what clips that cannot copy score (the held-out clips' longest verbatim run)."""
+    sr = info.sample_rate
+    check = copy_check(codes, mask, info.frame_rate, ref)
+    by_id = {r.id: r for r in manifest}
+    train = [by_id[c["id"]] for c in index["clips"] if c["split"] == "train"]  # the token index's order
+    ref["train_musicnn_emb"] = check.train_emb = profiles(
+        tagger, [load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)] for r in train], sr).embeddings
+    check.nn_limit = neighbour_limit(check.train_emb, [r.source for r in train])
+    _, vcodes, vmask, _ = load_tokens(tokens_dir, "valid")
+    valid_runs = [check.measure(c[:, m].numpy())["copy_longest_s"] for c, m in zip(vcodes, vmask)]
+    return check, {"nn_limit": check.nn_limit, "valid_longest_s": max(valid_runs, default=0.0),
+                   "train_clips": [{"source": r.source, "offset_s": r.offset_s, "file": r.file} for r in train]}
+
+
+def copy_check(codes, mask, frame_rate: float, ref: dict, copy_ref: dict | None = None) -> CopyCheck:
+    """The training codes (real frames of each train clip, in the token index's order) hashed."""
+    silence = np.asarray(ref["silence_codes"]).astype(np.int64)
+    index = TrainingIndex.build([c[:, m].numpy() for c, m in zip(codes, mask)], silence)
+    copy_ref = copy_ref or {}
+    return CopyCheck(index, silence, frame_rate, ref.get("train_musicnn_emb"), copy_ref.get("nn_limit"),
+                     copy_ref.get("run_limit_s"))
 
 
 def padded_length(tokens_dir: Path, config) -> tuple[dict | None, int | None]:
@@ -204,23 +246,27 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     torch.manual_seed(ep.seed)
     model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
     info, tagger = codec_info(model.config), Tagger.load(TM.TAGGER)
-    ref, calibrated = build_reference(model, seg_dir, tokens_dir, info, ep, tagger)
+    ref, calibrated, copy_ref = build_reference(model, seg_dir, tokens_dir, info, ep, tagger)
     losses = valid_losses(model, tokenizer, tokens_dir, info.pad_id, model.config.decoder.decoder_start_token_id)
     loss, th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
     with atomic_dir(out_dir) as tmp:
         rows, clips = generate_set(model, tokenizer, ep, info, frames, tmp, out_dir.name, "base", loss, th, ref,
                                    ep.samples_per_prompt)
-        dist, ref["base_musicnn_emb"] = measure_style(rows, clips, info.sample_rate, tmp, ref, tagger)
+        dist, ref["base_musicnn_emb"] = measure_style(rows, clips, info.sample_rate, tmp, ref, tagger,
+                                                      in_style(rows, ep))
         if padded:
             rows += generate_set(model, tokenizer, ep, info, padded_frames, tmp, out_dir.name, "base", loss, th,
                                  ref, 1, padded)[0]
+    base_runs = [r.metrics.get("copy_longest_s", 0.0) for r in rows]
+    copy_ref.update(base_longest_s=max(base_runs, default=0.0),
+                    run_limit_s=run_limit([copy_ref["valid_longest_s"], max(base_runs, default=0.0)]))
     with atomic_path(ref_path.with_suffix(".safetensors")) as tmp:
-        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in ref.items()}, str(tmp))
+        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in ref.items() if k != "copy"}, str(tmp))
     write_json(ref_path.with_suffix(".json"), {
         "thresholds": calibrated, "base": {**dist, "valid_losses": [round(x, 6) for x in losses]},
         "base_valid_loss": loss,
         "target": {"top_tags": TM.top_tags(ref["valid_musicnn_tags"], tagger.tags), "n": len(ref["valid_mfcc"])},
-        "padded": padded})
+        "padded": padded, "copy": copy_ref})
     write_jsonl(rows_path, (asdict(r) for r in rows))
     print(f"evaluate base: valid loss {loss:.4f}; {len(rows)} clips in {out_dir}")
 
@@ -247,6 +293,9 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
     info, tagger = codec_info(model.config), Tagger.load(TM.TAGGER)
     start_id = model.config.decoder.decoder_start_token_id
     ref = {k: v for k, v in load_file(str(ref_path.with_suffix(".safetensors"))).items()}
+    if summary.get("copy"):
+        _, codes, mask, _ = load_tokens(tokens_dir, "train")
+        ref["copy"] = copy_check(codes, mask, info.frame_rate, ref, summary["copy"])
     th = P.FlagThresholds(**summary["thresholds"])
     names = list(adapters)
     padded_for = "best" if "best" in names else names[0]
@@ -268,11 +317,12 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
                 with atomic_dir(out_dir) as tmp:
                     rows, clips = generate_set(merged_model, tokenizer, ep, info, frames, tmp, out_dir.name, name,
                                                loss, th, ref, ep.samples_per_prompt)
-                    dist, emb = measure_style(rows, clips, info.sample_rate, tmp, ref, tagger)
+                    mask = in_style(rows, ep)
+                    dist, emb = measure_style(rows, clips, info.sample_rate, tmp, ref, tagger, mask)
                     if padded and name == padded_for:
                         rows += generate_set(merged_model, tokenizer, ep, info, padded_frames, tmp, out_dir.name, name,
                                              loss, th, ref, 1, padded)[0]
-            fd = TM.style_fd_interval(ref["base_musicnn_emb"], emb, ref["valid_musicnn_emb"], ep.seed)
+            fd = TM.style_fd_interval(ref["base_musicnn_emb"][mask], emb[mask], ref["valid_musicnn_emb"], ep.seed)
             distances[name] = {**dist, "valid_losses": [round(x, 6) for x in losses], "style_fd_vs_base": fd and fd.as_dict(4)}
             done[digest] = (name, rows)
         all_rows += rows
@@ -281,6 +331,7 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
     write_jsonl(results, (asdict(r) for r in all_rows))
     # set-level figures, one per model (not copied onto every clip), and how the intervals are drawn
     write_json(set_metrics, {"models": distances, "target": summary["target"], "padded": padded,
+                             "prompts": {"in_style": ep.prompts, "off_style": ep.off_style_prompts},
                              "bootstrap": {"seed": ep.seed, "resamples": B.RESAMPLES, "level": B.LEVEL}})
 
 

@@ -20,9 +20,11 @@ from safetensors.numpy import load_file
 
 from ..core.args import stage_paths
 from ..core.files import read_jsonl, write_json, write_text
+from ..metrics import bootstrap as B
 from ..metrics import comparison as C
 from ..metrics import style as S
 from ..metrics import verdict as V
+from ..metrics.copying import COPY_FLAG
 from ..metrics.plots import MODELS, plot_loudness, plot_losses, plot_spectrograms
 from ..report.page import write_run_page
 
@@ -31,11 +33,14 @@ REPORTED = ["valid_loss", "style_similarity", "tag_kl", "integrated_loudness_luf
             "tail_drop_lu", "silence_ratio", "spectral_flatness", "pulse_clarity", "chroma_entropy",
             "code_js_divergence", "silence_code_share"]
 PER_CLIP_KEPT = ["style_similarity", "tag_kl"]  # per-clip values kept in summary.json for trial-vs-trial intervals
+STYLE_KEYS = ["style_similarity", "tag_kl"]  # measured on the in-style prompts only
 
 
-def model_means(rows: list[dict], sets: dict, boot: dict) -> dict[str, dict]:
+def model_means(rows: list[dict], sets: dict, boot: dict, prompts: dict | None = None) -> dict[str, dict]:
     """Per model: mean of each scalar per-clip metric over prompts and samples, flag counts, and each
-    difference against base with its interval (the valid loss's over the valid clips)."""
+    difference against base with its interval (the valid loss's over the valid clips; the style
+    figures' over the in-style prompts, and apart, `off_style`: over the off-style ones)."""
+    in_style, off_style = (set(prompts["in_style"]), set(prompts["off_style"])) if prompts else (None, set())
     by_model: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         if r.get("length", "clip") == "clip":
@@ -46,13 +51,17 @@ def model_means(rows: list[dict], sets: dict, boot: dict) -> dict[str, dict]:
         for r in rs:
             values["valid_loss"].append(r["valid_loss"])
             for k, v in r["metrics"].items():
-                if C.scalar(v):
+                if C.scalar(v) and (k not in STYLE_KEYS or in_style is None or r["prompt"] in in_style):
                     values[k].append(v)
         out[name] = {"mean": {k: round(float(np.mean(v)), 5) for k, v in values.items()},
                      "flags": dict(Counter(f for r in rs for f in r["flags"])),
-                     "flagged_clips": sum(1 for r in rs if r["flags"]), "clips": len(rs)}
+                     "flagged_clips": sum(1 for r in rs if r["flags"]), "clips": len(rs),
+                     "copy_only_clips": sum(1 for r in rs if r["flags"] == [COPY_FLAG])}
         if name != "base":
             deltas = C.per_clip_intervals(rows, name, boot)
+            deltas.update(C.per_clip_intervals(rows, name, boot, keys=STYLE_KEYS, prompts=in_style))
+            if off_style:
+                out[name]["off_style"] = C.per_clip_intervals(rows, name, boot, keys=STYLE_KEYS, prompts=off_style)
             deltas["valid_loss"] = C.valid_loss_interval(sets["base"].get("valid_losses", []),
                                                          sets.get(name, {}).get("valid_losses", []), boot)
             out[name]["delta_vs_base"] = {k: v for k, v in deltas.items() if v is not None}
@@ -130,6 +139,15 @@ def report(summary: dict) -> str:
                       f"heard as {', '.join(w['top_tags'])}" for w in summary.get("worst_clips", {}).get("best", []))
     if worst:
         lines += ["", f"Least target-like clips of best (style_similarity): {worst}."]
+    off = [(n, models[n].get("off_style", {}).get("style_similarity")) for n in names if n != "base"]
+    if summary.get("prompts") and summary["prompts"]["off_style"] and any(iv for _, iv in off):
+        pairs = next(iv["n"] for _, iv in off if iv)
+        lines += ["", f"Off-style prompts ({len(summary['prompts']['off_style'])}, {pairs} pairs; the adapter should "
+                      f"still follow them, not drift toward your music): style_similarity against base "
+                      + "; ".join(f"{n} {_ci(iv).strip()} {B.verdict(B.Interval.from_dict(iv), False)}" for n, iv in off
+                                  if iv)
+                      + ("" if pairs >= B.MIN_PAIRS else f" (a check needs {B.MIN_PAIRS} pairs: add off-style prompts "
+                                                          f"or raise evaluate.samples_per_prompt)") + "."]
     lines += ["", "## Per-clip means", "", "| per-clip mean (delta vs base [95% CI]) | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
     for key in REPORTED:
@@ -155,9 +173,10 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
     rows = read_jsonl(results)
     evaluated = json.loads(set_metrics.read_text(encoding="utf-8"))
     sets, boot = evaluated["models"], evaluated["bootstrap"]
-    models = model_means(rows, sets, boot)
+    prompts = evaluated.get("prompts")
+    models = model_means(rows, sets, boot, prompts)
     names = [n for n in MODELS if n in models]
-    summary = {"best_epoch": live["best_epoch"], "valid_loss_objective": live["valid_loss_objective"],
+    summary = {"prompts": prompts, "best_epoch": live["best_epoch"], "valid_loss_objective": live["valid_loss_objective"],
                "early_stop": live.get("early_stop"),
                "mask_padding": live.get("mask_padding"),
                "models": models, "bootstrap": boot, "target": evaluated["target"],
@@ -172,7 +191,8 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
         summary["final_vs_best_valid_loss"] = C.valid_loss_interval(sets["best"].get("valid_losses", []),
                                                                     sets["final"].get("valid_losses", []), boot)
     summary["verdicts"] = {n: V.judge(summary, n) for n in names if n != "base"}
-    summary["worst_clips"] = {n: C.worst_clips(rows, n) for n in names}
+    summary["worst_clips"] = {n: C.worst_clips(rows, n, prompts=set(prompts["in_style"]) if prompts else None)
+                              for n in names}
     base_pairs = list(C.paired(rows, "base"))
     summary["per_clip"] = {"pairs": [list(k) for k in base_pairs], **{
         key: {n: [C.paired(rows, n).get(k, {}).get("metrics", {}).get(key) for k in base_pairs] for n in names}

@@ -48,7 +48,7 @@ class MiniConfig:
     seed: int = 0
     tracks: int = 1200             # pretraining tracks (pieces x instruments)
     seconds: float = 20.0          # at most this much of each piece
-    codec_steps: int = 8000
+    codec_steps: int = 3000        # ~35 min on 2 free cores: the phase ends inside one session
     codec_batch: int = 8
     codec_seconds: float = 0.5
     codec_lr: float = 2e-3
@@ -99,13 +99,16 @@ class Phase:
         return (self.work / f"{self.name}-weights.safetensors", self.work / f"{self.name}-optimizer.pt",
                 self.work / f"{self.name}-state.json")
 
-    def resume(self) -> bool:
+    def resume(self, total: int | None = None) -> bool:
+        """Load the last checkpoint, if any. A finished phase (step == total) needs only its weights:
+        they are what is committed between sessions (the optimiser's state is twice their size)."""
         weights, optim, state = self.paths()
         if not state.exists():
             return False
         meta = json.loads(state.read_text())
         load_model(self.module, weights, strict=True)
-        self.opt.load_state_dict(torch.load(optim, weights_only=True))
+        if meta["step"] != total or optim.exists():
+            self.opt.load_state_dict(torch.load(optim, weights_only=True))
         self.gen.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
         self.step, self.losses = meta["step"], meta["losses"]
         print(f"  {self.name}: resumed at step {self.step}", flush=True)
@@ -156,7 +159,7 @@ def train_mini_codec(codec, audio: torch.Tensor, cfg: MiniConfig, work: Path) ->
     params = list(codec.encoder.parameters()) + list(codec.decoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.codec_lr, betas=(0.8, 0.99), weight_decay=0.0)
     phase = Phase("codec", work, codec, opt, gen, cfg.checkpoint_every)
-    if not phase.resume():
+    if not phase.resume(cfg.codec_steps):
         # k-means needs ~40,000 latent frames: 200 seeded 4 s crops give them (encoding all of the
         # corpus for it would take longer than a thousand training steps)
         init_gen = torch.Generator().manual_seed(cfg.seed + 2)
@@ -182,7 +185,7 @@ def train_mini_lm(model, tokenizer, codes: torch.Tensor, captions: list[str], cf
     params = list(lm.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lm_lr, betas=(0.9, 0.95), weight_decay=0.01)
     phase = Phase("lm", work, lm, opt, gen, cfg.checkpoint_every)
-    phase.resume()
+    phase.resume(cfg.lm_steps)
 
     def loss_fn():
         rows = torch.randint(len(codes), (cfg.lm_batch,), generator=gen).tolist()

@@ -24,7 +24,7 @@ SMALL_PARAMS = {
     "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
     "train": {"epochs": 2, "grad_accum": 2, "checkpoint_every": 4, "sample_prompts": ["bright upbeat chiptune"],
               "sample_seconds": 1.0},
-    "evaluate": {"seconds": 3.0, "prompts": ["bright upbeat chiptune", "calm solo piano"]},
+    "evaluate": {"seconds": 3.0, "prompts": ["bright upbeat chiptune"], "off_style_prompts": ["calm solo piano"]},
 }
 
 

@@ -1,0 +1,55 @@
+"""The GPU path's defects that the CPU can show (issue: the GPU path, correct by construction):
+weights load in float32 whatever the checkpoint's config says, training forwards build no
+key/value cache, and ranks under a launcher share the cores instead of each taking all."""
+
+import json
+import shutil
+
+import torch
+
+from musicgen_lora.core.params import ModelParams
+from musicgen_lora.model import musicgen
+from musicgen_lora.model.delay import forward_loss
+from musicgen_lora.tiny.bootstrap import lm_batch
+
+from conftest import ROOT
+
+
+def test_a_half_precision_config_still_loads_float32_weights(tmp_path):
+    """transformers 5 loads with dtype "auto": a checkpoint whose config says float16 would give
+    half weights, fp16 training without a scaler and a lossy merge."""
+    ckpt = tmp_path / "half"
+    shutil.copytree(ROOT / "assets/tiny-musicgen", ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["dtype"] = config["torch_dtype"] = "float16"
+    for sub in ("text_encoder", "audio_encoder", "decoder"):
+        config[sub]["dtype"] = config[sub]["torch_dtype"] = "float16"
+    (ckpt / "config.json").write_text(json.dumps(config))
+    model, _ = musicgen.load_model(ModelParams(name=str(ckpt)), "cpu")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_training_forwards_build_no_cache(tiny):
+    model, tokenizer = tiny
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs.get("use_cache")),
+                                           with_kwargs=True)
+    try:
+        codes = torch.randint(0, 256, (1, 4, 20))
+        forward_loss(model, lm_batch(model, tokenizer, codes, ["chiptune"], [0], [0], 20), 256, 256)
+    finally:
+        hook.remove()
+    assert seen == [False]
+
+
+def test_ranks_under_a_launcher_share_the_cores(monkeypatch):
+    """Every rank taking every core oversubscribes the host N times (torchrun's OMP_NUM_THREADS=1
+    was overridden); a real checkpoint's ranks now split the cores this process may use. The tiny
+    model keeps its fixed 2 threads (its numbers must not depend on the machine)."""
+    from musicgen_lora.model.configs import small_config, tiny_config
+
+    cores = musicgen.cpu_threads(small_config())
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert musicgen.cpu_threads(small_config()) == max(1, cores // 2)
+    assert musicgen.cpu_threads(tiny_config(8)) == musicgen.SMALL_MODEL_THREADS
+    assert musicgen.cpu_threads(small_config(), fixed=3) == 3
