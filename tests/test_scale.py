@@ -68,3 +68,10 @@ def test_local_remote_push_clone_pull(tmp_path):
     sh(["dvc", "pull", "--with-deps", "train"], clone, dict(env, DVC_SITE_CACHE_DIR=str(clone / ".dvc-site")))
     for rel in ("models/best_model", "models/final_model", "data/tokens", "data/raw"):
         assert md5_tree(clone, rel) == md5_tree(src, rel), rel
+    # DVC's model registry (dvc.yaml `artifacts:`): a version is a git tag `<artifact>@v<semver>` (what GTO's
+    # `gto register` writes); `dvc artifacts get` fetches it by name, from the repository and its remote
+    sh(["git", "tag", "-a", "best-adapter@v0.1.0", "-m", "Registering artifact best-adapter version v0.1.0",
+        "trial-x"], src, env)
+    sh(["dvc", "artifacts", "get", str(src), "best-adapter", "--rev", "v0.1.0", "-o", str(tmp_path / "got")],
+       tmp_path, dict(env, DVC_SITE_CACHE_DIR=str(tmp_path / ".dvc-site-get")))
+    assert md5_tree(tmp_path, "got") == md5_tree(src, "models/best_model")

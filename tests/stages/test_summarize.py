@@ -59,7 +59,9 @@ def test_summary_intervals_checks_and_report(tmp_path):
                      "style_fd_vs_base": {"delta": -10.0, "ci95": [-14.0, -6.0], "n": N}}}
     sets["final"] = {**sets["best"], "style_fd_vs_base": {"delta": -1.0, "ci95": [-4.0, 2.0], "n": N}}
     (tmp_path / "sets.json").write_text(json.dumps({
-        "models": sets, "target": {"top_tags": [["piano", 0.7]], "n": 12},
+        "models": sets, "target": {"top_tags": [["piano", 0.7]], "n": 12, "clips": [
+            {"file": str(tmp_path / "segments/clips/000007.wav"), "source": "song.flac", "offset_s": 15.0,
+             "top_tags": [["piano", 0.8], ["classical", 0.5]]}]},
         "padded": {"clip_seconds": 3.0, "pad_to_seconds": 6.0},
         "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95}}))
     (ev / "reference.json").write_text(json.dumps({"thresholds": {
@@ -99,6 +101,8 @@ def test_summary_intervals_checks_and_report(tmp_path):
     for png in ("loss.png", "loudness.png", "spectrograms.png"):
         assert (out / "plots" / png).stat().st_size > 1000
     page = (out / "report.html").read_text()  # every clip-length clip (prompt x sample), verdicts in words
-    assert page.count("<audio") == 3 * N and "padded/" not in page and "(sample 1, seed " in page
+    assert page.count("<audio") == 3 * N + 1 and "padded/" not in page and "(sample 1, seed " in page
+    assert "Your music, and what musicnn hears" in page and 'src="../segments/clips/000007.wav"' in page
+    assert "song.flac at 15 s: piano 0.80, classical 0.50" in page
     assert "best vs base: tag_kl: <b>no measurable difference</b>" in page
     assert '<section id="verdict"><h2>Verdict</h2><ul><li><strong>best: improved</strong>' in page

@@ -48,7 +48,10 @@ def test_a_killed_build_resumes_to_the_same_weights(tmp_path, monkeypatch):
     LM phase (its finished codec phase without the optimiser's state, as committed between
     sessions) both resume to the weights of a build never stopped."""
     cfg = mini.MiniConfig.quick()
-    whole = mini.build_mini(tmp_path / "whole", tmp_path / "work-whole", cfg)
+    phases = tmp_path / "phases"
+    whole = mini.build_mini(tmp_path / "whole", tmp_path / "work-whole", cfg, phases)
+    assert sorted(p.name for p in phases.iterdir()) == ["codec-state.json", "codec-weights.safetensors",
+                                                         "lm-state.json", "lm-weights.safetensors"]
     assert len(whole["codec_loss"]) == cfg.codec_steps and len(whole["lm_loss"]) == cfg.lm_steps
     for stop_after in (2, 4):  # saves: codec init, step 2, step 4 (codec done), lm step 2, ...
         work = tmp_path / f"work-{stop_after}"
@@ -70,3 +73,9 @@ def test_a_killed_build_resumes_to_the_same_weights(tmp_path, monkeypatch):
         again = mini.build_mini(tmp_path / f"out-{stop_after}", work, cfg)
         assert again["sha256"] == whole["sha256"] == _sha(tmp_path / f"out-{stop_after}")
         assert again["codec_loss"] == whole["codec_loss"] and again["lm_loss"] == whole["lm_loss"]
+
+    # the next session: a fresh build folder, the committed finished codec phase, the LM to train
+    for name in ("lm-state.json", "lm-weights.safetensors"):
+        (phases / name).unlink()
+    seeded = mini.build_mini(tmp_path / "out-seeded", tmp_path / "work-seeded", cfg, phases)
+    assert seeded["sha256"] == whole["sha256"]

@@ -147,6 +147,24 @@ def verdict_section(summary: dict) -> str:
     return f'<section id="verdict"><h2>Verdict</h2><ul>{items}</ul></section>'
 
 
+def target_section(summary: dict, page: Path) -> str:
+    """Your music beside what each model makes: a few target clips to play, and the top tags
+    musicnn hears in the target and in each model's clips (closer is not close: listen)."""
+    target, sets = summary.get("target") or {}, summary.get("set") or {}
+    if not target.get("top_tags"):
+        return ""
+    tags = lambda pairs: ", ".join(f"{esc(t)} {p:.2f}" for t, p in pairs[:3])  # noqa: E731
+    rows = [f"<tr><th>your music (held out, {esc(target.get('n', '?'))} clips)</th><td>{tags(target['top_tags'])}</td>"
+            f"<td>" + "".join(f'<div>{audio(href(Path(c["file"]), page), c["source"])}'
+                              f'<span class="muted"> {esc(c["source"])} at {c["offset_s"]:g} s: '
+                              f'{tags(c["top_tags"])}</span></div>' for c in target.get("clips", [])) + "</td></tr>"]
+    rows += [f"<tr><th>{esc(n)}</th><td>{tags(sets[n].get('top_tags') or [])}</td><td></td></tr>"
+             for n in MODELS if n in sets]
+    return ('<section id="target"><h2>Your music, and what musicnn hears</h2><table><thead><tr><th></th>'
+            '<th>top tags (mean probability)</th><th>listen</th></tr></thead><tbody>' + "".join(rows)
+            + "</tbody></table></section>")
+
+
 def write_run_page(page: Path, rows: list[dict], eval_dir: Path, epochs: list[dict], summary: dict,
                    samples_dir: Path | None = None, title: str = "Run report") -> Path:
     """Write the run's page at `page` (and its spectrograms beside it); returns `page`."""
@@ -155,6 +173,6 @@ def write_run_page(page: Path, rows: list[dict], eval_dir: Path, epochs: list[di
         clips = clips_section(rows, eval_dir, page, tmp / "spec", assets / "spec")
     body = (f"<h1>{esc(title)}</h1><p class=\"muted\">Best epoch {esc(summary.get('best_epoch', '-'))}; "
             f"audio from <code>{esc(href(eval_dir, page))}/</code>. Opens from disk; no network.</p>"
-            + verdict_section(summary) + summary_section(summary, epochs) + clips + samples_section(samples_dir, page))
+            + verdict_section(summary) + target_section(summary, page) + summary_section(summary, epochs) + clips + samples_section(samples_dir, page))
     write_text(page, document(title, body))
     return page

@@ -53,6 +53,7 @@ from ..model.tokens import load_chroma, load_tokens
 from ..runtime.kernels import fast_generation
 
 REFERENCE_CLIPS = 24  # training / valid clips measured for calibration and style reference
+TARGET_CLIPS_SHOWN = 3  # target clips the run page plays beside the models' clips
 PROFILES = "musicnn.safetensors"  # per model directory: each clip's tags and embedding, in row order
 
 
@@ -193,7 +194,12 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
     if is_melody(model.config):  # the melody reference: the first valid clip
         ref["melody_chroma"] = melody.reference_chroma(model, valid_audio[0], sr)
     ref["copy"], copy_ref = training_copies(seg_dir, tokens_dir, index, codes, mask, info, ref, tagger, manifest)
-    return ref, asdict(calibrated), copy_ref
+    # the first target clips, to listen to beside the models' (the run page), with what musicnn hears
+    firsts = [i for i, r in enumerate(valid_rows) if r.source not in {x.source for x in valid_rows[:i]}]
+    listen = [{"file": (seg_dir / valid_rows[i].file).as_posix(), "source": valid_rows[i].source,
+               "offset_s": valid_rows[i].offset_s, "top_tags": TM.top_tags(target.tags[i : i + 1], tagger.tags, 3)}
+              for i in firsts[:TARGET_CLIPS_SHOWN]]  # one clip of each recording
+    return ref, asdict(calibrated), {"copy": copy_ref, "listen": listen}
 
 
 def training_copies(seg_dir: Path, tokens_dir: Path, index: dict, codes, mask, info, ref: dict, tagger: Tagger,
@@ -246,7 +252,8 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     torch.manual_seed(ep.seed)
     model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
     info, tagger = codec_info(model.config), Tagger.load(TM.TAGGER)
-    ref, calibrated, copy_ref = build_reference(model, seg_dir, tokens_dir, info, ep, tagger)
+    ref, calibrated, extra = build_reference(model, seg_dir, tokens_dir, info, ep, tagger)
+    copy_ref = extra["copy"]
     losses = valid_losses(model, tokenizer, tokens_dir, info.pad_id, model.config.decoder.decoder_start_token_id)
     loss, th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
     with atomic_dir(out_dir) as tmp:
@@ -265,7 +272,8 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     write_json(ref_path.with_suffix(".json"), {
         "thresholds": calibrated, "base": {**dist, "valid_losses": [round(x, 6) for x in losses]},
         "base_valid_loss": loss,
-        "target": {"top_tags": TM.top_tags(ref["valid_musicnn_tags"], tagger.tags), "n": len(ref["valid_mfcc"])},
+        "target": {"top_tags": TM.top_tags(ref["valid_musicnn_tags"], tagger.tags), "n": len(ref["valid_mfcc"]),
+                   "clips": extra["listen"]},
         "padded": padded, "copy": copy_ref})
     write_jsonl(rows_path, (asdict(r) for r in rows))
     print(f"evaluate base: valid loss {loss:.4f}; {len(rows)} clips in {out_dir}")

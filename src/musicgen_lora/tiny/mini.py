@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from ..model.delay import forward_loss
 from ..model.musicgen import encode_audio
 
 MINI_DIR = Path("assets/mini-musicgen")
+PHASES_DIR = MINI_DIR / "phases"  # finished phases' weights, committed so the next session resumes there
 
 
 @dataclass(frozen=True)
@@ -205,12 +207,34 @@ def all_captions() -> list[str]:
     return words
 
 
-def build_mini(out_dir: Path, work: Path, cfg: MiniConfig) -> dict:
-    """Every phase (each resumes where a killed build stopped), then the model saved to out_dir."""
+def seed_work(work: Path, phases: Path | None) -> None:
+    """Copy finished phases (weights and state, committed between sessions) into the build folder
+    where it has none: the build resumes after them, to the same bytes."""
+    if not phases or not phases.is_dir():
+        return
+    for name in ("codec", "lm"):
+        state = phases / f"{name}-state.json"
+        if state.exists() and not (work / state.name).exists():
+            for suffix in ("-weights.safetensors", "-state.json"):
+                shutil.copyfile(phases / f"{name}{suffix}", work / f"{name}{suffix}")
+            print(f"  {name}: finished phase taken from {phases}", flush=True)
+
+
+def publish_phase(work: Path, phases: Path, name: str) -> None:
+    """Copy a finished phase's weights and state into `phases` (to be committed)."""
+    phases.mkdir(parents=True, exist_ok=True)
+    for suffix in ("-weights.safetensors", "-state.json"):
+        shutil.copyfile(work / f"{name}{suffix}", phases / f"{name}{suffix}")
+
+
+def build_mini(out_dir: Path, work: Path, cfg: MiniConfig, phases: Path | None = None) -> dict:
+    """Every phase (each resumes where a killed build stopped, or after the finished phases in
+    `phases`), then the model saved to out_dir."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
     work.mkdir(parents=True, exist_ok=True)
+    seed_work(work, phases)
     t0 = time.time()
     try:
         audio, tracks = corpus_audio(cfg, work)
@@ -219,6 +243,8 @@ def build_mini(out_dir: Path, work: Path, cfg: MiniConfig) -> dict:
         torch.manual_seed(cfg.seed)
         model = MusicgenForConditionalGeneration(mini_config(text_vocab_size=len(tokenizer))).eval()
         codec_losses = train_mini_codec(model.audio_encoder, audio, cfg, work)
+        if phases:
+            publish_phase(work, phases, "codec")
         codes_path = work / f"codes-{cfg.codec_steps}.safetensors"
         if not codes_path.exists():
             with torch.no_grad():
@@ -227,6 +253,8 @@ def build_mini(out_dir: Path, work: Path, cfg: MiniConfig) -> dict:
                 save_file({"codes": codes.to(torch.int16)}, tmp)
         codes = load_file(codes_path)["codes"].long()
         lm_losses = train_mini_lm(model, tokenizer, codes, captions, cfg, work)
+        if phases:
+            publish_phase(work, phases, "lm")
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
@@ -244,11 +272,13 @@ def mini_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="musicgen_lora mini", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=MINI_DIR)
     ap.add_argument("--work", type=Path, default=Path("build/mini"))
+    ap.add_argument("--phases", type=Path, default=PHASES_DIR,
+                    help="finished phases to resume after, and where a finished phase is copied (committed)")
     ap.add_argument("--quick", action="store_true", help="seconds-scale sizes (tests)")
     ap.add_argument("--codec-steps", type=int)
     ap.add_argument("--lm-steps", type=int)
     args = ap.parse_args(argv)
     cfg = MiniConfig.quick() if args.quick else MiniConfig()
     overrides = {k: v for k, v in (("codec_steps", args.codec_steps), ("lm_steps", args.lm_steps)) if v is not None}
-    build_mini(args.out, args.work, MiniConfig(**{**asdict(cfg), **overrides}))
+    build_mini(args.out, args.work, MiniConfig(**{**asdict(cfg), **overrides}), args.phases)
     return 0
