@@ -180,7 +180,8 @@ def test_values_the_code_cannot_use_are_refused(tmp_path, monkeypatch, capsys, s
 def test_an_alias_bomb_and_a_folder_are_one_line(tmp_path, monkeypatch, capsys):
     """A billion-laughs params.yaml is refused before it expands; a params.yaml that is a folder
     is one line, not a traceback."""
-    text = (ROOT / "params.yaml").read_text().replace("evaluate:\n  prompts:", "evaluate:\n  prompts: *l9\n  old:")
+    text = (ROOT / "params.yaml").read_text().replace("\n  prompts:\n", "\n  prompts: *l9\n  old:\n")
+    assert "prompts: *l9" in text
     bomb = "a: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"l{i}: &l{i} [*l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}]\n"
         for i in range(1, 10))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -168,14 +167,17 @@ def measure_style(rows: list[ResultRow], clips: list[np.ndarray], sr: int, tmp: 
               str(tmp / PROFILES), metadata={"files": json.dumps([r.file for r in rows])})
     styled = [c for c, keep in zip(clips, mask) if keep]
     mfcc = np.stack([S.mfcc_stats(c, sr) for c in styled]) if styled else None
-    fd_mfcc = round(S.frechet_distance(mfcc, ref["valid_mfcc"]), 2) if len(styled) >= 2 else None
+    enough = len(styled) >= 2 and len(ref["valid_mfcc"]) >= 2  # a covariance needs two rows on each side
+    fd_mfcc = round(S.frechet_distance(mfcc, ref["valid_mfcc"]), 2) if enough else None
     subset = TM.Profiles(prof.tags[mask], prof.embeddings[mask])
     return {"style_fd_mfcc": fd_mfcc, **TM.set_measures(subset, target, tagger.tags)}, prof.embeddings
 
 
 def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.EvaluateParams, tagger: Tagger
-                    ) -> tuple[dict, dict]:
-    """Measure training clips (for calibrated thresholds) and valid clips (the style target)."""
+                    ) -> tuple[dict, dict, dict]:
+    """Measure training clips (for calibrated thresholds and the copy check) and valid clips (the
+    style target). Returns (reference arrays, calibrated thresholds, {copy, listen}: the copy
+    check's figures and the target clips the page plays)."""
     sr = info.sample_rate
     manifest = read_manifest(seg_dir)
     index, codes, mask, _ = load_tokens(tokens_dir, "train")

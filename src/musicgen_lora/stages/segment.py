@@ -152,7 +152,8 @@ def split_sources(durations: dict[str, float], valid_fraction: float, seed: int)
     when that brings the valid share of *audio duration* closer to `valid_fraction` (so one long
     recording cannot take a third of the data); at least one recording is valid whenever there
     are two or more and valid_fraction > 0. With recordings in two or more top-level folders, each
-    folder of two or more is split so on its own (folders of one recording are pooled).
+    folder of two or more is split so on its own (the loose files at the top and the folders of one
+    recording are pooled and split together).
     """
     folders: dict[str, list[str]] = {}
     for source in durations:
@@ -160,9 +161,9 @@ def split_sources(durations: dict[str, float], valid_fraction: float, seed: int)
     if len(folders) < 2:
         return _split_group(durations, valid_fraction, seed)
     out, pooled = {}, {}
-    for members in folders.values():
+    for folder, members in folders.items():
         part = {s: durations[s] for s in members}
-        if len(members) >= 2:
+        if len(members) >= 2 and folder:  # loose files at the top join the folders of one recording
             out.update(_split_group(part, valid_fraction, seed))
         else:
             pooled.update(part)
