@@ -30,6 +30,14 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stages(path: Path) -> dict:
+    """The `stages` of dvc.lock or dvc.yaml ({} where the file is missing or not YAML)."""
+    try:
+        return (YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}).get("stages", {})
+    except (OSError, YAMLError, AttributeError):
+        return {}
+
+
 def lock_path(out: Path) -> str | None:
     """`out` as dvc.lock names it: relative to the project root, where stages run."""
     try:
@@ -40,12 +48,8 @@ def lock_path(out: Path) -> str | None:
 
 def recorded_md5(out: Path, lock: Path = LOCK) -> str | None:
     """The md5 dvc.lock records for the output `out` (a folder's ends in `.dir`), or None."""
-    try:
-        stages = (YAML(typ="safe").load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-    except (OSError, YAMLError, AttributeError):
-        return None
     target = lock_path(out)
-    for stage in stages.values():
+    for stage in _stages(lock).values():
         for entry in stage.get("outs", []) if isinstance(stage, dict) else []:
             if isinstance(entry, dict) and entry.get("path") == target:
                 return entry.get("md5")
@@ -79,14 +83,10 @@ def verify_tracked(out: Path, lock: Path = LOCK, cache: Path = CACHE) -> int:
 
 def pipeline_output_of(path: Path, dvc_yaml: Path = Path("dvc.yaml")) -> str | None:
     """The dvc.yaml stage output that holds `path` (a file in it, or it), or None."""
-    try:
-        stages = (YAML(typ="safe").load(dvc_yaml.read_text(encoding="utf-8")) or {}).get("stages", {})
-    except (OSError, YAMLError, AttributeError):
-        return None
     target = lock_path(path)
     if target is None:
         return None
-    for stage in stages.values():
+    for stage in _stages(dvc_yaml).values():
         for entry in [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]:
             out = next(iter(entry)) if isinstance(entry, dict) else str(entry)
             if target == out or target.startswith(out.rstrip("/") + "/"):

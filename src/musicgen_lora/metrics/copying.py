@@ -40,6 +40,11 @@ def window_hashes(codes: np.ndarray, window: int = WINDOW) -> np.ndarray:
     return out
 
 
+def silent_window(silence: np.ndarray, window: int = WINDOW) -> np.uint64:
+    """The hash of a window made only of the codec's silence codes (K,)."""
+    return window_hashes(np.repeat(np.asarray(silence)[:, None], window, 1), window)[0]
+
+
 @dataclass
 class TrainingIndex:
     """Every training window's hash, sorted, with the (clip, frame) it came from."""
@@ -52,11 +57,11 @@ class TrainingIndex:
     def build(cls, clips: list[np.ndarray], silence: np.ndarray | None = None,
               window: int = WINDOW) -> "TrainingIndex":
         """From each training clip's codes (K, T), real frames only."""
-        silent = None if silence is None else window_hashes(np.repeat(np.asarray(silence)[:, None], window, 1), window)
+        silent = None if silence is None else silent_window(silence, window)
         parts = []
         for i, codes in enumerate(clips):
             h = window_hashes(codes, window)
-            keep = np.ones(len(h), dtype=bool) if silent is None else h != silent[0]
+            keep = np.ones(len(h), dtype=bool) if silent is None else h != silent
             parts.append((h[keep], np.full(keep.sum(), i, np.int32), np.nonzero(keep)[0].astype(np.int32)))
         hashes = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.uint64)
         clip = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
@@ -66,12 +71,13 @@ class TrainingIndex:
 
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(found, clip, frame) of each hash: the first training window with it (-1 where none)."""
-        pos = np.searchsorted(self.hashes, hashes)
-        pos = np.minimum(pos, max(len(self.hashes) - 1, 0))
-        found = (len(self.hashes) > 0) & (self.hashes[pos] == hashes) if len(self.hashes) else \
-            np.zeros(len(hashes), bool)
-        clip = np.where(found, self.clip[pos] if len(self.hashes) else -1, -1)
-        frame = np.where(found, self.frame[pos] if len(self.hashes) else -1, -1)
+        if not len(self.hashes):
+            none = np.full(len(hashes), -1)
+            return np.zeros(len(hashes), bool), none, none
+        pos = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        found = self.hashes[pos] == hashes
+        clip = np.where(found, self.clip[pos], -1)
+        frame = np.where(found, self.frame[pos], -1)
         return found, clip, frame
 
 
@@ -82,7 +88,7 @@ def copy_figures(codes: np.ndarray, index: TrainingIndex, frame_rate: float, sil
     h = window_hashes(codes, window)
     counted = np.ones(len(h), dtype=bool)  # silent windows keep their place (runs need it) but never count
     if silence is not None and len(h):
-        counted = h != window_hashes(np.repeat(np.asarray(silence)[:, None], window, 1), window)[0]
+        counted = h != silent_window(silence, window)
     found, clip, frame = index.lookup(h)
     found &= counted
     best, best_at, run, start = 0, (-1, -1), 0, 0

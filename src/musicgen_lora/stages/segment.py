@@ -64,12 +64,11 @@ def dvc_cache_dirs(raw_dir: Path) -> tuple[Path, ...]:
     return ()
 
 
-def find_sources(raw_dir: Path) -> tuple[list[Path], list[SkipRow]]:
+def find_sources(raw_dir: Path, allowed: tuple[Path, ...] = ()) -> tuple[list[Path], list[SkipRow]]:
     """Audio files under raw_dir (sorted, recursive), and every other file left out with a reason:
     captions with no audio beside them, formats this project cannot read, symbolic links (a link
     to a folder is never entered), pipes and devices."""
     skipped, files = [], []
-    allowed = dvc_cache_dirs(raw_dir)
     for root, dirs, names in os.walk(raw_dir):  # os.walk never follows a folder link
         root_path = Path(root)
         for d in sorted(dirs):
@@ -216,11 +215,11 @@ def cut(audio: np.ndarray, sr: int, clip_s: float, min_s: float) -> list[tuple[i
 
 
 def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, channels: int = 1) -> dict:
-    sources, skipped = find_sources(raw_dir)
+    cache_dirs = dvc_cache_dirs(raw_dir)  # the only place links may point: `dvc config cache.type symlink`
+    sources, skipped = find_sources(raw_dir, cache_dirs)
     rows: list[ClipRow] = []
     dropped: Counter = Counter()
     tags = TagCaptions()
-    cache_dirs = dvc_cache_dirs(raw_dir)
     with atomic_dir(out_dir) as tmp:
         (tmp / "clips").mkdir()
         for path in tqdm(sources, desc="segment", unit="file"):
