@@ -13,13 +13,8 @@ from collections import Counter
 import numpy as np
 
 from . import bootstrap as B
-
-# check -> lower is better. style_fd's interval is computed by evaluate (it needs the embeddings).
-CHECKS = {"valid_loss": True, "style_fd": True, "style_similarity": False, "tag_kl": True, "code_js_divergence": True}
-CHECK_WORDS = {"valid_loss": "valid loss on real frames (lower)", "style_fd": "style_fd, musicnn (lower)",
-               "style_similarity": "style_similarity (higher)", "tag_kl": "tag_kl (lower)",
-               "code_js_divergence": "code_js_divergence vs training codes (lower)"}
-PAST = ["past_silence_code_share", "within_silence_code_share", "past_loudness_change_lu", "past_silence_ratio"]
+from .registry import CHECKS, PAST_LENGTH  # check -> lower is better; style_fd's interval comes from evaluate (embeddings)
+PAST = list(PAST_LENGTH)
 
 
 def scalar(v) -> bool:

@@ -24,21 +24,13 @@ from __future__ import annotations
 
 from . import bootstrap as B
 from .copying import COPY_FLAG
+from .registry import FLAG_FIGURES, FLAG_WORDS, STYLE
 
-STYLE = {"style_fd": True, "style_similarity": False, "tag_kl": True}  # check -> lower is better
-# per-clip figures a defect moves: (the direction that is worse, the flag threshold it approaches).
-# A move counts when it is measurable, goes the wrong way and leaves the mean past half the
+# FLAG_FIGURES: per-clip figures a defect moves (the side that is worse, the flag threshold it
+# approaches). A move counts when it is measurable, goes the wrong way and leaves the mean past half the
 # threshold: a base whose tails rise (+4 LU) and an adapter whose tails stay level (0 LU) have
 # moved "down", towards a silent tail, without a defect in sight.
-FLAG_FIGURES = {"spectral_flatness": ("higher", "noisy_flatness"),
-                "loudness_slope_lu_per_s": ("lower", "decaying_slope_lu_per_s"),
-                "tail_drop_lu": ("lower", "silent_tail_drop_lu"),
-                "silence_ratio": ("higher", "mostly_silent_ratio"),
-                "silence_code_share": ("higher", None)}
 SILENCE_CODES_LIMIT = 0.05  # silence codes have no flag: 5% of frames is where padding was learned (trial-1)
-FLAG_WORDS = {"spectral_flatness": "noise (spectral flatness)", "loudness_slope_lu_per_s": "decay (loudness slope)",
-              "tail_drop_lu": "a silent tail (tail drop)", "silence_ratio": "silence (silence ratio)",
-              "silence_code_share": "silence codes"}
 SUGGEST = {"inert": "more epochs or a higher train.lr",
            "degraded": "a lower train.lr (or fewer epochs)",
            "overfit": "fewer epochs (or keep using best)",

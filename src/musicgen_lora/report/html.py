@@ -16,13 +16,9 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-# Per-clip numbers worth a glance in a cell (a row's `metrics` may hold more, or fewer).
-CLIP_KEYS = ["style_similarity", "tag_kl", "loudness_slope_lu_per_s", "tail_drop_lu", "spectral_flatness",
-             "code_js_divergence", "silence_ratio", "integrated_loudness_lufs"]
-SHORT = {"loudness_slope_lu_per_s": "slope LU/s", "tail_drop_lu": "tail drop LU", "spectral_flatness": "flatness",
-         "code_js_divergence": "code JS div", "silence_ratio": "silence", "integrated_loudness_lufs": "LUFS",
-         "valid_loss": "valid loss", "style_fd": "style FD (musicnn)", "style_fd_mfcc": "style FD (MFCC)",
-         "style_similarity": "style similarity", "tag_kl": "tag KL"}
+from ..metrics.registry import keys, label
+
+CLIP_KEYS = keys(cell=True)  # per-clip numbers worth a glance in a cell (a row's `metrics` may hold more, or fewer)
 
 
 def esc(value) -> str:
@@ -51,10 +47,6 @@ def num_cell(value, tag: str = "td") -> str:
     """A cell the sort script reads through `data-v` (empty: sorts last)."""
     v = number(value)
     return f'<{tag} class="n" data-v="{"" if v is None else repr(v)}">{fmt(value)}</{tag}>'
-
-
-def label(key: str) -> str:
-    return SHORT.get(key, key)
 
 
 def audio(url: str, title: str) -> str:

@@ -14,15 +14,15 @@ import json
 from pathlib import Path
 
 from ..core.files import atomic_dir, inside, write_text
+from ..metrics.registry import keys
 from ..metrics.verdict import explain
 from .figures import loss_svg, spectrogram_png
 from .html import CLIP_KEYS, audio, document, esc, flags, fmt, href, label, metric_list, num_cell
 
 MODELS = ("base", "best", "final")
 # Per-clip means over prompts (summary["models"][m]["mean"]); set-level distances come from summary["set"].
-MEAN_KEYS = ["valid_loss", "style_similarity", "tag_kl", "code_js_divergence", "loudness_slope_lu_per_s",
-             "tail_drop_lu", "spectral_flatness", "silence_ratio", "pulse_clarity"]
-SET_KEYS = ["style_fd", "style_fd_mfcc"]
+MEAN_KEYS = keys(mean=True)
+SET_KEYS = keys(level="set")
 VERDICT_CLASS = {"better": "ok", "worse": "bad"}  # "no measurable difference" stays plain
 
 

@@ -22,18 +22,16 @@ from ..core.args import stage_paths
 from ..core.files import read_jsonl, write_json, write_text
 from ..metrics import bootstrap as B
 from ..metrics import comparison as C
+from ..metrics import registry as M
 from ..metrics import style as S
 from ..metrics import verdict as V
 from ..metrics.copying import COPY_FLAG
 from ..metrics.plots import MODELS, plot_loudness, plot_losses, plot_spectrograms
 from ..report.page import write_run_page
 
-# Per-clip means in the report, in this order.
-REPORTED = ["valid_loss", "style_similarity", "tag_kl", "integrated_loudness_lufs", "loudness_slope_lu_per_s",
-            "tail_drop_lu", "silence_ratio", "spectral_flatness", "pulse_clarity", "chroma_entropy",
-            "code_js_divergence", "silence_code_share"]
-PER_CLIP_KEPT = ["style_similarity", "tag_kl"]  # per-clip values kept in summary.json for trial-vs-trial intervals
-STYLE_KEYS = ["style_similarity", "tag_kl"]  # measured on the in-style prompts only
+# the per-clip style figures: measured on the in-style prompts only; their per-clip values are kept
+# in summary.json for trial-vs-trial intervals
+STYLE_KEYS = M.keys(style=True, level="clip")
 
 
 def model_means(rows: list[dict], sets: dict, boot: dict, prompts: dict | None = None) -> dict[str, dict]:
@@ -150,15 +148,15 @@ def report(summary: dict) -> str:
                                                           f"or raise evaluate.samples_per_prompt)") + "."]
     lines += ["", "## Per-clip means", "", "| per-clip mean (delta vs base [95% CI]) | " + " | ".join(names) + " |",
               "|---|" + "---|" * len(names)]
-    for key in REPORTED:
+    for key in M.keys(mean=True):
         cells = [("" if models[n]["mean"].get(key) is None else f"{models[n]['mean'][key]:.4g}")
                  + _ci(models[n].get("delta_vs_base", {}).get(key)) for n in names]
         lines.append(f"| {'valid_loss (real frames only)' if key == 'valid_loss' else key} | " + " | ".join(cells) + " |")
     lines += ["", "Flags (clips): " + "; ".join(f"{n}: {models[n]['flags'] or 'none'}" for n in names), "",
               "## Checks", "", "Better or worse only where the 95% interval excludes 0.", "",
               "| check | " + " | ".join(summary["checks"]) + " |", "|---|" + "---|" * len(summary["checks"])]
-    for key, words in C.CHECK_WORDS.items():
-        lines.append(f"| {words} | " + " | ".join(v[key] for v in summary["checks"].values()) + " |")
+    for key in C.CHECKS:
+        lines.append(f"| {M.BY_KEY[key].check} | " + " | ".join(v[key] for v in summary["checks"].values()) + " |")
     if summary.get("padded"):
         p = summary["padded"]
         lines += ["", "## Past the real-audio length", ""] + [
@@ -196,7 +194,7 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
     base_pairs = list(C.paired(rows, "base"))
     summary["per_clip"] = {"pairs": [list(k) for k in base_pairs], **{
         key: {n: [C.paired(rows, n).get(k, {}).get("metrics", {}).get(key) for k in base_pairs] for n in names}
-        for key in PER_CLIP_KEPT}}
+        for key in STYLE_KEYS}}
     padded = evaluated.get("padded")
     if padded:
         cmp = C.padded_comparison(rows, "best" if "best" in models else names[-1], boot)
