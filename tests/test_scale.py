@@ -47,6 +47,45 @@ def test_two_processes_match_one_process(tmp_path):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.03)
 
 
+POISON = """
+import os, sys
+from musicgen_lora.__main__ import main
+from musicgen_lora.model import trainer
+
+loss_of, steps = trainer.forward_loss, []
+
+def poisoned(model, inputs, pad_id, start_id):  # rank 1's second training batch: NaN (an fp16 overflow)
+    loss = loss_of(model, inputs, pad_id, start_id)
+    if model.training and os.environ["RANK"] == "1":
+        steps.append(1)
+        if len(steps) == 2:
+            return loss * float("nan")
+    return loss
+
+trainer.forward_loss = poisoned
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_nan_on_one_process_stops_every_process(tmp_path):
+    """Before: rank 1 raised, rank 0 waited in the gradient all-reduce until the 30-minute timeout."""
+    import subprocess
+
+    env = make_project(tmp_path, tracks=3, params={
+        "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
+        "train": {"epochs": 2, "lr": 0.001, "sample_prompts": [], "grad_accum": 1}})
+    sh(["dvc", "repro", "encode"], tmp_path, env)
+    (tmp_path / "poison.py").write_text(POISON)
+    run = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "poison.py", *TRAIN_ARGS],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0
+    assert "train: loss is not finite on 1 of 2 processes at optimizer step 2; lower train.lr" in run.stderr
+    assert "Traceback" not in run.stderr.split("loss is not finite")[0]
+    live = json.loads((tmp_path / "metrics/train/metrics.json").read_text())
+    assert live["diverged"].startswith("train: loss is not finite") and live["optimizer_steps"] == 1
+
+
 def md5_tree(root: Path, rel: str) -> dict:
     base = root / rel
     return {p.relative_to(base).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()

@@ -68,3 +68,29 @@ def test_provenance_records_the_resolved_device(two_gpus, monkeypatch, tmp_path)
     (tmp_path / "index.json").write_text("{}")
     env = environment("tiny", None, {"train.seed": 0}, [tmp_path / "index.json"], torch.device("cpu"))
     assert env["device"] == "cpu"  # a GPU on the machine, but the run was told cpu
+
+
+def test_an_explicit_gpu_is_refused_under_several_processes(two_gpus, monkeypatch):
+    """Every process of `accelerate launch` would put its model on that one GPU."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(P.ParamsError, match="model.device is cuda:1, but 2 processes would all use that one GPU"):
+        device("cuda:1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert device("cuda") == torch.device("cuda", 1)
+
+
+def test_one_process_trains_on_its_one_gpu_without_dataparallel(two_gpus, monkeypatch, tmp_path):
+    """One process that sees two GPUs: Trainer would take n_gpu = 2 (nn.DataParallel, a doubled
+    batch) and pin cuda:0 whatever model.device says. The stage's arguments keep one device."""
+    from transformers import TrainingArguments
+
+    from musicgen_lora.model.trainer import training_arguments
+
+    pinned = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: pinned.append(torch.device(d)))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    stock = TrainingArguments(output_dir=str(tmp_path / "a"), report_to="none")
+    assert stock.n_gpu == 2 and stock.device == torch.device("cuda", 0)  # what the stage must not inherit
+    args = training_arguments(P.TrainParams(), torch.device("cuda", 1), tmp_path / "b")
+    assert args.n_gpu == 1
+    assert args.device == torch.device("cuda", 1) and pinned[-1] == torch.device("cuda", 1)

@@ -13,7 +13,6 @@ import hashlib
 import importlib.metadata as md
 import json
 import math
-import os
 import shlex
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..core.params import ModelParams, TrainParams
 from .families import audio_channels, channel_codebooks, model_class
 from .musicgen import TINY_DIR, TINY_NAME, codec_info, load_config, resolve_name
 from .tokens import INDEX
+from .trainer import world_size
 
 CARD = "README.md"
 EXAMPLE_SECONDS = 10
@@ -104,7 +104,7 @@ def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: T
     trained = [r for r in rows if r["epoch"] > 0]
     best = min(reversed(trained), key=lambda r: r["valid_loss"]) if trained else None  # ties: the later, as train keeps
     last = trained[-1]["epoch"] if trained else 0
-    world = int(os.environ.get("WORLD_SIZE", 1))
+    world = world_size()
     folder, q = adapter_dir.as_posix(), json.dumps  # q: a Python string literal
     revision = f", revision={q(mp.revision)}" if mp.revision else ""
     steps = math.ceil(EXAMPLE_SECONDS * info.frame_rate) + delay

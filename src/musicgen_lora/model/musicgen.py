@@ -97,6 +97,9 @@ def resolve_device(params: ModelParams) -> torch.device:
         if not torch.cuda.is_available():
             raise ParamsError(f"params.yaml: model.device is {params.device} but torch sees no CUDA device "
                             f"(use auto or cpu)")
+        if device.index is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ParamsError(f"params.yaml: model.device is {params.device}, but {os.environ['WORLD_SIZE']} processes "
+                              f"would all use that one GPU; use cuda (each process takes its own: LOCAL_RANK)")
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
         if device.index >= torch.cuda.device_count():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from dvclive import Live
 from peft import get_peft_model
 from tqdm import tqdm
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from ..core import params as P
@@ -31,20 +30,17 @@ from ..core.errors import UserError
 from ..core.args import stage_paths
 from ..core.files import atomic_dir, write_json
 from ..model.card import write_cards
-from ..model.delay import forward_loss, loss_inputs
+from ..model.delay import loss_inputs
 from ..model.families import audio_channels
 from ..model.lora import check_adapter_dir, continue_from, lora_config
 from ..model.musicgen import (checkpoint_decoder, load_config, load_model, resolve_device, resolve_name,
                               text_encoder_without_dropout)
 from ..model.samples import SampleCallback, publish
 from ..model.tokens import INDEX, load_chroma, load_tokens
+from ..model.trainer import LoraTrainer, NonFiniteLoss, QuietProgress, training_arguments, world_size
 from ..core.provenance import environment
 
 CHECKPOINTS = Path("models/checkpoints")
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training produced NaN or inf; the message names the optimizer step."""
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -88,27 +84,6 @@ class Collator:
         return batch
 
 
-class LoraTrainer(Trainer):
-    """Trainer whose loss is MusicGen's per-codebook loss on delay-pattern labels."""
-
-    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; Trainer divides by grad_accum
-
-    def __init__(self, *args, pad_id: int, start_id: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pad_id, self.start_id = pad_id, start_id
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss = forward_loss(model, inputs, self.pad_id, self.start_id)
-        if model.training and not torch.isfinite(loss):
-            raise NonFiniteLoss(f"train: loss is {loss.item()} at optimizer step {self.state.global_step + 1}; "
-                                f"lower train.lr or check the data")
-        return (loss, None) if return_outputs else loss
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        with torch.no_grad():
-            return self.compute_loss(model, inputs).detach(), None, None
-
-
 class EpochCallback(TrainerCallback):
     """Keeps the best adapter (lowest valid loss), tells the collator the epoch, and moves a
     checkpoint due on an epoch's last step to after that epoch's evaluation."""
@@ -146,17 +121,10 @@ class EpochCallback(TrainerCallback):
             tqdm.write(f"train: epoch {row['epoch']}: valid loss {row['valid_loss']:.4f}, train loss {row['train_loss']:.4f}")
 
 
-class QuietProgress(ProgressCallback):
-    """Trainer's progress bar without its per-step dict of losses (one line per epoch is printed
-    by EpochCallback instead)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        pass
-
-
 def run_key(tp: P.TrainParams, mp: P.ModelParams, tokens_dir: Path) -> str:
-    """Checkpoints belong to one set of inputs; a change of params, data or start adapter starts afresh."""
-    h = hashlib.sha256(json.dumps([asdict(tp), asdict(mp)], sort_keys=True).encode())
+    """Checkpoints belong to one set of inputs; a change of params (precision included), data, start
+    adapter or number of processes (another effective batch) starts afresh."""
+    h = hashlib.sha256(json.dumps([asdict(tp), asdict(mp), world_size()], sort_keys=True).encode())
     h.update((tokens_dir / INDEX).read_bytes())
     if tp.init_adapter and (weights := Path(tp.init_adapter) / "adapter_model.safetensors").is_file():
         h.update(weights.read_bytes())
@@ -215,21 +183,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         start = {"path": tp.init_adapter, "sha256": continue_from(model, Path(tp.init_adapter), resolve_name(mp))}
     ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
     collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed, audio_channels(model.config))
-    args = TrainingArguments(
-        # eval batch 1: valid loss is the mean over clips, as in evaluate
-        output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,
-        gradient_accumulation_steps=tp.grad_accum, num_train_epochs=tp.epochs, learning_rate=tp.lr,
-        warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay, max_grad_norm=tp.max_grad_norm,
-        lr_scheduler_type="linear", seed=tp.seed, data_seed=tp.seed, eval_strategy="epoch",
-        save_strategy="steps", save_steps=tp.checkpoint_every, save_total_limit=1, logging_steps=1,
-        report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
-        dataloader_num_workers=0, use_cpu=device.type == "cpu", disable_tqdm=False,
-        bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
-        torch_compile=tp.torch_compile,
-        # early stopping reads the valid loss as Trainer's "best metric" (set only with it: a run
-        # without keeps the checkpoints it always kept)
-        **({"metric_for_best_model": "eval_loss", "greater_is_better": False} if tp.early_stopping_patience else {}),
-    )
+    args = training_arguments(tp, device, ckpt_dir)
     train_set = ClipDataset(codes, mask, captions, load_chroma(tokens_dir, "train"))
     valid_set = ClipDataset(vcodes, vmask, vcaptions, load_chroma(tokens_dir, "valid"), training=False)
     trainer = LoraTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set, data_collator=collator,
@@ -310,7 +264,7 @@ def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainPara
                                      "final": (trained or rows)[-1]["valid_loss"]},
             "mask_padding": tp.mask_padding, "optimizer_steps": steps, "diverged": diverged or False,
             "early_stop": early_stop(rows, tp, best["epoch"], diverged),
-            "effective_batch": tp.batch_size * tp.grad_accum * int(os.environ.get("WORLD_SIZE", 1))})
+            "effective_batch": tp.batch_size * tp.grad_accum * world_size()})
     write_json(metrics_dir / "epochs.json", rows)
 
 

@@ -1,0 +1,110 @@
+"""transformers' Trainer as the train stage uses it: MusicGen's loss, one device per process, and
+a divergence every process agrees on.
+
+- `StageArguments`: Trainer, run as one process that sees several GPUs, wraps the model in
+  `nn.DataParallel` over all of them (the batch silently becomes batch x GPUs, and a batch with
+  fewer clips than GPUs splits the two inputs of the decoder unevenly) and moves it to `cuda:0`
+  whatever `model.device` says. Here one process drives exactly the device `resolve_device`
+  chose; several GPUs are used through several processes (accelerate launch).
+- `LoraTrainer.compute_loss`: a NaN or inf loss on one process only (an fp16 overflow in its
+  batch) must stop every process: the others would otherwise wait in the gradient all-reduce
+  until the 30-minute timeout. The processes sum a "not finite" flag before anyone raises.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+from transformers.training_args import ParallelMode
+
+from ..core import params as P
+from .delay import forward_loss
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced NaN or inf; the message names the optimizer step."""
+
+
+def world_size() -> int:
+    """Processes in this training (accelerate/torchrun set WORLD_SIZE; 1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass
+class StageArguments(TrainingArguments):
+    """TrainingArguments for one process on one device: `stage_device` (the model.device it
+    resolved to), never DataParallel. (`n_gpu` and `device` are the properties transformers
+    documents for overriding in a subclass.)"""
+
+    stage_device: str = "cpu"
+
+    @property
+    def n_gpu(self) -> int:
+        return min(super().n_gpu, 1)
+
+    @property
+    def device(self) -> torch.device:
+        device = super().device  # sets up the process state (and pins cuda:0 when not distributed)
+        ours = torch.device(self.stage_device)
+        if ours.type == "cuda" and self.parallel_mode != ParallelMode.DISTRIBUTED:
+            torch.cuda.set_device(ours)
+            return ours
+        return device
+
+
+def training_arguments(tp: P.TrainParams, device: torch.device, ckpt_dir: Path) -> StageArguments:
+    return StageArguments(
+        # eval batch 1: valid loss is the mean over clips, as in evaluate
+        output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,
+        gradient_accumulation_steps=tp.grad_accum, num_train_epochs=tp.epochs, learning_rate=tp.lr,
+        warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay, max_grad_norm=tp.max_grad_norm,
+        lr_scheduler_type="linear", seed=tp.seed, data_seed=tp.seed, eval_strategy="epoch",
+        save_strategy="steps", save_steps=tp.checkpoint_every, save_total_limit=1, logging_steps=1,
+        report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
+        dataloader_num_workers=0, use_cpu=device.type == "cpu", disable_tqdm=False,
+        bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
+        torch_compile=tp.torch_compile, stage_device=str(device),
+        # early stopping reads the valid loss as Trainer's "best metric" (set only with it: a run
+        # without keeps the checkpoints it always kept)
+        **({"metric_for_best_model": "eval_loss", "greater_is_better": False} if tp.early_stopping_patience else {}),
+    )
+
+
+class LoraTrainer(Trainer):
+    """Trainer whose loss is MusicGen's per-codebook loss on delay-pattern labels."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; Trainer divides by grad_accum
+
+    def __init__(self, *args, pad_id: int, start_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pad_id, self.start_id = pad_id, start_id
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = forward_loss(model, inputs, self.pad_id, self.start_id)
+        if model.training:
+            bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=loss.device)
+            if self.accelerator.num_processes > 1:
+                bad = self.accelerator.reduce(bad, reduction="sum")  # collective: every process takes part
+            if bad.item() > 0:
+                where = f"loss is {loss.item()}" if torch.isfinite(loss).logical_not() else \
+                    f"loss is not finite on {int(bad.item())} of {self.accelerator.num_processes} processes"
+                raise NonFiniteLoss(f"train: {where} at optimizer step {self.state.global_step + 1}; "
+                                    f"lower train.lr or check the data")
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        with torch.no_grad():
+            return self.compute_loss(model, inputs).detach(), None, None
+
+
+class QuietProgress(ProgressCallback):
+    """Trainer's progress bar without its per-step dict of losses (one line per epoch is printed
+    by EpochCallback instead)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
