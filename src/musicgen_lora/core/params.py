@@ -144,6 +144,11 @@ class TrainParams:
     # continue training this adapter (a folder under adapters/, which the train stage depends on)
     init_adapter: str | None = None
     seed: int = 0
+    # processes per machine and machines (GPUs: one process each); above 1 the train stage launches
+    # itself under accelerate with these (model/launch.py); the effective batch is
+    # batch_size x grad_accum x processes x machines
+    processes: int = 1
+    machines: int = 1
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
@@ -175,6 +180,8 @@ class TrainParams:
             (self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", "one of no, bf16, fp16"),
             (all(p.strip() for p in self.sample_prompts), "sample_prompts", "a list of non-empty strings ([] = off)"),
             (0 < self.sample_seconds <= 60, "sample_seconds", "in (0, 60]"),
+            (1 <= self.processes <= 1024, "processes", "an integer in [1, 1024] (processes per machine)"),
+            (1 <= self.machines <= 1024, "machines", "an integer in [1, 1024]"),
         ]
 
 

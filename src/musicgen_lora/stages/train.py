@@ -32,6 +32,7 @@ from ..core.files import atomic_dir, write_json
 from ..model.card import write_cards
 from ..model.delay import loss_inputs
 from ..model.families import audio_channels
+from ..model.launch import check_launcher_settings, launch, launched
 from ..model.lora import check_adapter_dir, continue_from, lora_config
 from ..model.musicgen import (checkpoint_decoder, load_config, load_model, resolve_device, resolve_name,
                               text_encoder_without_dropout)
@@ -264,13 +265,16 @@ def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainPara
                                      "final": (trained or rows)[-1]["valid_loss"]},
             "mask_padding": tp.mask_padding, "optimizer_steps": steps, "diverged": diverged or False,
             "early_stop": early_stop(rows, tp, best["epoch"], diverged),
-            "effective_batch": tp.batch_size * tp.grad_accum * world_size()})
+            "world_size": world_size(), "effective_batch": tp.batch_size * tp.grad_accum * world_size()})
     write_json(metrics_dir / "epochs.json", rows)
 
 
 def main(argv: list[str]) -> int:
     args = stage_paths("train", __doc__, argv, "--tokens", "--best", "--final", "--metrics")
     mp, tp = P.load("model", "train")
+    if tp.processes * tp.machines > 1 and not launched():
+        return launch(tp, ["train", *argv])
+    check_launcher_settings(tp)
     rows = run(args.tokens, args.best, args.final, args.metrics, tp, mp)
     if rows:
         best = min(rows[1:] or rows, key=lambda r: r["valid_loss"])
