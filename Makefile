@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo data tiny mini soundfont test bench trials compare clean musicnn
+.PHONY: install demo data tiny mini soundfont test bench trials compare clean musicnn sky-check
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -61,6 +61,14 @@ trials: install
 
 compare: install
 	$(PY) -m musicgen_lora compare
+
+# cloud/experiment.sky.yaml through SkyPilot's own task loader, in a throwaway venv (removed after):
+# SkyPilot and its dependencies are ~460 MB, too much for the test environment. Needs the registry.
+sky-check:
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; python3 -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install -q skypilot==0.14.1; \
+	"$$tmp/venv/bin/python" -c "import sky; t = sky.Task.from_yaml('cloud/experiment.sky.yaml'); \
+	print('sky-check:', t.name, t.resources, 'ok')"
 
 # Benchmarks: bench/results.json and bench/results.md.
 bench: install
