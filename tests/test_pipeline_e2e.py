@@ -49,6 +49,10 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert summary["models"]["base"]["mean"]["valid_loss"] == pytest.approx(epochs[0]["valid_loss"], rel=1e-4)
     for png in ("loss.png", "loudness.png", "spectrograms.png"):
         assert (tmp_path / "metrics/plots" / png).stat().st_size > 1000
+    # every clip's spectrogram is a DVC image plot (dvc plots diff puts experiments side by side)
+    plots = json.loads(sh(["dvc", "plots", "show", "--json"], tmp_path, env))["data"]
+    images = {p for p in plots if p.startswith("metrics/report_files/spec/")}
+    assert images == {f"metrics/report_files/spec/{m}_{i:02d}.png" for m in ("base", "best", "final") for i in range(4)}
 
     # dvc metrics show reads the headline only: a few values per model, named for what they are
     headline = json.loads((tmp_path / "metrics/headline.json").read_text())

@@ -34,6 +34,12 @@ def project(tmp_path_factory):
     return root, env
 
 
+def curves(root: Path) -> dict[str, str]:
+    """DVCLive's live curves and summary (metrics/train/live)."""
+    live = root / "metrics/train/live"
+    return {p.relative_to(live).as_posix(): p.read_text() for p in sorted(live.rglob("*")) if p.is_file()}
+
+
 def outputs(root: Path) -> tuple[dict, list]:
     tensors = {d: load_file(root / f"models/{d}/adapter_model.safetensors") for d in ("best_model", "final_model")}
     return tensors, json.loads((root / "metrics/train/epochs.json").read_text())
@@ -43,7 +49,18 @@ def test_killed_run_resumes_to_the_same_result(project):
     root, env = project
     sh(TRAIN, root, env)
     clean_tensors, clean_losses = outputs(root)
+    clean_curves = curves(root)
     assert not list((root / "models/checkpoints").iterdir())  # removed after a finished run
+    # live curves: every optimizer step's loss and learning rate, the valid loss at 0 and per epoch
+    steps = json.loads((root / "metrics/train/metrics.json").read_text())["optimizer_steps"]
+    assert clean_curves["plots/metrics/train/loss.tsv"].count("\n") == steps + 1
+    assert clean_curves["plots/metrics/train/lr.tsv"].count("\n") == steps + 1
+    valid = [line.split("\t") for line in clean_curves["plots/metrics/valid/loss.tsv"].splitlines()[1:]]
+    assert [float(v) for _, v in valid] == pytest.approx([e["valid_loss"] for e in clean_losses])
+    assert int(valid[0][0]) == 0 and int(valid[-1][0]) == steps
+    assert json.loads(clean_curves["metrics.json"]) == {"train": {"loss": pytest.approx(float(
+        clean_curves["plots/metrics/train/loss.tsv"].splitlines()[-1].split("\t")[1]))},
+        "valid": {"loss": clean_losses[-1]["valid_loss"]}, "step": steps}
     cards = {d: (root / f"models/{d}/README.md").read_bytes() for d in ("best_model", "final_model")}
     assert all(b"PeftModel.from_pretrained" in card for card in cards.values())  # model/card.py, not peft's template
 
@@ -57,6 +74,7 @@ def test_killed_run_resumes_to_the_same_result(project):
     resumed = sh(TRAIN, root, env)
     tensors, losses = outputs(root)
     assert losses == clean_losses, resumed
+    assert curves(root) == clean_curves  # the resumed run continued the same curves, no duplicate steps
     assert {d: (root / f"models/{d}/README.md").read_bytes() for d in cards} == cards  # byte for byte
     for d in tensors:
         assert tensors[d].keys() == clean_tensors[d].keys()
@@ -73,6 +91,7 @@ def test_run_killed_before_its_first_checkpoint_restarts_to_the_same_result(proj
         (root / "params.yaml").write_text(re.sub(r"(?m)^(  checkpoint_every:) [^ #\n]+", r"\1 1000", params))
         sh(TRAIN, root, env)
         clean_tensors, clean_losses = outputs(root)
+        clean_curves = curves(root)
         proc = subprocess.Popen(TRAIN, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
         while not list(root.glob("models/checkpoints/*/epoch0.json")):
@@ -87,6 +106,7 @@ def test_run_killed_before_its_first_checkpoint_restarts_to_the_same_result(proj
         (root / "params.yaml").write_text(params)
     tensors, losses = outputs(root)
     assert losses == clean_losses, restarted
+    assert curves(root) == clean_curves  # the base's valid loss at step 0 though its evaluation was skipped
     for d in tensors:
         for k in tensors[d]:
             assert (tensors[d][k] == clean_tensors[d][k]).all(), (d, k)

@@ -104,3 +104,13 @@ def test_run_key_changes_with_params_and_data_only(tmp_path):
     assert key != run_key(tp, replace(mp, name="facebook/musicgen-small"), tmp_path)
     (tmp_path / INDEX).write_text('{"clips": 2}')
     assert key != run_key(tp, mp, tmp_path)
+
+
+def test_a_resumed_run_drops_the_curve_rows_past_its_checkpoint(tmp_path):
+    from musicgen_lora.model.trainer import truncate_curves
+
+    tsv = tmp_path / "plots/metrics/train/loss.tsv"
+    tsv.parent.mkdir(parents=True)
+    tsv.write_text("step\tloss\n" + "".join(f"{i}\t{5 - i / 10}\n" for i in range(6)))
+    truncate_curves(tmp_path / "plots", 3)
+    assert tsv.read_text() == "step\tloss\n0\t5.0\n1\t4.9\n2\t4.8\n3\t4.7\n"

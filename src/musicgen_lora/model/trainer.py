@@ -13,12 +13,13 @@ a divergence every process agrees on.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ProgressCallback
 from transformers.training_args import ParallelMode
 
@@ -108,3 +109,62 @@ class QuietProgress(ProgressCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass
+
+
+def truncate_curves(plots: Path, step: int) -> None:
+    """Drop the rows past `step` from DVCLive's .tsv curves: what a killed run logged after the
+    checkpoint it resumes from is logged again, from the same draws."""
+    for tsv in plots.rglob("*.tsv"):
+        lines = tsv.read_text(encoding="utf-8").splitlines(keepends=True)
+        col = lines[0].rstrip("\n").split("\t").index("step") if lines else 0
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split("\t")[col]) <= step]
+        if len(kept) != len(lines):
+            tsv.write_text("".join(kept), encoding="utf-8")
+
+
+class LiveCallback(TrainerCallback):
+    """Curves while the run trains, through DVCLive into `directory` (metrics/train/live): every
+    optimizer step's loss and learning rate, the valid loss at step 0 (the start) and at each
+    epoch's end, x = optimizer step. Its metrics.json (the latest step, train and valid loss) is
+    rewritten every step, so `dvc exp show` and `dvc plots show` see a running experiment. A run
+    resumed from a checkpoint continues the same curves (DVCLive's resume, rows past the
+    checkpoint dropped), so they come out as an uninterrupted run's."""
+
+    def __init__(self, directory: Path, epoch0: Path):
+        self.directory, self.epoch0, self.live = directory, epoch0, None
+
+    def _open(self, state) -> None:
+        from dvclive import Live
+
+        resume = state.global_step > 0
+        if resume:
+            truncate_curves(self.directory / "plots", state.global_step)
+        self.live = Live(dir=str(self.directory), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
+
+    def _log(self, step: int, values: dict[str, float]) -> None:
+        self.live.step = step
+        for name, value in values.items():
+            self.live.log_metric(name, value)
+        self.live.summary.get("train", {}).pop("lr", None)  # a curve, not a column of `dvc exp show`
+        self.live.make_summary()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or self.live is not None:
+            return
+        self._open(state)
+        if state.global_step == 0 and self.epoch0.exists():  # a restart that skipped the base evaluation
+            self._log(0, {"valid/loss": json.loads(self.epoch0.read_text())["valid_loss"]})
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if self.live is None:
+            self._open(state)
+        if "eval_loss" in logs:
+            self._log(state.global_step, {"valid/loss": logs["eval_loss"]})
+        elif "loss" in logs:
+            self._log(state.global_step, {"train/loss": logs["loss"], "train/lr": logs["learning_rate"]})
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.live is not None:
+            self.live.end()

@@ -38,7 +38,7 @@ from ..model.musicgen import (checkpoint_decoder, load_config, load_model, resol
                               text_encoder_without_dropout)
 from ..model.samples import SampleCallback, publish
 from ..model.tokens import INDEX, load_chroma, load_tokens
-from ..model.trainer import LoraTrainer, NonFiniteLoss, QuietProgress, training_arguments, world_size
+from ..model.trainer import LiveCallback, LoraTrainer, NonFiniteLoss, QuietProgress, training_arguments, world_size
 from ..core.provenance import environment
 
 CHECKPOINTS = Path("models/checkpoints")
@@ -189,6 +189,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     valid_set = ClipDataset(vcodes, vmask, vcaptions, load_chroma(tokens_dir, "valid"), training=False)
     trainer = LoraTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set, data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
+                                     LiveCallback(metrics_dir / "live", ckpt_dir / "epoch0.json"),
                                      SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed,
                                                     ckpt_dir / "samples")]
                           + ([EarlyStoppingCallback(tp.early_stopping_patience)] if tp.early_stopping_patience else []),
