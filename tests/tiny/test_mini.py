@@ -44,17 +44,19 @@ def _sha(path) -> str:
 
 
 def test_a_killed_build_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    """A build stopped in the LM phase (its finished codec phase without the optimiser's state, as
-    committed between sessions), and a fresh build folder seeded with the finished codec phase,
+    """A build stopped in the LM phase (its finished codec phases without the optimiser's state, as
+    committed between sessions), and a fresh build folder seeded with the finished codec phases,
     both resume to the weights of a build never stopped (one Phase class runs both phases, so
     this covers a resume inside the codec phase too)."""
     cfg = mini.MiniConfig.quick()
     phases = tmp_path / "phases"
     whole = mini.build_mini(tmp_path / "whole", tmp_path / "work-whole", cfg, phases)
-    assert sorted(p.name for p in phases.iterdir()) == ["codec-state.json", "codec-weights.safetensors",
-                                                         "lm-state.json", "lm-weights.safetensors"]
+    assert sorted(p.name for p in phases.iterdir()) == sorted(f"{name}-{part}" for name in ("codec", "refine", "lm")
+                                                              for part in ("state.json", "weights.safetensors"))
     assert len(whole["codec_loss"]) == cfg.codec_steps and len(whole["lm_loss"]) == cfg.lm_steps
-    for stop_after in (4,):  # saves: codec init, step 2, step 4 (codec done), lm step 2: killed in the LM phase
+    assert len(whole["refine_loss"]) == cfg.refine_steps
+    # saves: codec init, step 2, step 4 (codec done), refine step 2 (done), lm step 2: killed in the LM phase
+    for stop_after in (5,):
         work = tmp_path / f"work-{stop_after}"
         saves = []
         real_save = mini.Phase.save
@@ -69,11 +71,13 @@ def test_a_killed_build_resumes_to_the_same_weights(tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             mini.build_mini(tmp_path / f"out-{stop_after}", work, cfg)
         monkeypatch.setattr(mini.Phase, "save", real_save)
-        if stop_after == 4:  # the codec phase is done: only its weights travel between sessions
+        if stop_after == 5:  # the codec phases are done: only their weights travel between sessions
             (work / "codec-optimizer.pt").unlink()
+            (work / "refine-optimizer.pt").unlink()
         again = mini.build_mini(tmp_path / f"out-{stop_after}", work, cfg)
         assert again["sha256"] == whole["sha256"] == _sha(tmp_path / f"out-{stop_after}")
         assert again["codec_loss"] == whole["codec_loss"] and again["lm_loss"] == whole["lm_loss"]
+        assert again["refine_loss"] == whole["refine_loss"]
 
     # the next session: a fresh build folder, the committed finished codec phase, the LM to train
     for name in ("lm-state.json", "lm-weights.safetensors"):

@@ -33,7 +33,7 @@ from transformers import MusicgenForConditionalGeneration
 
 from . import scores
 from .bootstrap import build_tokenizer, lm_batch, save
-from .codec_train import COMMITMENT, _crops, codec_loss, init_from_data, quantize_train
+from .codec_train import COMMITMENT, _crops, codec_loss, init_from_data, quantize_train, refine_loss
 from ..core.files import atomic_path, write_json
 from ..model.configs import mini_config
 from ..model.delay import forward_loss
@@ -54,6 +54,8 @@ class MiniConfig:
     codec_batch: int = 8
     codec_seconds: float = 0.5
     codec_lr: float = 2e-3
+    refine_steps: int = 20000      # the codec phase continued with log-mel and waveform terms (~6 h on 1 core)
+    refine_lr: float = 1e-3
     lm_steps: int = 6000
     lm_batch: int = 8
     lm_seconds: float = 10.0
@@ -65,8 +67,8 @@ class MiniConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> "MiniConfig":
         """A seconds-scale build for tests: the same code path, a few tracks and steps."""
-        return cls(seed=seed, tracks=6, seconds=4.0, codec_steps=4, codec_batch=2, lm_steps=4, lm_batch=2,
-                   lm_seconds=2.0, checkpoint_every=2)
+        return cls(seed=seed, tracks=6, seconds=4.0, codec_steps=4, codec_batch=2, refine_steps=2, lm_steps=4,
+                   lm_batch=2, lm_seconds=2.0, checkpoint_every=2)
 
 
 def corpus_audio(cfg: MiniConfig, work: Path) -> tuple[torch.Tensor, list[scores.Track]]:
@@ -178,6 +180,25 @@ def train_mini_codec(codec, audio: torch.Tensor, cfg: MiniConfig, work: Path) ->
     return train_phase(phase, cfg.codec_steps, cfg.codec_lr, loss_fn, params)
 
 
+def refine_mini_codec(codec, audio: torch.Tensor, cfg: MiniConfig, work: Path) -> list[float]:
+    """The codec phase's weights trained on with multi-scale log-mel and waveform terms added
+    (`codec_train.refine_loss`): the spectral loss alone leaves a noise floor musicnn hears."""
+    gen = torch.Generator().manual_seed(cfg.seed + 3)
+    params = list(codec.encoder.parameters()) + list(codec.decoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.refine_lr, betas=(0.8, 0.99), weight_decay=0.0)
+    phase = Phase("refine", work, codec, opt, gen, cfg.checkpoint_every)
+    phase.resume(cfg.refine_steps)
+    samples = int(cfg.codec_seconds * codec.config.sampling_rate)
+
+    def loss_fn():
+        x = _crops(audio, cfg.codec_batch, samples, gen)
+        quantized, commitment = quantize_train(codec, codec.encoder(x[:, None, :]), gen)
+        return refine_loss(x, codec.decoder(quantized)[:, 0, :samples], codec.config.sampling_rate) \
+            + COMMITMENT * commitment
+
+    return train_phase(phase, cfg.refine_steps, cfg.refine_lr, loss_fn, params)
+
+
 def train_mini_lm(model, tokenizer, codes: torch.Tensor, captions: list[str], cfg: MiniConfig, work: Path) -> list[float]:
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     dec = model.config.decoder
@@ -212,7 +233,7 @@ def seed_work(work: Path, phases: Path | None) -> None:
     where it has none: the build resumes after them, to the same bytes."""
     if not phases or not phases.is_dir():
         return
-    for name in ("codec", "lm"):
+    for name in ("codec", "refine", "lm"):
         state = phases / f"{name}-state.json"
         if state.exists() and not (work / state.name).exists():
             for suffix in ("-weights.safetensors", "-state.json"):
@@ -245,7 +266,10 @@ def build_mini(out_dir: Path, work: Path, cfg: MiniConfig, phases: Path | None =
         codec_losses = train_mini_codec(model.audio_encoder, audio, cfg, work)
         if phases:
             publish_phase(work, phases, "codec")
-        codes_path = work / f"codes-{cfg.codec_steps}.safetensors"
+        refine_losses = refine_mini_codec(model.audio_encoder, audio, cfg, work)
+        if phases:
+            publish_phase(work, phases, "refine")
+        codes_path = work / f"codes-{cfg.codec_steps}-{cfg.refine_steps}.safetensors"
         if not codes_path.exists():
             with torch.no_grad():
                 codes = torch.cat([encode_audio(model, chunk) for chunk in audio.split(16)])
@@ -262,7 +286,7 @@ def build_mini(out_dir: Path, work: Path, cfg: MiniConfig, phases: Path | None =
     info = {"sha256": digest, "seconds_this_run": round(time.time() - t0, 1), "config": asdict(cfg),
             "corpus_hours": round(len(tracks) * cfg.seconds / 3600, 2),
             "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-            "codec_loss": codec_losses, "lm_loss": lm_losses}
+            "codec_loss": codec_losses, "refine_loss": refine_losses, "lm_loss": lm_losses}
     write_json(work / "build.json", info)
     print(f"mini MusicGen -> {out_dir}: sha256 {digest}", flush=True)
     return info
