@@ -144,3 +144,29 @@ def test_dvc_never_deletes_trains_outputs_before_it_runs():
     for out in outs:
         name, options = next(iter(out.items())) if isinstance(out, dict) else (out, {})
         assert options.get("persist") is True, name
+
+
+def test_preset_on_an_empty_train_section_is_one_line(tmp_path, monkeypatch, capsys):
+    """Before: TypeError: argument of type 'NoneType' is not iterable."""
+    text = (ROOT / "params.yaml").read_text()
+    start, end = text.index("train:\n"), text.index("evaluate:\n")
+    (tmp_path / "params.yaml").write_text(text[:start] + "train:\n" + text[end:])
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments/presets.yaml").write_bytes((ROOT / "experiments/presets.yaml").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["preset", "musicgen-small"]) == 2
+    assert capsys.readouterr().err.strip() == ("params.yaml: section train is empty or not a mapping; restore it "
+                                               "(`git checkout params.yaml`) and run again")
+
+
+def test_trials_outside_git_or_without_a_manifest_is_one_line(tmp_path, monkeypatch, capsys):
+    """Before: FileNotFoundError: 'experiments/trials.yaml' (a traceback)."""
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert cli.main(["trials"]) == 1
+    assert "trials: not inside a git repository" in capsys.readouterr().err
+    subprocess.run(["git", "init", "-q", "."], check=True)
+    assert cli.main(["trials"]) == 1
+    assert capsys.readouterr().err.strip().startswith("experiments/trials.yaml: no trials manifest here")

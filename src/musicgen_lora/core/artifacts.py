@@ -8,6 +8,8 @@ by hand) is one line naming it and saying to regenerate it.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -68,3 +70,44 @@ def rows_of(path: Path, kind: type[Row]) -> list[Row]:
 def read_manifest(seg_dir: Path) -> list[ClipRow]:
     """The clips of a segments folder, validated."""
     return rows_of(Path(seg_dir) / MANIFEST, ClipRow)
+
+
+REFERENCE = "reference.json"  # evaluation/: what `evaluate base` measured, read by evaluate, summarize, metrics
+# key -> the JSON types its value may have
+REFERENCE_KEYS = {"thresholds": (dict,), "base": (dict,), "base_valid_loss": (float, int), "target": (dict,),
+                  "padded": (dict, type(None)), "copy": (dict,)}
+
+
+def read_json_object(path: Path, what: str, regenerate: str) -> dict:
+    """A JSON object from `path`, or one line naming the file, what it should be and how to remake it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; {regenerate}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not {what} (not JSON: {str(exc)[:60]}); {regenerate}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not {what} (a JSON {type(data).__name__}, not an object); {regenerate}")
+    return data
+
+
+def read_reference(path: Path) -> dict:
+    """`evaluation/reference.json`, validated: exactly REFERENCE_KEYS of their types, and every flag
+    threshold a finite number."""
+    from .params import FlagThresholds
+
+    fix = "regenerate it with `dvc repro evaluate_base` (or restore it: `dvc checkout evaluation/reference.json`)"
+    ref = read_json_object(path, "the file `evaluate base` writes", fix)
+    if set(ref) != set(REFERENCE_KEYS):
+        odd = sorted(set(ref) ^ set(REFERENCE_KEYS))
+        raise UserError(f"{path}: not the file `evaluate base` writes ({', '.join(map(repr, odd[:3]))} "
+                        f"missing or unknown); {fix}")
+    bad = [k for k, types in REFERENCE_KEYS.items() if not isinstance(ref[k], types) or isinstance(ref[k], bool)]
+    names = [f.name for f in dataclasses.fields(FlagThresholds)]
+    th = ref["thresholds"] if not bad else {}
+    if not bad and (set(th) != set(names) or not all(
+            isinstance(th[n], (int, float)) and not isinstance(th[n], bool) and math.isfinite(th[n]) for n in names)):
+        bad = ["thresholds"]
+    if bad:
+        raise UserError(f"{path}: {bad[0]} is not what `evaluate base` writes; {fix}")
+    return ref

@@ -375,6 +375,9 @@ def edit_params(path: Path, changes: dict) -> None:
     data = yaml.load(Path(path).read_text(encoding="utf-8"))
     for section, values in changes.items():
         for key, value in values.items():
+            if section in data and not isinstance(data[section], dict):
+                raise ParamsError(f"{path}: section {section} is empty or not a mapping; restore it "
+                                  f"(`git checkout {Path(path).name}`) and run again")
             if section not in data or key not in data[section]:
                 raise ParamsError(f"{path}: no key {section}.{key} to set")
             data[section][key] = value

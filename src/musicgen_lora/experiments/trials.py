@@ -57,8 +57,14 @@ def yaml_scalar(value) -> str:
 
 
 def load_trials(path: Path = MANIFEST) -> list[Trial]:
+    if not path.is_file():
+        raise UserError(f"{path}: no trials manifest here; run this in the project's clone (or pass --manifest)")
     data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    trials = [Trial(t["name"], t["description"], dict(t.get("params") or {})) for t in data["trials"]]
+    try:
+        trials = [Trial(str(t["name"]), str(t["description"]), dict(t.get("params") or {})) for t in data["trials"]]
+    except (TypeError, KeyError, AttributeError, ValueError):
+        raise UserError(f"{path}: expected `trials:` with a name, a description and params per trial "
+                        f"(see experiments/trials.yaml in the project)") from None
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: duplicate trial names in {names}")
@@ -139,6 +145,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--queue", action="store_true", help="run through `dvc queue` workers")
     ap.add_argument("-j", "--jobs", type=int, default=1)
     args = ap.parse_args(argv)
+    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode:
+        raise UserError("trials: not inside a git repository (trials are git-tagged experiments); run it in the "
+                        "project's clone")
     trials = load_trials(args.manifest)
     unknown = set(args.names) - {t.name for t in trials}
     if unknown:

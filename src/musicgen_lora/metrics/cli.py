@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..core import params as P
+from ..core.artifacts import read_reference
 from ..core.audio import AudioError, read_audio
 from ..core.params import FlagThresholds
 from .clip import clip_metrics
@@ -69,7 +70,7 @@ def main(argv: list[str]) -> int:
     `evaluation/reference.json` exists, else those in params.yaml (or the defaults)."""
     calibrated = Path("evaluation/reference.json")
     if calibrated.exists():
-        th = FlagThresholds(**json.loads(calibrated.read_text(encoding="utf-8"))["thresholds"])
+        th = FlagThresholds(**read_reference(calibrated)["thresholds"])
     else:
         th = P.load("evaluate")[0].thresholds() if P.PARAMS_FILE.exists() else FlagThresholds()
     return metrics_cli(argv, th)

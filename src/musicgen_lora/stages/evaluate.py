@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..core import params as P
 from ..core.audio import load_mono, write_wav
-from ..core.artifacts import read_manifest
+from ..core.artifacts import read_manifest, read_reference
 from ..core.files import atomic_dir, atomic_path, inside, read_jsonl, slug, write_json, write_jsonl
 from ..metrics import bootstrap as B
 from ..metrics import clip as M
@@ -295,7 +295,7 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
                  results: Path, set_metrics: Path, mp: P.ModelParams, ep: P.EvaluateParams) -> None:
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
-    summary = json.loads(ref_path.with_suffix(".json").read_text(encoding="utf-8"))
+    summary = read_reference(ref_path.with_suffix(".json"))
     padded = summary.get("padded")  # evaluate base decided: base and best share the padded evaluation
     padded_frames = padded and check_generation_length(config, padded["pad_to_seconds"], "encode.pad_to_seconds")
     torch.manual_seed(ep.seed)

@@ -19,6 +19,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from ..core.args import stage_paths
+from ..core.artifacts import REFERENCE, read_reference
 from ..core.files import read_jsonl, write_json, write_text
 from ..metrics import bootstrap as B
 from ..metrics import comparison as C
@@ -181,7 +182,7 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
                "set": {n: {k: v for k, v in sets[n].items() if k != "valid_losses"} for n in names}}
     summary["checks"] = {f"{n}_vs_base": C.checks(models[n]["delta_vs_base"], sets[n].get("style_fd_vs_base"))
                          for n in names if n != "base"}
-    reference = json.loads((eval_dir / "reference.json").read_text(encoding="utf-8"))
+    reference = read_reference(eval_dir / REFERENCE)
     summary["thresholds"] = reference["thresholds"]
     target_emb = load_file(str(eval_dir / "reference.safetensors"))["valid_musicnn_emb"]
     summary["target"] = {**summary["target"], "self_fd": S.self_distance(target_emb, boot["seed"])}
