@@ -109,4 +109,4 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
     sample, sr = sf.read(project / "metrics/train/samples/epoch_1/00.wav")  # heard during training
     assert sr == 32000 and len(sample) == sr
     headline = json.loads((project / "metrics/headline.json").read_text())
-    assert set(headline["valid_loss_real"]) == {"base", "best", "final"}
+    assert set(headline["valid_loss_real"]) == {"base", "best"}

@@ -37,6 +37,10 @@ def trial_project(root):
 
 def test_trials_tags_params_and_report(tmp_path):
     env = trial_project(tmp_path)
+    none = subprocess.run(["python", "-m", "musicgen_lora", "compare", "--experiments"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert none.returncode == 1 and "this commit has no finished experiments" in none.stderr, none.stderr
+    assert "Traceback" not in none.stderr and not (tmp_path / "reports").exists()
     out = sh(["python", "-m", "musicgen_lora", "trials"], tmp_path, env)
     assert "trial-a: ok" in out and "trial-b: ok" in out
 
@@ -56,9 +60,11 @@ def test_trials_tags_params_and_report(tmp_path):
     assert b["train"]["mask_padding"] is True and b["encode"]["pad_to_seconds"] is None
     assert b["train"]["dropout"] == 0.05 and a["train"]["dropout"] == 0.0
     for r in rows.values():
-        # epoch 0 (base) and the one trained epoch; headline metrics from dvc exp show
-        assert r["metrics"]["loss_objective"] > 0 and len(r["valid_losses"]) == 2
-        assert set(r["metrics"]["valid_loss_real"]) == {"base", "best", "final"}
+        # epoch 0 (base) and the one trained epoch; headline metrics from dvc exp show (base and best),
+        # every model's figures from the tag's summary.json
+        assert r["figures"]["loss_objective"] > 0 and len(r["valid_losses"]) == 2
+        assert set(r["metrics"]["valid_loss_real"]) == {"base", "best"}
+        assert set(r["figures"]["valid_loss_real"]) == {"base", "best", "final"}
 
     again = subprocess.run(["python", "-m", "musicgen_lora", "trials", "trial-a"], cwd=tmp_path, env=env,
                            capture_output=True, text=True)
@@ -89,6 +95,21 @@ def test_trials_tags_params_and_report(tmp_path):
     if browser_expected():  # in a browser too (tests/report/test_page_browser.py has the details)
         result, console = probe(chromium(), page, tmp_path / "profile")
         assert result["loaded"] == 4 and result["errors"] == [] and console == [], (result, console)
+
+    # the same runs as the commit's experiments (what a user's own `dvc exp run`s are): ranked, with
+    # the params they vary and each run's verdict, and a page to hear them side by side
+    out = sh(["python", "-m", "musicgen_lora", "compare", "--experiments"], tmp_path, env)
+    mine = (tmp_path / "reports/experiments.md").read_text()
+    assert "# Your experiments" in mine and mine in out + "\n"
+    header = next(line for line in mine.splitlines() if line.startswith("| run |"))
+    assert "train.rank" in header and "train.lr" in header and "train.epochs" not in header  # only what varies
+    assert "| trial-a | " in mine and "| trial-b | " in mine and "| 1 | trial-" in mine
+    verdicts = {"improved", "inert", "degraded", "not closer", "overfit", "forgets prompts", "copies training audio"}
+    for row in (line for line in mine.splitlines() if line.startswith("| trial-")):
+        best, final = row.split(" | ")[header.split(" | ").index("verdict best / final")].split(" / ")
+        assert set(best.split(", ")) <= verdicts and set(final.split(", ")) <= verdicts, row
+    assert len(re.findall(r"<audio ", (tmp_path / "reports/experiments.html").read_text())) == 2 * 2
+    assert (tmp_path / "reports/trials.md").read_text() == report  # the trials' report is left as it was
 
     # a tag brings back that trial's adapters exactly
     sh(["git", "checkout", "-q", "trial-a"], tmp_path, env)

@@ -8,6 +8,7 @@ from safetensors.numpy import save_file
 import soundfile as sf
 
 from musicgen_lora.core.files import write_jsonl
+from musicgen_lora.metrics import comparison as C
 from musicgen_lora.stages import summarize
 
 SR = 16000
@@ -66,7 +67,8 @@ def test_summary_intervals_checks_and_report(tmp_path):
         "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95}}))
     (ev / "reference.json").write_text(json.dumps({"thresholds": {
         "noisy_flatness": 0.3, "decaying_slope_lu_per_s": -0.5, "silent_tail_drop_lu": -10.0,
-        "mostly_silent_ratio": 0.5, "silence_threshold_dbfs": -60.0}}))
+        "mostly_silent_ratio": 0.5, "silence_threshold_dbfs": -60.0},
+        "base": {}, "base_valid_loss": 5.0, "target": {}, "padded": None, "copy": {}}))
     save_file({"valid_musicnn_emb": rng.normal(size=(12, 8))}, str(ev / "reference.safetensors"))
     out = tmp_path / "metrics"
     summary = summarize.run(train, tmp_path / "results.jsonl", tmp_path / "sets.json", ev, out / "summary.json",
@@ -85,11 +87,12 @@ def test_summary_intervals_checks_and_report(tmp_path):
     assert "valid_losses" not in summary["set"]["best"]
 
     headline = json.loads((out / "headline.json").read_text())
-    assert headline["style_fd"] == {"base": 30.0, "best": 20.0, "final": 20.0}
+    assert headline["style_fd"] == {"base": 30.0, "best": 20.0}
+    assert C.figures(summary)["style_fd"] == {"base": 30.0, "best": 20.0, "final": 20.0}
     assert headline["verdict"]["best"] == "improved" and headline["verdict"]["final"] == "improved"
     floor = summary["target"]["self_fd"]["mean"]  # two halves of the 12 target embeddings
     assert headline["style_share_pct"]["best"] == round(100 * 10 / (30 - floor), 1)
-    assert headline["checks"] == {"better": 4, "worse": 0, "no_measurable_difference": 1}
+    assert C.figures(summary)["checks"] == {"better": 4, "worse": 0, "no_measurable_difference": 1}
 
     md = (out / "summary.md").read_text()
     assert md.splitlines()[2].startswith("**Verdict, best: improved (style_fd closer to your music: -10 [-14, -6]")

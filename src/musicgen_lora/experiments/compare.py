@@ -35,6 +35,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from ..core.errors import UserError  # noqa: E402
 from ..core.files import atomic_dir, atomic_path, inside  # noqa: E402
 from ..metrics import bootstrap as B  # noqa: E402
+from ..metrics import comparison as C  # noqa: E402
 from ..metrics.plots import save_png  # noqa: E402
 from ..report.trials import write_trials_page  # noqa: E402
 from .trials import MANIFEST, git, load_trials  # noqa: E402
@@ -100,27 +101,57 @@ def trial_tags(manifest: Path = MANIFEST, partial: bool = False) -> list[str]:
     return names
 
 
-def collect(manifest: Path = MANIFEST, partial: bool = False) -> list[dict]:
-    names = trial_tags(manifest, partial)
+def experiment_runs() -> list[tuple[str, str]]:
+    """(name, commit) of the checked-out commit's finished experiments (`dvc exp run`), oldest
+    first, after the commit itself where its outputs are committed (a baseline run)."""
+    from dvc.api import exp_show
+
+    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode:
+        raise UserError("compare: not inside a git repository; run it in the project's clone")
+    rows = exp_show(".")
+    head = git("rev-parse", "HEAD").strip()
+    runs = [("baseline", head)] if git("ls-tree", head, SUMMARY, check=False).strip() else []
+    exps = [r for r in rows if r.get("typ") in ("branch_commit", "branch_base") and r.get("Experiment")
+            and r.get("State") in (None, "Success")]
+    runs += [(r["Experiment"], r["rev"]) for r in sorted(exps, key=lambda r: str(r.get("Created") or ""))]
+    if not [r for r in runs if r[0] != "baseline"]:
+        raise UserError("compare --experiments: this commit has no finished experiments (`dvc exp show` lists "
+                        "none); run some, e.g. `dvc exp run -n lr-high -S train.lr=0.002`, then compare again")
+    return runs
+
+
+def collect(manifest: Path = MANIFEST, partial: bool = False, experiments: bool = False) -> list[dict]:
+    runs = experiment_runs() if experiments else [(n, n) for n in trial_tags(manifest, partial)]
     show = json.loads(subprocess.run(["dvc", "exp", "show", "-T", "--json"], capture_output=True, text=True,
                                      check=True).stdout)
     rows = exp_rows(show)
-    return [{"name": n, **rows.get(n, {"params": {}, "metrics": {}}), "train_losses": epoch_losses(n, "train"),
-             "valid_losses": epoch_losses(n, "valid"),
-             "summary": json.loads(git("show", f"{n}:{SUMMARY}", check=False) or "{}")} for n in names]
+    out = []
+    for name, rev in runs:
+        summary = json.loads(git("show", f"{rev}:{SUMMARY}", check=False) or "{}")
+        found = rows.get(name if name != "baseline" else rev, rows.get(rev, {"params": {}, "metrics": {}}))
+        # every model's figures from the run's summary.json (headline.json, what dvc exp show has,
+        # holds base and best only)
+        try:
+            figures = C.figures(summary)
+        except (KeyError, TypeError):  # a run from before a figure existed: what dvc exp show has
+            figures = found["metrics"]
+        out.append({"name": name, "rev": rev, **found, "figures": figures,
+                    "train_losses": epoch_losses(rev, "train"), "valid_losses": epoch_losses(rev, "valid"),
+                    "summary": summary})
+    return out
 
 
-def extract_best_audio(names: list[str], out_dir: Path) -> dict[str, list[dict]]:
-    """trial -> its best-model rows of comparison_results.jsonl (the first sample of each prompt at
-    the clip length: the same prompt and seed in every trial), each with `path`: the clip copied
-    from the tag's DVC outputs into `out_dir/<trial>/` (the folder is replaced whole). A tag
-    without evaluation results (a failed trial) gets no rows."""
+def extract_best_audio(runs: list[tuple[str, str]], out_dir: Path) -> dict[str, list[dict]]:
+    """name -> the best-model rows of comparison_results.jsonl of the run at rev (the first sample
+    of each prompt at the clip length: the same prompt and seed in every run), each with `path`:
+    the clip copied from that revision's DVC outputs into `out_dir/<name>/` (the folder is replaced
+    whole). A revision without evaluation results (a failed run) gets no rows."""
     from dvc.api import DVCFileSystem
 
     out: dict[str, list[dict]] = {}
     with atomic_dir(out_dir) as tmp:
-        for name in names:
-            fs = DVCFileSystem(".", rev=name)
+        for name, rev in runs:
+            fs = DVCFileSystem(".", rev=rev)
             if not fs.exists(RESULTS):
                 out[name] = []
                 continue
@@ -137,13 +168,39 @@ def extract_best_audio(names: list[str], out_dir: Path) -> dict[str, list[dict]]
     return out
 
 
-def write_page(rows: list[dict], out: Path, manifest: Path = MANIFEST) -> Path:
-    """reports/trials.html with the audio extracted beside it."""
-    descriptions = {t.name: t.description for t in load_trials(manifest)}
-    clips = extract_best_audio([r["name"] for r in rows], out / "trials_audio")
-    return write_trials_page(out / "trials.html", [
-        {"name": r["name"], "description": descriptions.get(r["name"], ""), "metrics": r["metrics"],
-         "rows": clips[r["name"]]} for r in rows])
+def write_page(rows: list[dict], out: Path, stem: str, descriptions: dict[str, str]) -> Path:
+    """reports/<stem>.html with the audio extracted beside it (<stem>_audio/)."""
+    clips = extract_best_audio([(r["name"], r["rev"]) for r in rows], out / f"{stem}_audio")
+    return write_trials_page(out / f"{stem}.html", [
+        {"name": r["name"], "description": descriptions.get(r["name"], ""), "metrics": r["figures"],
+         "rows": clips[r["name"]]} for r in rows], title=f"{stem.capitalize()}: best adapters side by side")
+
+
+def changed_params(rows: list[dict]) -> list[str]:
+    """section.key of every param whose value differs between the runs (what the experiments vary)."""
+    flat = [{f"{sec}.{k}": json.dumps(v, sort_keys=True) for sec, d in r["params"].items() if isinstance(d, dict)
+             for k, v in d.items()} for r in rows]
+    keys = sorted(set().union(*flat)) if flat else []
+    return [k for k in keys if len({f.get(k) for f in flat}) > 1]
+
+
+def experiments_table(rows: list[dict]) -> str:
+    """One row per run: the params the runs vary, the verdicts and the figures behind them."""
+    varied = changed_params(rows)
+    head = ["run", *varied, "best epoch", "verdict best / final", "of the way to the target (best)",
+            "valid loss base / best / final (real frames)", "style FD (musicnn) base / best / final"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        m, p = r["figures"], r["params"]
+        values = [p.get(k.split(".")[0], {}).get(k.split(".", 1)[1], "-") for k in varied]
+        verdict = m.get("verdict", {})
+        share = m.get("style_share_pct", {}).get("best")
+        cells = [r["name"], *values, m.get("best_epoch", "-"),
+                 f"{verdict.get('best', '-')} / {verdict.get('final', '-')}", "-" if share is None else f"{share:.0f}%",
+                 " / ".join(f"{m.get('valid_loss_real', {}).get(n, float('nan')):.3f}" for n in ("base", "best", "final")),
+                 " / ".join(f"{m.get('style_fd', {}).get(n, float('nan')):.4g}" for n in ("base", "best", "final"))]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def _fmt(values: list[float]) -> str:
@@ -158,7 +215,7 @@ def table(rows: list[dict]) -> str:
             "flagged clips base / best / final"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        t, e, m = r["params"].get("train", {}), r["params"].get("encode", {}), r["metrics"]
+        t, e, m = r["params"].get("train", {}), r["params"].get("encode", {}), r["figures"]
         pad = e.get("pad_to_seconds")
         clip = r["params"].get("segment", {}).get("clip_seconds", 15.0)
         padding = (f"{clip:g} s padded to {pad:g} s" if pad else f"{clip:g} s") + \
@@ -251,17 +308,30 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--json", action="store_true", help="print the collected rows as JSON instead")
     ap.add_argument("--partial", action="store_true", help="report the trials that have tags when some do not")
+    ap.add_argument("--experiments", action="store_true",
+                    help="compare this commit's `dvc exp run` experiments (and its own run) instead of the trials: "
+                         "reports/experiments.{md,html} and reports/experiments_valid_loss.png")
     args = ap.parse_args(argv)
-    rows = collect(args.manifest, args.partial)
+    rows = collect(args.manifest, args.partial, args.experiments)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    report = "# The reference trainings\n\nFrom `dvc exp show -T --json` and each tag's DVCLive losses.\n\n" + \
-        table(rows) + "\n\n## Ranked by style (musicnn)\n\n" + style_ranking(rows) + "\n"
-    with atomic_path(args.out / "trials.md") as tmp:
+    if args.experiments:
+        stem, descriptions = "experiments", {r["name"]: ", ".join(
+            f"{k}={r['params'].get(k.split('.')[0], {}).get(k.split('.', 1)[1])}" for k in changed_params(rows))
+            for r in rows}
+        report = "# Your experiments\n\nThis commit's `dvc exp run` experiments (and the commit's own run, " \
+            "`baseline`), from `dvc exp show`; the verdicts and intervals are each run's own (best and final " \
+            "against base).\n\n" + experiments_table(rows)
+    else:
+        stem, descriptions = "trials", {t.name: t.description for t in load_trials(args.manifest)}
+        report = "# The reference trainings\n\nFrom `dvc exp show -T --json` and each tag's DVCLive losses.\n\n" \
+            + table(rows)
+    report += "\n\n## Ranked by style (musicnn)\n\n" + style_ranking(rows) + "\n"
+    with atomic_path(args.out / f"{stem}.md") as tmp:
         tmp.write_text(report, encoding="utf-8")
-    plot(rows, args.out / "trials_valid_loss.png")
-    page = write_page(rows, args.out, args.manifest)
+    plot(rows, args.out / f"{stem}_valid_loss.png")
+    page = write_page(rows, args.out, stem, descriptions)
     print(report)
     print(f"page: {page}")
     return 0

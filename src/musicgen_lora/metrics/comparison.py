@@ -131,3 +131,18 @@ def padded_words(cmp: dict, clip_s: float, pad_s: float, mask_padding: bool | No
                  + (" (the flag thresholds are set for whole clips that fade or fall silent; a change confined to "
                     "the padded part can stay below them)." if not flags[name] else "."))
     return words
+
+
+def figures(summary: dict) -> dict:
+    """The full per-model figures (base, best, final) of a run's summary.json, in headline.json's
+    shape plus final, the checks' tally and the training objective (the trials' pages read these)."""
+    models = summary["models"]
+    names = [n for n in ("base", "best", "final") if n in models]
+    return {"best_epoch": summary["best_epoch"], "loss_objective": round(summary["valid_loss_objective"]["best"], 5),
+            "valid_loss_real": {n: models[n]["mean"]["valid_loss"] for n in names},
+            "style_fd": {n: summary["set"][n]["style_fd"] for n in names},
+            "flagged": {n: models[n]["flagged_clips"] for n in names},
+            "checks": tally(summary["checks"].get("best_vs_base", {})),
+            "verdict": {n: ", ".join(v["words"]) for n, v in summary.get("verdicts", {}).items()},
+            "style_share_pct": {n: (v["style_share"] or {}).get("share_pct")
+                                for n, v in summary.get("verdicts", {}).items()}}
