@@ -53,3 +53,23 @@ def test_ranks_under_a_launcher_share_the_cores(monkeypatch):
     assert musicgen.cpu_threads(small_config()) == max(1, cores // 2)
     assert musicgen.cpu_threads(tiny_config(8)) == musicgen.SMALL_MODEL_THREADS
     assert musicgen.cpu_threads(small_config(), fixed=3) == 3
+
+
+def test_encode_moves_only_the_codec(monkeypatch):
+    """encode needs EnCodec alone: T5 and the decoder stayed on the GPU for nothing (+2.4 GB on
+    musicgen-small, ~13 GB on large)."""
+    moved = []
+    real_to = torch.nn.Module.to
+
+    def spy(self, *args, **kwargs):
+        moved.append(type(self).__name__)
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "to", spy)
+    model, _ = musicgen.load_model(ModelParams(), "cpu", codec_only=True)
+    assert moved == ["EncodecModel"]
+    codes = musicgen.encode_audio(model, torch.zeros(1, 16000))
+    assert codes.shape[:2] == (1, model.config.decoder.num_codebooks)
+    moved.clear()
+    musicgen.load_model(ModelParams(), "cpu")
+    assert moved == ["MusicgenForConditionalGeneration"]

@@ -33,7 +33,7 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     missing = next((f for f in files if not f.is_file()), None)
     if missing:
         raise UserError(f"{missing}: listed in {seg_dir / MANIFEST} but not on disk; regenerate it (`dvc repro segment`)")
-    model, _ = load_model(model_params, resolve_device(model_params))
+    model, _ = load_model(model_params, resolve_device(model_params), codec_only=True)
     info, channels, melody = codec_info(model.config), audio_channels(model.config), is_melody(model.config)
     clip_samples = len(read_audio(files[0])[0])
     clip_s = clip_samples / info.sample_rate
