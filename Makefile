@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo data tiny mini soundfont test bench trials compare clean musicnn sky-check
+.PHONY: install demo data tiny mini soundfont test bench trials compare clean musicnn sky-check gpu-check
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -69,6 +69,12 @@ sky-check:
 	"$$tmp/venv/bin/pip" install -q skypilot==0.14.1; \
 	"$$tmp/venv/bin/python" -c "import sky; t = sky.Task.from_yaml('cloud/experiment.sky.yaml'); \
 	print('sky-check:', t.name, t.resources, 'ok')"
+
+# The GPU path on a machine with CUDA (bench/gpu_check.py): the pipeline on a musicgen-small-shaped
+# checkpoint in bf16 with a kill and resume, LoRA step time and peak memory, generation speed;
+# figures into bench/results.json under "gpu". Without CUDA it says so and exits 0.
+gpu-check: install
+	$(PY) -m musicgen_lora.bench.gpu_check
 
 # Benchmarks: bench/results.json and bench/results.md.
 bench: install
