@@ -3,7 +3,7 @@
 1. pipeline: a musicgen-small-shaped checkpoint with random weights, built here (no hub), through
    the real pipeline in a throw-away project (`dvc repro`: segment -> encode on the codec alone ->
    train in bf16 with gradient checkpointing -> evaluate in half precision), the train stage
-   killed after its first checkpoint and resumed; every loss finite, every clip float32 audio;
+   killed after its first checkpoint and resumed; every loss finite, every clip a readable wav;
 2. training: the small shape's LoRA optimizer step at batch 1 (fp32 and bf16 autocast): seconds
    and peak `torch.cuda.max_memory_allocated`;
 3. generation: seconds per generated frame for 8 prompts, fp32 and bf16.

@@ -104,8 +104,19 @@ class LoraTrainer(Trainer):
 
 
 class QuietProgress(ProgressCallback):
-    """Trainer's progress bar without its per-step dict of losses (one line per epoch is printed
-    by EpochCallback instead)."""
+    """Trainer's progress bars, labelled (optimizer steps; the valid clips of an evaluation),
+    without the per-step dict of losses (one line per epoch is printed by EpochCallback instead)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description("train: optimizer steps")
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        fresh = self.prediction_bar is None
+        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+        if fresh and self.prediction_bar is not None:
+            self.prediction_bar.set_description("train: valid loss, clips")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass

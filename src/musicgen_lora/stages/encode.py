@@ -73,7 +73,7 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
                  "clips": index_rows}
         write_json(tmp / INDEX, index)
     print(f"encode: {len(clips)} clips -> {frames} frames x {info.num_codebooks} codebooks "
-          f"(padded to {pad_s:g} s) in {len(shard_names)} shards")
+          f"(padded to {pad_s:g} s) in {len(shard_names)} shard{'s' if len(shard_names) != 1 else ''}")
     return index
 
 
