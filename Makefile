@@ -52,6 +52,7 @@ demo: install
 test: install soundfont
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "chromium not installed: the browser test will skip"
+	$(PY) -m ruff check src tests
 	$(PY) -m pytest -q
 
 # The five reference trainings of experiments/TRIALS.md as tagged experiments, then their report.

@@ -3,11 +3,9 @@ goes through the whole pipeline in test_own_music.py.)"""
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from musicgen_lora.core.params import edit_params
 from conftest import make_project, sh

@@ -152,7 +152,8 @@ def test_a_manifest_of_another_shape_is_one_line(tmp_path):
             "padding_fraction": 0.0, "caption": "x", "caption_source": "sidecar", "split": "train"}
     (tmp_path / "manifest.jsonl").write_text(json.dumps(good) + "\n")
     assert read_manifest(tmp_path) == [ClipRow(**good)]
-    for bad, needle in (({**good, "extra": 1}, "line 1 has"), ({k: v for k, v in good.items() if k != "split"}, "line 1 has"),
+    for bad, needle in (({**good, "extra": 1}, "line 1 has"),
+                        ({k: v for k, v in good.items() if k != "split"}, "line 1 has"),
                         ({**good, "duration_s": "15"}, "duration_s is '15'"), ([1, 2], "line 1 has list")):
         (tmp_path / "manifest.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
         with pytest.raises(UserError, match="regenerate") as exc:

@@ -115,9 +115,12 @@ def runs(checkpoints, corpus, tmp_path_factory):
     out, seen = {}, []
     with pytest.MonkeyPatch.context() as patch:
         for module in (encode, train, evaluate):
-            def load(params, device=None, *args, _real=module.load_model, _stage=module.__name__.split(".")[-1]):
-                model, tokenizer = _real(params, device, *args)
-                seen.append((_stage, str(device), str(next(model.parameters()).device)))
+            def load(params, device=None, *args, _real=module.load_model, _stage=module.__name__.split(".")[-1],
+                     **kwargs):
+                model, tokenizer = _real(params, device, *args, **kwargs)
+                # encode moves EnCodec alone (codec_only): where the codec went is what it used
+                used = model.audio_encoder if kwargs.get("codec_only") else model
+                seen.append((_stage, str(device), str(next(used.parameters()).device)))
                 return model, tokenizer
 
             patch.setattr(module, "load_model", load)

@@ -68,7 +68,8 @@ def test_child_processes_inherit_no_preload_and_no_pinned_numerics():
     assert "LD_PRELOAD" in changes
     code = ("import subprocess, torch; from musicgen_lora.runtime.allocator import active; "
             "from musicgen_lora.runtime.launch import scrub; scrub(); "
-            "print(active(), torch.backends.cpu.get_cpu_capability(), int((torch.ones(64, 64) @ torch.ones(64, 64))[0, 0])); "
+            "print(active(), torch.backends.cpu.get_cpu_capability(), "
+            "int((torch.ones(64, 64) @ torch.ones(64, 64))[0, 0])); "
             "print(subprocess.run(['env'], capture_output=True, text=True).stdout)")
     out = run(["-c", code], **launch.relaunch_env(base, changes))
     lines = out.stdout.splitlines()

@@ -270,7 +270,7 @@ def gpu_benchmarks(args, prompts: list[str], ep: P.EvaluateParams) -> dict:
 
 def markdown(result: dict) -> str:
     m = result["machine"]
-    lines = [f"# make bench\n",
+    lines = ["# make bench\n",
              f"{m['cores']} cores ({m['cpu_capability']} in force), torch {m['packages']['torch']} "
              f"({m.get('torch_threads_small', m['torch_threads'])} threads), "
              f"load average {m['load_average_start'][0]} -> {m['load_average_end'][0]}, "

@@ -48,7 +48,8 @@ SUMMARY = "metrics/summary.json"
 
 
 def exp_rows(show: list) -> dict[str, dict]:
-    """name -> {params, metrics} for every row of `dvc exp show --json` (tags are rows of their own)."""
+    """name and commit -> {params, metrics} for every row of `dvc exp show --json` (tags are rows of
+    their own)."""
     out = {}
 
     def visit(node):
@@ -59,7 +60,9 @@ def exp_rows(show: list) -> dict[str, dict]:
                 metrics = {}
                 for m in (data.get("metrics") or {}).values():
                     metrics.update(m.get("data") or {})
-                out.setdefault(node.get("name") or node.get("rev"), {"params": params, "metrics": metrics})
+                for key in (node.get("name"), node.get("rev")):  # a baseline by its branch and its commit
+                    if key:
+                        out.setdefault(key, {"params": params, "metrics": metrics})
             for value in node.values():
                 visit(value)
         elif isinstance(node, list):
@@ -101,6 +104,14 @@ def trial_tags(manifest: Path = MANIFEST, partial: bool = False) -> list[str]:
     return names
 
 
+def committed(rev: str) -> dict:
+    """{params, metrics} of a commit from its files, where `dvc exp show` has no row for it."""
+    from ruamel.yaml import YAML
+
+    params = YAML(typ="safe").load(git("show", f"{rev}:params.yaml", check=False) or "{}") or {}
+    return {"params": params, "metrics": json.loads(git("show", f"{rev}:metrics/headline.json", check=False) or "{}")}
+
+
 def experiment_runs() -> list[tuple[str, str]]:
     """(name, commit) of the checked-out commit's finished experiments (`dvc exp run`), oldest
     first, after the commit itself where its outputs are committed (a baseline run)."""
@@ -128,7 +139,7 @@ def collect(manifest: Path = MANIFEST, partial: bool = False, experiments: bool 
     out = []
     for name, rev in runs:
         summary = json.loads(git("show", f"{rev}:{SUMMARY}", check=False) or "{}")
-        found = rows.get(name if name != "baseline" else rev, rows.get(rev, {"params": {}, "metrics": {}}))
+        found = rows.get(rev) or rows.get(name) or committed(rev)
         # every model's figures from the run's summary.json (headline.json, what dvc exp show has,
         # holds base and best only)
         try:

@@ -55,6 +55,7 @@ def calibrate_thresholds(reference_metrics: list[dict], base: FlagThresholds = F
         base,
         decaying_slope_lu_per_s=float(min(base.decaying_slope_lu_per_s, np.percentile(slope, low_pct) - slope_margin)),
         silent_tail_drop_lu=float(min(base.silent_tail_drop_lu, np.percentile(tail, low_pct) - tail_margin)),
-        mostly_silent_ratio=float(min(1.0, max(base.mostly_silent_ratio, np.percentile(silence, high_pct) + silence_margin))),
+        mostly_silent_ratio=float(min(1.0, max(base.mostly_silent_ratio,
+                                               np.percentile(silence, high_pct) + silence_margin))),
         noisy_flatness=float(min(1.0, max(base.noisy_flatness, np.percentile(flat, high_pct) + flatness_margin))),
     )

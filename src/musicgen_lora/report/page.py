@@ -173,6 +173,7 @@ def write_run_page(page: Path, rows: list[dict], eval_dir: Path, epochs: list[di
         clips = clips_section(rows, eval_dir, page, tmp / "spec", assets / "spec")
     body = (f"<h1>{esc(title)}</h1><p class=\"muted\">Best epoch {esc(summary.get('best_epoch', '-'))}; "
             f"audio from <code>{esc(href(eval_dir, page))}/</code>. Opens from disk; no network.</p>"
-            + verdict_section(summary) + target_section(summary, page) + summary_section(summary, epochs) + clips + samples_section(samples_dir, page))
+            + verdict_section(summary) + target_section(summary, page) + summary_section(summary, epochs) + clips
+            + samples_section(samples_dir, page))
     write_text(page, document(title, body))
     return page

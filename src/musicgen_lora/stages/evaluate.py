@@ -333,7 +333,8 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
                         rows += generate_set(merged_model, tokenizer, ep, info, padded_frames, tmp, out_dir.name, name,
                                              loss, th, ref, 1, padded)[0]
             fd = TM.style_fd_interval(ref["base_musicnn_emb"][mask], emb[mask], ref["valid_musicnn_emb"], ep.seed)
-            distances[name] = {**dist, "valid_losses": [round(x, 6) for x in losses], "style_fd_vs_base": fd and fd.as_dict(4)}
+            distances[name] = {**dist, "valid_losses": [round(x, 6) for x in losses],
+                               "style_fd_vs_base": fd and fd.as_dict(4)}
             done[digest] = (name, rows)
         all_rows += rows
         print(f"evaluate {name}: valid loss {loss:.4f}" + (f" (same weights as {done[digest][0]})"

@@ -119,7 +119,8 @@ class EpochCallback(TrainerCallback):
                 (tmp / "epoch.json").write_text(json.dumps({"epoch": round(state.epoch)}))
         if state.epoch and metrics:
             row = epoch_losses(state.log_history)[-1]
-            tqdm.write(f"train: epoch {row['epoch']}: valid loss {row['valid_loss']:.4f}, train loss {row['train_loss']:.4f}")
+            tqdm.write(f"train: epoch {row['epoch']}: valid loss {row['valid_loss']:.4f}, "
+                       f"train loss {row['train_loss']:.4f}")
 
 
 def run_key(tp: P.TrainParams, mp: P.ModelParams, tokens_dir: Path) -> str:

@@ -148,7 +148,8 @@ def new_model(tokenizer, seed: int) -> MusicgenForConditionalGeneration:
     return model
 
 
-def build_model(cfg: BuildConfig, log: bool = False) -> tuple[MusicgenForConditionalGeneration, PreTrainedTokenizerFast, dict]:
+def build_model(cfg: BuildConfig, log: bool = False
+                ) -> tuple[MusicgenForConditionalGeneration, PreTrainedTokenizerFast, dict]:
     """Tokenizer + pre-trained model (in memory) and the build's training statistics."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(cfg.threads)  # float reductions may split differently with other counts
