@@ -177,19 +177,19 @@ def test_nan_loss_stops_naming_the_step(project, monkeypatch, capsys):
     no params.yaml value diverges on purpose) stops the run with one line naming the step, keeps
     the best adapter so far and records the divergence."""
     from musicgen_lora.__main__ import main
-    from musicgen_lora.stages import train
+    from musicgen_lora.model import trainer
 
     root, _ = project
     monkeypatch.chdir(root)
     calls = []
-    real = train.forward_loss
+    real = trainer.forward_loss
 
     def forward_loss(model, batch, pad_id, start_id):
         calls.append(1)
         loss = real(model, batch, pad_id, start_id)
         return loss * float("nan") if len(calls) > 5 and model.training else loss
 
-    monkeypatch.setattr(train, "forward_loss", forward_loss)
+    monkeypatch.setattr(trainer, "forward_loss", forward_loss)
     assert main(TRAIN[3:]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
