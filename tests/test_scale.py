@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from musicgen_lora.core.params import edit_params
-from conftest import make_project, sh
+from conftest import ROOT, make_project, sh
 
 pytestmark = pytest.mark.slow
 TRAIN_ARGS = ["train", "--tokens", "data/tokens", "--best", "models/best_model", "--final", "models/final_model",
@@ -18,74 +18,6 @@ TRAIN_ARGS = ["train", "--tokens", "data/tokens", "--best", "models/best_model",
 def set_param(root: Path, key: str, value) -> None:
     section, name = key.split(".")
     edit_params(root / "params.yaml", {section: {name: value}})
-
-
-def adapter_bytes(root: Path) -> bytes:
-    return (root / "models/final_model/adapter_model.safetensors").read_bytes()
-
-
-def test_processes_and_machines_are_params(tmp_path):
-    """train.processes=2 trains as two DDP processes with no edit to dvc.yaml and matches one process
-    at the same effective batch; train.machines=2 (two "machines" on this host, one process each,
-    MACHINE_RANK 0 and 1) gives the 2-process run's adapter to the byte."""
-    import socket
-    import subprocess
-
-    env = make_project(tmp_path, tracks=3, params={
-        "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-        "train": {"epochs": 2, "lr": 0.001, "sample_prompts": ["bright upbeat chiptune"], "sample_seconds": 1.0}})
-    sh(["dvc", "repro", "encode"], tmp_path, env)
-    set_param(tmp_path, "train.grad_accum", 4)
-    sh(["python", "-m", "musicgen_lora", *TRAIN_ARGS], tmp_path, env)
-    one = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
-    one_m = json.loads((tmp_path / "metrics/train/metrics.json").read_text())
-    set_param(tmp_path, "train.grad_accum", 2)
-    set_param(tmp_path, "train.processes", 2)
-    out = sh(["python", "-m", "musicgen_lora", *TRAIN_ARGS], tmp_path, env)
-    assert "2 process(es) x 1 machine(s) under accelerate launch" in out
-    two = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
-    two_m = json.loads((tmp_path / "metrics/train/metrics.json").read_text())
-    assert one_m["effective_batch"] == two_m["effective_batch"] == 4
-    assert (one_m["world_size"], two_m["world_size"]) == (1, 2)
-    assert one_m["optimizer_steps"] == two_m["optimizer_steps"]
-    assert two[0]["valid_loss"] == pytest.approx(one[0]["valid_loss"], rel=1e-5)
-    # Same effective batch and seed; the data order differs (one shard per process), so the
-    # losses agree within a tolerance, not bit for bit: valid 1%, train (an epoch mean over a
-    # differently ordered walk) 3%.
-    for a, b in zip(one[1:], two[1:]):
-        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=0.01)
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.03)
-    two_processes = adapter_bytes(tmp_path)
-
-    set_param(tmp_path, "train.processes", 1)
-    set_param(tmp_path, "train.machines", 2)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    machines = [subprocess.Popen(["python", "-m", "musicgen_lora", *TRAIN_ARGS], cwd=tmp_path, text=True,
-                                 env={**env, "MACHINE_RANK": str(rank), "MAIN_PROCESS_IP": "127.0.0.1",
-                                      "MAIN_PROCESS_PORT": port}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                for rank in (0, 1)]
-    for m in machines:
-        output = m.communicate(timeout=600)[0]
-        assert m.returncode == 0, output
-    assert json.loads((tmp_path / "metrics/train/metrics.json").read_text())["world_size"] == 2
-    assert adapter_bytes(tmp_path) == two_processes
-
-
-def test_a_launch_by_hand_must_agree_with_params(tmp_path):
-    """A saved `accelerate config` (here: its environment) asking for bf16 while params.yaml says
-    no, or a launch with more processes than params.yaml says: one line, nothing trained."""
-    env = make_project(tmp_path, tracks=2)
-    sh(["dvc", "repro", "encode"], tmp_path, env)
-    import subprocess
-
-    for extra, words in (({"ACCELERATE_MIXED_PRECISION": "bf16"}, "the launcher asks for mixed precision bf16"),
-                         ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, "launched as 2 processes")):
-        run = subprocess.run(["python", "-m", "musicgen_lora", *TRAIN_ARGS], cwd=tmp_path, env={**env, **extra},
-                             capture_output=True, text=True)
-        assert run.returncode == 1 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
-        assert not (tmp_path / "models/final_model").exists()
 
 
 POISON = """
@@ -108,14 +40,66 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_a_nan_on_one_process_stops_every_process(tmp_path):
-    """Before: rank 1 raised, rank 0 waited in the gradient all-reduce until the 30-minute timeout."""
+def adapter_bytes(root: Path) -> bytes:
+    return (root / "models/final_model/adapter_model.safetensors").read_bytes()
+
+
+def test_processes_and_machines_are_params(tmp_path):
+    """`dvc exp run -S train.processes=2` trains as two DDP processes with no edit to dvc.yaml and
+    matches one process at the same effective batch; train.machines=2 (two "machines" on this host, one process each,
+    MACHINE_RANK 0 and 1) gives the 2-process run's adapter to the byte."""
+    import socket
     import subprocess
 
     env = make_project(tmp_path, tracks=3, params={
         "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-        "train": {"epochs": 2, "lr": 0.001, "sample_prompts": [], "grad_accum": 1, "processes": 2}})
+        "train": {"epochs": 2, "lr": 0.001, "sample_prompts": ["bright upbeat chiptune"], "sample_seconds": 1.0}})
     sh(["dvc", "repro", "encode"], tmp_path, env)
+    set_param(tmp_path, "train.grad_accum", 4)
+    sh(["dvc", "repro", "train"], tmp_path, env)
+    one = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
+    one_m = json.loads((tmp_path / "metrics/train/metrics.json").read_text())
+    # what a user types: an experiment with the param set, dvc.yaml untouched
+    sh(["git", "add", "-A"], tmp_path, env)
+    sh(["git", "commit", "-qm", "one process"], tmp_path, env)
+    out = sh(["dvc", "exp", "run", "train", "-S", "train.processes=2", "-S", "train.grad_accum=2"], tmp_path, env)
+    assert "2 process(es) x 1 machine(s) under accelerate launch" in out
+    assert sh(["git", "diff", "--stat", "HEAD", "--", "dvc.yaml"], tmp_path, env) == ""
+    two = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
+    two_m = json.loads((tmp_path / "metrics/train/metrics.json").read_text())
+    assert one_m["effective_batch"] == two_m["effective_batch"] == 4
+    assert (one_m["world_size"], two_m["world_size"]) == (1, 2)
+    assert one_m["optimizer_steps"] == two_m["optimizer_steps"]
+    assert two[0]["valid_loss"] == pytest.approx(one[0]["valid_loss"], rel=1e-5)
+    # Same effective batch and seed; the data order differs (one shard per process), so the
+    # losses agree within a tolerance, not bit for bit: valid 1%, train (an epoch mean over a
+    # differently ordered walk) 3%.
+    for a, b in zip(one[1:], two[1:]):
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=0.01)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.03)
+    two_processes = adapter_bytes(tmp_path)
+
+    set_param(tmp_path, "train.processes", 1)
+    set_param(tmp_path, "train.grad_accum", 2)
+    set_param(tmp_path, "train.machines", 2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    machines = [subprocess.Popen(["python", "-m", "musicgen_lora", *TRAIN_ARGS], cwd=tmp_path, text=True,
+                                 env={**env, "MACHINE_RANK": str(rank), "MAIN_PROCESS_IP": "127.0.0.1",
+                                      "MAIN_PROCESS_PORT": port}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                for rank in (0, 1)]
+    for m in machines:
+        output = m.communicate(timeout=600)[0]
+        assert m.returncode == 0, output
+    assert json.loads((tmp_path / "metrics/train/metrics.json").read_text())["world_size"] == 2
+    assert adapter_bytes(tmp_path) == two_processes
+
+    # A NaN on one process only stops every process. Before: rank 1 raised, rank 0 waited in the
+    # gradient all-reduce until the 30-minute timeout.
+    set_param(tmp_path, "train.machines", 1)
+    set_param(tmp_path, "train.processes", 2)
+    set_param(tmp_path, "train.grad_accum", 1)
     (tmp_path / "poison.py").write_text(POISON)
     run = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                           "--mixed_precision", "no", "--dynamo_backend", "no", "poison.py", *TRAIN_ARGS],
@@ -125,6 +109,26 @@ def test_a_nan_on_one_process_stops_every_process(tmp_path):
     assert "Traceback" not in run.stderr.split("loss is not finite")[0]
     live = json.loads((tmp_path / "metrics/train/metrics.json").read_text())
     assert live["diverged"].startswith("train: loss is not finite") and live["optimizer_steps"] == 1
+
+
+def test_a_launch_by_hand_must_agree_with_params(tmp_path):
+    """A saved `accelerate config` (here: its environment) asking for bf16 while params.yaml says
+    no, or a launch with more processes than params.yaml says: one line, nothing trained."""
+    import os
+    import subprocess
+    import sys
+
+    # refused before any data is read: params.yaml alone is enough
+    (tmp_path / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    for extra, words in (({"ACCELERATE_MIXED_PRECISION": "bf16"}, "the launcher asks for mixed precision bf16"),
+                         ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, "launched as 2 processes")):
+        run = subprocess.run([sys.executable, "-m", "musicgen_lora", *TRAIN_ARGS], cwd=tmp_path, env={**env, **extra},
+                             capture_output=True, text=True)
+        assert run.returncode == 1 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert not (tmp_path / "models/final_model").exists()
+
+
 
 
 def md5_tree(root: Path, rel: str) -> dict:

@@ -24,6 +24,7 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.training_args import ParallelMode
 
 from ..core import params as P
+from ..core.files import write_text
 from .delay import forward_loss
 
 
@@ -130,7 +131,7 @@ def truncate_curves(plots: Path, step: int) -> None:
         col = lines[0].rstrip("\n").split("\t").index("step") if lines else 0
         kept = lines[:1] + [line for line in lines[1:] if int(line.split("\t")[col]) <= step]
         if len(kept) != len(lines):
-            tsv.write_text("".join(kept), encoding="utf-8")
+            write_text(tsv, "".join(kept))
 
 
 class LiveCallback(TrainerCallback):
