@@ -102,12 +102,13 @@ def read_reference(path: Path) -> dict:
         odd = sorted(set(ref) ^ set(REFERENCE_KEYS))
         raise UserError(f"{path}: not the file `evaluate base` writes ({', '.join(map(repr, odd[:3]))} "
                         f"missing or unknown); {fix}")
-    bad = [k for k, types in REFERENCE_KEYS.items() if not isinstance(ref[k], types) or isinstance(ref[k], bool)]
-    names = [f.name for f in dataclasses.fields(FlagThresholds)]
-    th = ref["thresholds"] if not bad else {}
-    if not bad and (set(th) != set(names) or not all(
-            isinstance(th[n], (int, float)) and not isinstance(th[n], bool) and math.isfinite(th[n]) for n in names)):
-        bad = ["thresholds"]
+    bad = next((k for k, types in REFERENCE_KEYS.items() if not isinstance(ref[k], types)
+                or isinstance(ref[k], bool)), None)
+    if bad is None:
+        th, names = ref["thresholds"], {f.name for f in dataclasses.fields(FlagThresholds)}
+        if set(th) != names or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                       for v in th.values()):
+            bad = "thresholds"
     if bad:
-        raise UserError(f"{path}: {bad[0]} is not what `evaluate base` writes; {fix}")
+        raise UserError(f"{path}: {bad} is not what `evaluate base` writes; {fix}")
     return ref

@@ -38,7 +38,7 @@ from ..metrics import bootstrap as B  # noqa: E402
 from ..metrics import comparison as C  # noqa: E402
 from ..metrics.plots import save_png  # noqa: E402
 from ..report.trials import write_trials_page  # noqa: E402
-from .trials import MANIFEST, git, load_trials  # noqa: E402
+from .trials import MANIFEST, git, load_trials, require_git  # noqa: E402
 
 LOSS_TSV = "metrics/train/plots/metrics/{}/loss.tsv"
 TRAIN_METRICS = "metrics/train/metrics.json"
@@ -89,8 +89,7 @@ def trial_tags(manifest: Path = MANIFEST, partial: bool = False) -> list[str]:
     """The trials of `manifest` that have a git tag here. compare rewrites reports/ from them, so
     it refuses (one line, nothing written) when it cannot rebuild the whole report: outside a git
     repository, or with trials whose tags are not here (tags do not travel with `git clone`)."""
-    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode:
-        raise UserError("compare: not inside a git repository; run it in the project's clone")
+    require_git("compare")
     trials = [t.name for t in load_trials(manifest)]
     names = [n for n in trials if git("tag", "-l", n)]
     missing = [n for n in trials if n not in names]
@@ -117,8 +116,7 @@ def experiment_runs() -> list[tuple[str, str]]:
     first, after the commit itself where its outputs are committed (a baseline run)."""
     from dvc.api import exp_show
 
-    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode:
-        raise UserError("compare: not inside a git repository; run it in the project's clone")
+    require_git("compare")
     rows = exp_show(".")
     head = git("rev-parse", "HEAD").strip()
     runs = [("baseline", head)] if git("ls-tree", head, SUMMARY, check=False).strip() else []
@@ -187,6 +185,17 @@ def write_page(rows: list[dict], out: Path, stem: str, descriptions: dict[str, s
          "rows": clips[r["name"]]} for r in rows], title=f"{stem.capitalize()}: best adapters side by side")
 
 
+def per_model(figures: dict, key: str, fmt: str = "{:.3f}") -> str:
+    """"base / best / final" of one figure."""
+    return " / ".join(fmt.format(figures.get(key, {}).get(n, float("nan"))) for n in ("base", "best", "final"))
+
+
+def param(row: dict, key: str, missing=None):
+    """The value of `section.name` in a run's params."""
+    section, name = key.split(".", 1)
+    return row["params"].get(section, {}).get(name, missing)
+
+
 def changed_params(rows: list[dict]) -> list[str]:
     """section.key of every param whose value differs between the runs (what the experiments vary)."""
     flat = [{f"{sec}.{k}": json.dumps(v, sort_keys=True) for sec, d in r["params"].items() if isinstance(d, dict)
@@ -202,14 +211,13 @@ def experiments_table(rows: list[dict]) -> str:
             "valid loss base / best / final (real frames)", "style FD (musicnn) base / best / final"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        m, p = r["figures"], r["params"]
-        values = [p.get(k.split(".")[0], {}).get(k.split(".", 1)[1], "-") for k in varied]
+        m = r["figures"]
+        values = [param(r, k, "-") for k in varied]
         verdict = m.get("verdict", {})
         share = m.get("style_share_pct", {}).get("best")
         cells = [r["name"], *values, m.get("best_epoch", "-"),
                  f"{verdict.get('best', '-')} / {verdict.get('final', '-')}", "-" if share is None else f"{share:.0f}%",
-                 " / ".join(f"{m.get('valid_loss_real', {}).get(n, float('nan')):.3f}" for n in ("base", "best", "final")),
-                 " / ".join(f"{m.get('style_fd', {}).get(n, float('nan')):.4g}" for n in ("base", "best", "final"))]
+                 per_model(m, "valid_loss_real"), per_model(m, "style_fd", "{:.4g}")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -232,13 +240,10 @@ def table(rows: list[dict]) -> str:
         padding = (f"{clip:g} s padded to {pad:g} s" if pad else f"{clip:g} s") + \
             (", masked" if t.get("mask_padding", True) else ", padding NOT masked")
 
-        def per_model(key, fmt="{:.3f}"):
-            return " / ".join(fmt.format(m.get(key, {}).get(n, float("nan"))) for n in ("base", "best", "final"))
-
         cells = [r["name"], t.get("rank"), t.get("alpha"), t.get("dropout"), t.get("lr"), t.get("batch_size"),
                  t.get("grad_accum"), t.get("epochs"), t.get("warmup_steps"), padding, _fmt(r["train_losses"]),
-                 _fmt(r["valid_losses"]), m.get("best_epoch", "-"), per_model("valid_loss_real"),
-                 per_model("style_fd", "{:.4g}"), per_model("flagged", "{}")]
+                 _fmt(r["valid_losses"]), m.get("best_epoch", "-"), per_model(m, "valid_loss_real"),
+                 per_model(m, "style_fd", "{:.4g}"), per_model(m, "flagged", "{}")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -328,9 +333,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     if args.experiments:
-        stem, descriptions = "experiments", {r["name"]: ", ".join(
-            f"{k}={r['params'].get(k.split('.')[0], {}).get(k.split('.', 1)[1])}" for k in changed_params(rows))
-            for r in rows}
+        varied = changed_params(rows)
+        stem, descriptions = "experiments", {r["name"]: ", ".join(f"{k}={param(r, k)}" for k in varied) for r in rows}
         report = "# Your experiments\n\nThis commit's `dvc exp run` experiments (and the commit's own run, " \
             "`baseline`), from `dvc exp show`; the verdicts and intervals are each run's own (best and final " \
             "against base).\n\n" + experiments_table(rows)

@@ -71,6 +71,12 @@ def load_trials(path: Path = MANIFEST) -> list[Trial]:
     return trials
 
 
+def require_git(command: str, why: str = "") -> None:
+    """One line, not git's own error, where the working directory is not in a git repository."""
+    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode:
+        raise UserError(f"{command}: not inside a git repository{why}; run it in the project's clone")
+
+
 def git(*args: str, check: bool = True) -> str:
     proc = subprocess.run(["git", *args], capture_output=True, text=True)
     if check and proc.returncode:
@@ -145,9 +151,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--queue", action="store_true", help="run through `dvc queue` workers")
     ap.add_argument("-j", "--jobs", type=int, default=1)
     args = ap.parse_args(argv)
-    if subprocess.run(["git", "rev-parse", "--git-dir"], capture_output=True).returncode:
-        raise UserError("trials: not inside a git repository (trials are git-tagged experiments); run it in the "
-                        "project's clone")
+    require_git("trials", " (trials are git-tagged experiments)")
     trials = load_trials(args.manifest)
     unknown = set(args.names) - {t.name for t in trials}
     if unknown:

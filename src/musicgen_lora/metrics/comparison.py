@@ -14,7 +14,6 @@ import numpy as np
 
 from . import bootstrap as B
 from .registry import CHECKS, PAST_LENGTH  # check -> lower is better; style_fd's interval comes from evaluate (embeddings)
-PAST = list(PAST_LENGTH)
 
 
 def scalar(v) -> bool:
@@ -91,9 +90,9 @@ def padded_comparison(rows: list[dict], model: str, boot: dict) -> dict | None:
     out = {"model": model, "n": len([k for k in base if k in other]), "mean": {}, "flags": {}}
     for name, rs in (("base", base), (model, other)):
         out["mean"][name] = {k: round(float(np.mean([r["metrics"][k] for r in rs.values()])), 5) for k in
-                             PAST + ["loudness_slope_lu_per_s", "loudness_thirds_delta_lu"]}
+                             [*PAST_LENGTH, "loudness_slope_lu_per_s", "loudness_thirds_delta_lu"]}
         out["flags"][name] = dict(Counter(f for r in rs.values() for f in r["flags"]))
-    out["delta"] = per_clip_intervals(rows, model, boot, "padded", PAST + ["loudness_thirds_delta_lu"])
+    out["delta"] = per_clip_intervals(rows, model, boot, "padded", [*PAST_LENGTH, "loudness_thirds_delta_lu"])
     return out
 
 

@@ -3,8 +3,8 @@
 `train.processes` (per machine: one per GPU) and `train.machines` above 1: the stage re-runs itself
 under `accelerate launch` with every setting taken from params.yaml, so `dvc exp run -S
 train.processes=4` trains on 4 GPUs with no edit to dvc.yaml. accelerate's saved config (`accelerate
-config`) is never read (an empty config file is passed instead): it could otherwise switch on mixed
-precision or torch.compile behind params.yaml's back. What differs between machines is not a
+config`) is never read (accelerate's basic config for this machine is passed instead): it could
+otherwise switch on mixed precision or torch.compile behind params.yaml's back. What differs between machines is not a
 param: each machine runs the same command with MACHINE_RANK (or SLURM_NODEID under srun) and
 MAIN_PROCESS_IP (or MASTER_ADDR) set; MAIN_PROCESS_PORT defaults to 29500.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..core import params as P
 from ..core.errors import UserError
+from .trainer import world_size
 
 
 def launched() -> bool:
@@ -74,7 +75,7 @@ def check_launcher_settings(tp: P.TrainParams) -> None:
     if dynamo != "no" and not tp.torch_compile:
         raise UserError(f"train: the launcher asks for torch.compile ({dynamo}; a saved `accelerate config`?), "
                         f"params.yaml's train.torch_compile is false: set it there, or launch with --dynamo_backend no")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched() and world != tp.processes * tp.machines and world > 1:
+    world = world_size()
+    if world > 1 and world != tp.processes * tp.machines:
         raise UserError(f"train: launched as {world} processes, params.yaml says train.processes x train.machines = "
                         f"{tp.processes * tp.machines}: set them there (the run key and effective batch follow them)")

@@ -89,11 +89,12 @@ class LoraTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss = forward_loss(model, inputs, self.pad_id, self.start_id)
         if model.training:
-            bad = torch.tensor(0.0 if torch.isfinite(loss) else 1.0, device=loss.device)
+            finite = bool(torch.isfinite(loss))
+            bad = torch.tensor(0.0 if finite else 1.0, device=loss.device)
             if self.accelerator.num_processes > 1:
                 bad = self.accelerator.reduce(bad, reduction="sum")  # collective: every process takes part
             if bad.item() > 0:
-                where = f"loss is {loss.item()}" if torch.isfinite(loss).logical_not() else \
+                where = f"loss is {loss.item()}" if not finite else \
                     f"loss is not finite on {int(bad.item())} of {self.accelerator.num_processes} processes"
                 raise NonFiniteLoss(f"train: {where} at optimizer step {self.state.global_step + 1}; "
                                     f"lower train.lr or check the data")

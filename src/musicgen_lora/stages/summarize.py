@@ -74,17 +74,14 @@ def headline(summary: dict) -> dict:
     --only-changed hides them). `valid_loss_real` is measured on real audio frames only; `style_fd`
     is the musicnn-embedding distance to the target clips. Everything else (final's figures, the
     checks, the training objective) is in summary.json, which `dvc exp show` does not read."""
-    models = summary["models"]
-    names = [n for n in ("base", "best") if n in models]
-    verdicts = summary.get("verdicts", {})
-    return {
-        "verdict": {n: ", ".join(v["words"]) for n, v in verdicts.items()},
-        "style_share_pct": {"best": (verdicts.get("best", {}).get("style_share") or {}).get("share_pct")},
-        "style_fd": {n: summary["set"][n]["style_fd"] for n in names},
-        "valid_loss_real": {n: models[n]["mean"]["valid_loss"] for n in names},
-        "flagged": {n: models[n]["flagged_clips"] for n in names},
-        "best_epoch": summary["best_epoch"],
-    }
+    every = C.figures(summary)
+
+    def base_best(key: str) -> dict:
+        return {n: v for n, v in every[key].items() if n in ("base", "best")}
+
+    return {"verdict": every["verdict"], "style_share_pct": {"best": every["style_share_pct"].get("best")},
+            "style_fd": base_best("style_fd"), "valid_loss_real": base_best("valid_loss_real"),
+            "flagged": base_best("flagged"), "best_epoch": every["best_epoch"]}
 
 
 def _ci(d: dict | None, fmt: str = "{:+.3g}") -> str:

@@ -158,45 +158,45 @@ def train_phase(phase: Phase, total: int, lr: float, loss_fn, params, log_every:
     return phase.losses
 
 
-def train_mini_codec(codec, audio: torch.Tensor, cfg: MiniConfig, work: Path) -> list[float]:
-    gen = torch.Generator().manual_seed(cfg.seed)
+def codec_phase(name: str, codec, audio: torch.Tensor, cfg: MiniConfig, work: Path, steps: int, lr: float,
+                seed: int, recon, init=None) -> list[float]:
+    """A resumable phase training the codec on random crops of `audio`: VQ-VAE with straight-through
+    gradients and the commitment loss, `recon(x, decoded)` as the reconstruction loss. `init(phase)`
+    runs where the phase has no checkpoint yet."""
+    gen = torch.Generator().manual_seed(seed)
     params = list(codec.encoder.parameters()) + list(codec.decoder.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.codec_lr, betas=(0.8, 0.99), weight_decay=0.0)
-    phase = Phase("codec", work, codec, opt, gen, cfg.checkpoint_every)
-    if not phase.resume(cfg.codec_steps):
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
+    phase = Phase(name, work, codec, opt, gen, cfg.checkpoint_every)
+    if not phase.resume(steps) and init is not None:
+        init(phase)
+    samples = int(cfg.codec_seconds * codec.config.sampling_rate)
+
+    def loss_fn():
+        x = _crops(audio, cfg.codec_batch, samples, gen)
+        quantized, commitment = quantize_train(codec, codec.encoder(x[:, None, :]), gen)
+        return recon(x, codec.decoder(quantized)[:, 0, :samples]) + COMMITMENT * commitment
+
+    return train_phase(phase, steps, lr, loss_fn, params)
+
+
+def train_mini_codec(codec, audio: torch.Tensor, cfg: MiniConfig, work: Path) -> list[float]:
+    def init(phase: Phase) -> None:
         # k-means needs ~40,000 latent frames: 200 seeded 4 s crops give them (encoding all of the
         # corpus for it would take longer than a thousand training steps)
         init_gen = torch.Generator().manual_seed(cfg.seed + 2)
         crops = _crops(audio, min(200, len(audio)), min(audio.shape[1], 4 * codec.config.sampling_rate), init_gen)
         init_from_data(codec, crops, cfg.seed)
         phase.save()
-    samples = int(cfg.codec_seconds * codec.config.sampling_rate)
 
-    def loss_fn():
-        x = _crops(audio, cfg.codec_batch, samples, gen)
-        quantized, commitment = quantize_train(codec, codec.encoder(x[:, None, :]), gen)
-        return codec_loss(x, codec.decoder(quantized)[:, 0, :samples]) + COMMITMENT * commitment
-
-    return train_phase(phase, cfg.codec_steps, cfg.codec_lr, loss_fn, params)
+    return codec_phase("codec", codec, audio, cfg, work, cfg.codec_steps, cfg.codec_lr, cfg.seed, codec_loss, init)
 
 
 def refine_mini_codec(codec, audio: torch.Tensor, cfg: MiniConfig, work: Path) -> list[float]:
     """The codec phase's weights trained on with multi-scale log-mel and waveform terms added
     (`codec_train.refine_loss`): the spectral loss alone leaves a noise floor musicnn hears."""
-    gen = torch.Generator().manual_seed(cfg.seed + 3)
-    params = list(codec.encoder.parameters()) + list(codec.decoder.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.refine_lr, betas=(0.8, 0.99), weight_decay=0.0)
-    phase = Phase("refine", work, codec, opt, gen, cfg.checkpoint_every)
-    phase.resume(cfg.refine_steps)
-    samples = int(cfg.codec_seconds * codec.config.sampling_rate)
-
-    def loss_fn():
-        x = _crops(audio, cfg.codec_batch, samples, gen)
-        quantized, commitment = quantize_train(codec, codec.encoder(x[:, None, :]), gen)
-        return refine_loss(x, codec.decoder(quantized)[:, 0, :samples], codec.config.sampling_rate) \
-            + COMMITMENT * commitment
-
-    return train_phase(phase, cfg.refine_steps, cfg.refine_lr, loss_fn, params)
+    sr = codec.config.sampling_rate
+    return codec_phase("refine", codec, audio, cfg, work, cfg.refine_steps, cfg.refine_lr, cfg.seed + 3,
+                       lambda x, y: refine_loss(x, y, sr))
 
 
 def train_mini_lm(model, tokenizer, codes: torch.Tensor, captions: list[str], cfg: MiniConfig, work: Path) -> list[float]:
