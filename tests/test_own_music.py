@@ -64,6 +64,12 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
     # 4. what a real checkpoint needs, in one place (experiments/presets.yaml), and a local directory
     out = run(*python, "preset", "musicgen-small")
     assert "train.lr: 0.001 -> 0.0001" in out
+    assert "the checkpoint: model.name 'facebook/musicgen-small' is not on this machine; download it once with " \
+           "`hf download facebook/musicgen-small`" in out
+    before, after = (ROOT / "params.yaml").read_text(), (project / "params.yaml").read_text()
+    # the round trip keeps quoting and one-line prompts; a changed key's old comment is replaced
+    assert "mixed_precision: 'no'" in after and len(after.splitlines()) == len(before.splitlines())
+    assert "lr: 0.0001            # preset musicgen-small (was 0.001)" in after and "tiny default" not in after
     edit_params(project / "params.yaml", {
         "model": {"name": str(small_checkpoint)},
         "evaluate": {"prompts": ["lofi piano with vinyl crackle"], "off_style_prompts": [], "seconds": 2.5,

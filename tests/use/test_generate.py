@@ -50,10 +50,14 @@ def test_beyond_the_window_continues_and_measures_every_seam(in_root, tmp_path, 
     assert [re.search(r"seam (\d) at ([\d.]+) s", line).groups() for line in lines] == \
         [("1", "4.00"), ("2", "6.40"), ("3", "8.80")]  # window 4 s, stride 0.6 x 4 = 2.4 s
     assert all("LU" in line and "spectral jump" in line and "n/a" not in line for line in lines)
+    assert all(re.search(r"s (stands out|blends in) \(jumps more than \d+% of the clip's own moments", line)
+               for line in lines)  # every seam judged, not just measured
     side = json.loads((tmp_path / "long.wav.json").read_text())
     assert (side["window_s"], side["stride_s"], side["windows"]) == (4.0, 2.4, 4)
     assert [s["at_s"] for s in side["seams"]] == [4.0, 6.4, 8.8]
     assert all(isinstance(s["loudness_jump_lu"], float) and s["spectral_jump_db"] >= 0 for s in side["seams"])
+    assert all(s["verdict"] in ("stands out", "blends in") and 0 <= s["loudness_percentile"] <= 100
+               for s in side["seams"])
     assert side["adapter"] == str(tiny_adapter) and len(side["adapter_sha256"]) == 64
     assert set(side["seam_typical"]) == {"loudness_jump_lu", "spectral_jump_db"}
 

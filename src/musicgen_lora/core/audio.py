@@ -6,7 +6,9 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,8 @@ AUDIO_SUFFIXES = SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """(float32 samples (N, channels), sample rate) of an audio file: soundfile for what libsndfile
-    reads, ffmpeg (decoding to 32-bit float WAV in memory) for AAC and the like."""
+    reads, ffmpeg (decoding to 32-bit float WAV in memory) for AAC and the like. A file cut off
+    before the length its header declares is an error ("damaged"), never a short recording."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -38,10 +41,78 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"{path}: not a regular file (a folder, pipe or device)")
     if path.suffix.lower() in FFMPEG_SUFFIXES:
         return _read_with_ffmpeg(path)
+    with decoder_notes() as notes:
+        try:
+            declared = sf.info(str(path)).frames
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as exc:  # soundfile raises several types for unreadable files
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        raise AudioError(f"{path}: {_unreadable(path, error, notes)}") from None
+    declared = _wav_declared_frames(path) or declared
+    if len(data) < 0.99 * declared:
+        raise AudioError(f"{path}: damaged: the audio stops at {len(data) / sr:.2f} s of the {declared / sr:.2f} s its "
+                         f"header declares (a cut-off copy or download?); copy it again")
+    if notes:  # decoded, but the decoder saw damage: say which file
+        print(f"{path}: warning: the decoder reported {notes[0]!r}"
+              + (f" and {len(notes) - 1} more notes" if len(notes) > 1 else "") + "; used what it decoded",
+              file=sys.stderr)
+    return data, sr
+
+
+def _unreadable(path: Path, exc: Exception, notes: list[str]) -> str:
+    message = " ".join(str(exc).split())
+    if "possibly a pipe" in message or "not recognised" in message.lower():
+        # libsndfile's words for content it cannot identify, misleading for a regular file
+        why = f"not {path.suffix or 'audio'} audio: libsndfile recognises no format in it (a damaged or renamed file?)"
+    else:
+        why = f"damaged or unreadable audio (libsndfile: {message})"
+    return why + (f"; the decoder said {notes[0]!r}" if notes else "")
+
+
+@contextmanager
+def decoder_notes():
+    """The lines libsndfile's decoders (mpg123) print straight to file descriptor 2 while inside,
+    collected into the list this yields so the caller can name the file they are about. The
+    descriptor is restored on exit; nothing runs a child process meanwhile."""
+    notes: list[str] = []
+    sys.stderr.flush()
     try:
-        return sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises several types for unreadable files
-        raise AudioError(f"{path}: unreadable audio ({exc})") from exc
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 (a daemon): nothing to catch
+        yield notes
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield notes
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            notes.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+def _wav_declared_frames(path: Path) -> int | None:
+    """Frames a WAV's data chunk declares (libsndfile reports only what the file holds), or None
+    for another format or a streaming header of unknown length."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:] != b"WAVE":
+            return None
+        block_align = None
+        while len(chunk := f.read(8)) == 8:
+            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"fmt ":
+                fmt = f.read(size + (size & 1))
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+            elif cid == b"data":
+                return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+            else:
+                f.seek(size + (size & 1), 1)
+    return None
 
 
 def _read_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
 import re
 import types
@@ -366,12 +367,15 @@ def read_params(path: Path = PARAMS_FILE) -> dict:
     return data
 
 
-def edit_params(path: Path, changes: dict) -> None:
-    """Set `{section: {key: value}}` in a params file, keeping its comments and order (ruamel's
-    round trip), written atomically. A section or key that does not exist is an error."""
+def edit_params(path: Path, changes: dict, note: str | None = None) -> None:
+    """Set `{section: {key: value}}` in a params file, keeping its comments, quoting, line breaks
+    and order (ruamel's round trip), written atomically. A section or key that does not exist is an
+    error. With `note`, a changed key's end-of-line comment (written for the old value, so now
+    stale) becomes "<note> (was <old value>)"."""
     from .files import write_text
 
     yaml = YAML()
+    yaml.preserve_quotes, yaml.width = True, 4096  # 'no' stays a quoted string; long prompts stay on one line
     data = yaml.load(Path(path).read_text(encoding="utf-8"))
     for section, values in changes.items():
         for key, value in values.items():
@@ -380,10 +384,22 @@ def edit_params(path: Path, changes: dict) -> None:
                                   f"(`git checkout {Path(path).name}`) and run again")
             if section not in data or key not in data[section]:
                 raise ParamsError(f"{path}: no key {section}.{key} to set")
+            if note and data[section][key] != value:
+                _replace_comment(data[section], key, f"# {note} (was {json.dumps(data[section][key], default=str)})")
             data[section][key] = value
     out = io.StringIO()
     yaml.dump(data, out)
     write_text(Path(path), out.getvalue())
+
+
+def _replace_comment(mapping, key: str, comment: str) -> None:
+    """`comment` as `key`'s end-of-line comment. ruamel keeps the comment lines below a key (those
+    above the next key) in the same token as its end-of-line comment: they stay."""
+    token = mapping.ca.items.get(key, [None] * 4)[2]
+    if token is None:
+        mapping.yaml_add_eol_comment(comment, key, column=24)
+    else:
+        token.value = comment + "\n" + token.value.partition("\n")[2]
 
 
 def load(*names: str, path: Path = PARAMS_FILE) -> tuple:

@@ -39,7 +39,10 @@ DEFINITIONS = {
     "loudness_jump_lu": "momentary loudness (BS.1770, 0.4 s block) just after the seam minus just before",
     "spectral_jump_db": "RMS over 40 mel bands of the change in mean log-mel power (dB), 0.5 s after vs before",
     "typical": "median absolute jump over every other point of the clip",
+    "percentile": "share of the clip's other points (%) whose absolute jump is smaller than the seam's",
 }
+STANDS_OUT_PERCENTILE = 95.0  # a seam that jumps more than 95% of the music's own moments is heard as one...
+AUDIBLE_LU, AUDIBLE_DB = 1.0, 2.0  # ...if the jump is audible at all (~1 dB is a just-noticeable loudness step)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,19 @@ class Seam:
     loudness_after_lufs: float | None
     loudness_jump_lu: float | None
     spectral_jump_db: float | None
+    loudness_percentile: float | None = None
+    spectral_percentile: float | None = None
+
+    @property
+    def verdict(self) -> str:
+        """"stands out" where a jump exceeds STANDS_OUT_PERCENTILE of the clip's own points and is
+        audible, "blends in" where neither does, "n/a" where neither could be measured."""
+        pairs = [(rank, abs(jump) >= floor) for rank, jump, floor in
+                 ((self.loudness_percentile, self.loudness_jump_lu, AUDIBLE_LU),
+                  (self.spectral_percentile, self.spectral_jump_db, AUDIBLE_DB)) if rank is not None]
+        if not pairs:
+            return "n/a"
+        return "stands out" if any(rank > STANDS_OUT_PERCENTILE and loud for rank, loud in pairs) else "blends in"
 
 
 def _loudness(x: np.ndarray, sr: int, hop: int) -> tuple[np.ndarray, int]:
@@ -88,20 +104,33 @@ def measure(audio: np.ndarray, sr: int, hop: int, seam_samples: list[int]) -> tu
         raise ValueError(f"seams: seam points must be multiples of the hop ({hop} samples)")
     lufs, per_block = _loudness(x, sr, hop)
     cum, span, gap = _mel_means(x, sr, hop)
+    jumps = np.abs(lufs[per_block:] - lufs[:-per_block]) if lufs.size > per_block else np.empty(0)
+    spectral = [j for m in range(span, cum.shape[0] - 1 - span) if (j := _spectral_jump(cum, m, span, gap)) is not None]
+    # a seam's rank is among the points whose windows do not reach a seam (those share its jump)
+    points = [s // hop for s in seam_samples]
+    away = lambda m, reach: all(abs(m - p) > reach for p in points)  # noqa: E731
+    own_loud = np.array([j for m, j in enumerate(jumps, start=per_block) if away(m, per_block)])
+    own_spec = np.array([j for m in range(span, cum.shape[0] - 1 - span) if away(m, span + gap)
+                         and (j := _spectral_jump(cum, m, span, gap)) is not None])
     seams = []
     for s in seam_samples:
         m = s // hop
         before = float(lufs[m - per_block]) if 0 <= m - per_block < lufs.size else None
         after = float(lufs[m]) if m < lufs.size else None
-        seams.append(Seam(round(s / sr, 3), before, after,
-                          None if before is None or after is None else after - before,
-                          _spectral_jump(cum, m, span, gap)))
-    jumps = np.abs(lufs[per_block:] - lufs[:-per_block]) if lufs.size > per_block else np.empty(0)
-    spectral = [j for m in range(span, cum.shape[0] - 1 - span) if (j := _spectral_jump(cum, m, span, gap)) is not None]
+        loud = None if before is None or after is None else after - before
+        spec = _spectral_jump(cum, m, span, gap)
+        seams.append(Seam(round(s / sr, 3), before, after, loud, spec, _percentile(own_loud, loud),
+                          _percentile(own_spec, spec)))
     typical = {"loudness_jump_lu": float(np.median(jumps)) if jumps.size else None,
                "spectral_jump_db": float(np.median(spectral)) if spectral else None}
     return seams, typical
 
 
+def _percentile(population: np.ndarray, jump: float | None) -> float | None:
+    if jump is None or population.size == 0:
+        return None
+    return round(100.0 * float(np.mean(population < abs(jump))), 1)
+
+
 def as_dicts(seams: list[Seam]) -> list[dict]:
-    return [asdict(s) for s in seams]
+    return [{**asdict(s), "verdict": s.verdict} for s in seams]

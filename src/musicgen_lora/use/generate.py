@@ -122,10 +122,11 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def seam_line(i: int, seam: S.Seam, typical: dict) -> str:
-    return (f"  seam {i} at {seam.at_s:.2f} s: loudness {fmt(seam.loudness_before_lufs, '.1f')} -> "
-            f"{fmt(seam.loudness_after_lufs, '.1f')} LUFS (jump {fmt(seam.loudness_jump_lu, '+.2f')} LU; typical "
-            f"|jump| {fmt(typical['loudness_jump_lu'], '.2f')}), spectral jump {fmt(seam.spectral_jump_db, '.2f')} dB "
-            f"(typical {fmt(typical['spectral_jump_db'], '.2f')})")
+    return (f"  seam {i} at {seam.at_s:.2f} s {seam.verdict} (jumps more than {fmt(seam.loudness_percentile, '.0f')}% "
+            f"of the clip's own moments in loudness, {fmt(seam.spectral_percentile, '.0f')}% in spectrum): "
+            f"loudness {fmt(seam.loudness_before_lufs, '.1f')} -> {fmt(seam.loudness_after_lufs, '.1f')} LUFS "
+            f"(jump {fmt(seam.loudness_jump_lu, '+.2f')} LU; typical |jump| {fmt(typical['loudness_jump_lu'], '.2f')}), "
+            f"spectral jump {fmt(seam.spectral_jump_db, '.2f')} dB (typical {fmt(typical['spectral_jump_db'], '.2f')})")
 
 
 def main(argv: list[str]) -> int:
