@@ -45,6 +45,7 @@ COMMANDS = {
                    True),
     "trials": Command("experiments.trials", "main", "run the reference trials as tagged DVC experiments"),
     "compare": Command("experiments.compare", "main", "the cross-trial report (reports/trials.md)"),
+    "show": Command("experiments.show", "main", "this commit's experiments side by side, one terminal line each"),
     "corpus": Command("tiny.corpus", "corpus_main", "write the synthetic demo corpus"),
     "bootstrap": Command("tiny.bootstrap", "bootstrap_main", "rebuild the embedded tiny MusicGen", computes=True),
     "mini-report": Command("tiny.acceptance", "main", "measure a mini codec checkpoint (musicnn round trip)"),
