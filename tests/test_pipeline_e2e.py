@@ -83,6 +83,8 @@ def test_dvc_repro_end_to_end(tmp_path):
     row = json.loads((tmp_path / "evaluation/comparison_results.jsonl").read_text().splitlines()[0])
     assert list(row)[:6] == ["prompt", "model", "sample", "seed", "length", "file"]
     assert "style_fd_mfcc" not in row["metrics"] and "style_fd" not in row["metrics"]
+    assert row["made_on"] == {"device": "cpu", "dtype": "float32", "batch": row["made_on"]["batch"]}
+    assert row["made_on"]["batch"] >= 1
 
     # A row's prompt and seed regenerate its clip alone: evaluate generated both prompts in one batch
     ep = YAML(typ="safe").load(tmp_path / "params.yaml")["evaluate"]

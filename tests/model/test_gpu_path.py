@@ -5,6 +5,7 @@ key/value cache, and ranks under a launcher share the cores instead of each taki
 import json
 import shutil
 
+import numpy as np
 import torch
 
 from musicgen_lora.core.params import ModelParams
@@ -73,3 +74,31 @@ def test_encode_moves_only_the_codec(monkeypatch):
     moved.clear()
     musicgen.load_model(ModelParams(), "cpu")
     assert moved == ["MusicgenForConditionalGeneration"]
+
+
+def test_half_precision_generation_casts_the_lm_once_and_keeps_the_codec_float32(tiny):
+    """evaluate.half_precision: the LM's weights in bf16 for the call (autocast alone would re-cast
+    every frozen weight at every step), the codec float32, float32 audio out, and the float32
+    weights back bit for bit afterwards (CPU autocast is real bf16)."""
+    model, tokenizer = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = {}
+    def note(key, dtypes):
+        return lambda module, args: seen.setdefault(key, dtypes(module)) and None  # a pre-hook returning None
+
+    hook = model.decoder.register_forward_pre_hook(note("decoder", lambda m: m.lm_heads[0].weight.dtype))
+    decode = model.audio_encoder.decoder.register_forward_pre_hook(note("codec", lambda m: {p.dtype for p in
+                                                                                          m.parameters()}))
+    model.generation_dtype = torch.bfloat16
+    try:
+        audio, codes = musicgen.generate(model, tokenizer, ["chiptune", "calm piano"], 25, 3.0, 1.0, 250, 0)
+        del model.generation_dtype
+        ref, ref_codes = musicgen.generate(model, tokenizer, ["chiptune", "calm piano"], 25, 3.0, 1.0, 250, 0)
+    finally:
+        hook.remove(), decode.remove()
+    assert seen["decoder"] == torch.bfloat16 and seen["codec"] == {torch.float32}
+    assert audio.dtype == np.float32 and np.isfinite(audio).all() and audio.shape == ref.shape
+    assert codes.shape == ref_codes.shape
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) and after[k].dtype == before[k].dtype for k in before)
+    print(f"bf16 vs float32 generation: {np.mean(codes == ref_codes):.0%} of codes agree")

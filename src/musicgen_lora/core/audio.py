@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 from .errors import UserError
 from .files import atomic_path
@@ -55,11 +53,16 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
     if len(data) < 0.99 * declared:
         raise AudioError(f"{path}: damaged: the audio stops at {len(data) / sr:.2f} s of the {declared / sr:.2f} s its "
                          f"header declares (a cut-off copy or download?); copy it again")
-    if notes:  # decoded, but the decoder saw damage: say which file
+    warn_notes(path, notes)
+    return data, sr
+
+
+def warn_notes(path: Path, notes: list[str]) -> None:
+    """Decoded, but the decoder saw damage: one line that names the file."""
+    if notes:
         print(f"{path}: warning: the decoder reported {notes[0]!r}"
               + (f" and {len(notes) - 1} more notes" if len(notes) > 1 else "") + "; used what it decoded",
               file=sys.stderr)
-    return data, sr
 
 
 def _unreadable(path: Path, exc: Exception, notes: list[str]) -> str:
@@ -137,25 +140,6 @@ def as_channels(data: np.ndarray, channels: int) -> np.ndarray:
     if data.shape[1] == channels:
         return np.ascontiguousarray(data.T)
     return np.repeat(data.mean(axis=1)[None], channels, axis=0)
-
-
-def load_audio(path: Path, sample_rate: int, channels: int = 1) -> np.ndarray:
-    """Float32 audio at `sample_rate` (resampled with torchaudio): mono (N,) with channels
-    averaged, or (N, channels) (see `as_channels`)."""
-    data, sr = read_audio(path)
-    if data.size == 0:
-        raise AudioError(f"{path}: no samples")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
-    audio = as_channels(data, channels)
-    if sr != sample_rate:
-        audio = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), sr, sample_rate).numpy()
-    return np.ascontiguousarray(audio[0] if channels == 1 else audio.T, dtype=np.float32)
-
-
-def load_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 audio at `sample_rate`: channels averaged, resampled with torchaudio."""
-    return load_audio(path, sample_rate, 1)
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:

@@ -7,13 +7,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from ..core import params as P
 from ..core.artifacts import read_reference
-from ..core.audio import AudioError, read_audio
+from ..core.audio import AudioError
+from ..core.stream import opened, stream_audio
 from ..core.params import FlagThresholds
 from .clip import clip_metrics
 from .flags import flags
+
+PART_S = 300.0    # a longer file is measured in parts of this length (memory flat in its length)
+MIN_CLIP_S = 2.4  # what clip_metrics needs
 
 _TABLE = (("file", None, "{}"), ("LUFS", "integrated_loudness_lufs", "{:.1f}"),
           ("slope LU/s", "loudness_slope_lu_per_s", "{:+.2f}"), ("tail LU", "tail_drop_lu", "{:+.1f}"),
@@ -27,11 +32,29 @@ def _cell(row: dict, head: str, key: str | None, fmt: str) -> str:
     return row["file"] if key is None else fmt.format(row[key])
 
 
+def file_rows(path: Path, thresholds: FlagThresholds) -> Iterator[dict]:
+    """One row of metrics and flags per file, channels averaged, at the file's own rate; a file
+    longer than PART_S is read and measured a part at a time (one row each, `file [start-end s]`),
+    so memory stays flat in a recording's length. A last part too short to measure is left out."""
+    with opened(path) as f:
+        sr = f.samplerate
+    part = int(PART_S * sr)
+    for i, audio in enumerate(stream_audio(path, sr, 1, block=part)):
+        label = str(path) if i == 0 and len(audio) < part else \
+            f"{path} [{i * PART_S:.0f}-{(i * part + len(audio)) / sr:.0f} s]"
+        if i and len(audio) < MIN_CLIP_S * sr:
+            print(f"note: {path}: the last {len(audio) / sr:.1f} s are too short to measure", file=sys.stderr)
+            return
+        m = clip_metrics(audio, sr, thresholds.silence_threshold_dbfs)
+        m.pop("loudness_curve_lufs")
+        yield {"file": label, **m, "flags": flags(m, thresholds)}
+
+
 def metrics_cli(argv: list[str], thresholds: FlagThresholds = FlagThresholds()) -> int:
     """`musicgen-lora metrics FILE... [--json]`; `argv` are the arguments after `metrics`.
 
-    Reads each file with soundfile (channels averaged), prints an aligned table, or with
-    --json one JSON object per file per line (scalar metrics, rms_dbfs_per_second, file, flags).
+    Reads each file with soundfile (channels averaged; over PART_S, part by part), prints an aligned
+    table, or with --json one JSON object per file (or part) per line (scalar metrics, rms_dbfs_per_second, file, flags).
     Unreadable/invalid files print ``error: FILE: reason`` to stderr; returns 1 if any failed.
     """
     parser = argparse.ArgumentParser(prog="musicgen-lora metrics", description="Per-clip audio metrics and flags.")
@@ -44,18 +67,14 @@ def metrics_cli(argv: list[str], thresholds: FlagThresholds = FlagThresholds()) 
     rows, rc = [], 0
     for path in args.files:
         try:
-            data, sr = read_audio(Path(path))
-            m = clip_metrics(data.mean(axis=1), int(sr), thresholds.silence_threshold_dbfs)
-            m.pop("loudness_curve_lufs")
-            row = {"file": path, **m, "flags": flags(m, thresholds)}
+            for row in file_rows(Path(path), thresholds):
+                if args.json:
+                    print(json.dumps(row), flush=True)
+                else:
+                    rows.append([_cell(row, head, key, fmt) for head, key, fmt in _TABLE])
         except ValueError as exc:  # AudioError names the file; metrics raise ValueError for unusable audio
             print(f"error: {exc}" if isinstance(exc, AudioError) else f"error: {path}: {exc}", file=sys.stderr)
             rc = 1
-            continue
-        if args.json:
-            print(json.dumps(row), flush=True)
-        else:
-            rows.append([_cell(row, head, key, fmt) for head, key, fmt in _TABLE])
     if rows:
         table = [[head for head, _, _ in _TABLE]] + rows
         widths = [max(len(r[i]) for r in table) for i in range(len(_TABLE))]

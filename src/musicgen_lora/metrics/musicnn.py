@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -77,7 +78,12 @@ _WINDOW = (0.5 + 0.5 * np.cos(np.linspace(-np.pi, np.pi, N_FFT + 1)))[:-1]
 
 def log_mel(audio: np.ndarray) -> np.ndarray:
     """(frames, 96) float32 network input of 16 kHz mono float audio, as musicnn computes it."""
-    y = np.pad(np.asarray(audio, dtype=np.float32), N_FFT // 2, mode="reflect")
+    return _log_mel_padded(np.pad(np.asarray(audio, dtype=np.float32), N_FFT // 2, mode="reflect"))
+
+
+def _log_mel_padded(y: np.ndarray) -> np.ndarray:
+    """log_mel of the signal whose reflect-padded form (or a stretch of it, starting on the hop
+    grid) is `y`: frame i covers y[i * HOP : i * HOP + N_FFT]."""
     frames = np.lib.stride_tricks.sliding_window_view(y, N_FFT)[::HOP]
     spec = np.fft.rfft(_WINDOW * frames, axis=-1).astype(np.complex64)   # float64 FFT, complex64 result
     power = np.abs(spec) ** 2                                            # float32, (frames, 257)
@@ -165,8 +171,54 @@ class Tagger:
             outs = [forward(self.weights, x[i:i + CHUNK]) for i in range(0, x.shape[0], CHUNK)]
         return torch.cat([p for p, _ in outs]).numpy(), torch.cat([e for _, e in outs]).numpy()
 
+    def stream(self, blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """What `self(audio, 16000)` gives for 16 kHz mono audio arriving in `blocks`, holding one
+        block and one forward chunk at a time: frames, patches and chunks of CHUNK patches fall
+        where the whole-signal computation puts them, so the figures are the same."""
+        group = CHUNK * N_FRAMES  # frames per forward chunk
+        probs, embs = [], []
+        buf, base, frame = np.zeros(0, np.float32), 0, 0  # buf: the padded signal from index `base`
+        for piece in _reflect_padded(blocks, N_FFT // 2):
+            buf = np.concatenate([buf, piece])
+            while HOP * (frame + group) + HOP <= base + buf.size:  # the chunk's last frame is in
+                x = patches(_log_mel_padded(buf[HOP * frame - base: HOP * (frame + group) + HOP - base]))
+                self._forward(x, probs, embs)
+                frame += group
+                buf, base = buf[HOP * frame - base:], HOP * frame
+        rest = buf[HOP * frame - base:]
+        if rest.size >= N_FFT:
+            self._forward(patches(_log_mel_padded(rest)), probs, embs)
+        if not probs:
+            raise ValueError(f"audio too short for musicnn: needs at least {MIN_SAMPLES} samples at 16 kHz")
+        return np.concatenate(probs), np.concatenate(embs)
+
+    def _forward(self, x: np.ndarray, probs: list, embs: list) -> None:
+        with torch.inference_mode():
+            for i in range(0, x.shape[0], CHUNK):
+                p, e = forward(self.weights, torch.from_numpy(x[i:i + CHUNK]))
+                probs.append(p.numpy())
+                embs.append(e.numpy())
+
     def top_tags(self, probs: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         return top_tags(probs, self.tags, k)
+
+
+def _reflect_padded(blocks: Iterable[np.ndarray], pad: int) -> Iterator[np.ndarray]:
+    """The blocks joined and reflect-padded by `pad` each side (as np.pad's "reflect"), in pieces."""
+    held = np.zeros(0, np.float32)
+    started = False
+    for block in blocks:
+        held = np.concatenate([held, np.asarray(block, np.float32)])
+        if not started and held.size > pad:
+            yield held[pad:0:-1]
+            started = True
+        if started and held.size > pad + 1:  # the last pad + 1 samples wait for the right reflection
+            yield held[: held.size - pad - 1]
+            held = held[held.size - pad - 1:]
+    if not started:
+        raise ValueError(f"audio too short for musicnn: needs at least {MIN_SAMPLES} samples at 16 kHz")
+    yield held
+    yield held[-2: -pad - 2: -1]
 
 
 def _resample(audio: np.ndarray, sr: int) -> np.ndarray:

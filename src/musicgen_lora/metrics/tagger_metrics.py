@@ -22,7 +22,9 @@ like and its 200-d penultimate embedding places clips in a space learned from mu
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -64,6 +66,21 @@ def clip_profile(tagger: Tagger, audio: np.ndarray, sr: int) -> tuple[np.ndarray
         x = np.pad(x, (0, need - x.size))
     probs, emb = tagger(x, sr)
     return clip_tags(probs), emb.mean(axis=0)
+
+
+def stream_profile(tagger: Tagger, blocks: Iterable[np.ndarray]) -> np.ndarray:
+    """clip_profile's tags (50,) of 16 kHz mono audio arriving in blocks (a recording of any
+    length in a block's memory): the same figures as clip_profile on the joined audio."""
+    blocks = iter(blocks)
+    head, size = [], 0
+    for block in blocks:  # audio shorter than a patch is padded as clip_profile pads it
+        head.append(block)
+        size += len(block)
+        if size >= MIN_SAMPLES:
+            break
+    if size < MIN_SAMPLES:
+        return clip_profile(tagger, np.concatenate(head) if head else np.zeros(0, np.float32), SR)[0]
+    return clip_tags(tagger.stream(itertools.chain(head, blocks))[0])
 
 
 def tag_distribution(tags: np.ndarray) -> np.ndarray:

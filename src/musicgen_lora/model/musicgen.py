@@ -289,6 +289,37 @@ def _capture_codes(model, sink: list):
         model.audio_encoder.decode = original
 
 
+@contextlib.contextmanager
+def lm_weights_in(model, dtype: torch.dtype | None):
+    """The text encoder, projections and decoder with their weights and buffers in `dtype` for the
+    call, cast once (autocast alone re-casts every frozen weight at every generated step: it
+    caches casts only of weights that require grad, and peft freezes the base); the codec stays
+    float32. On exit the float32 tensors themselves come back, so nothing is rounded."""
+    if dtype is None:
+        yield
+        return
+    saved = []  # (module, name, is_param, float32 tensor)
+    for name, child in model.named_children():
+        if name == "audio_encoder":
+            continue
+        for mod in child.modules():
+            for is_param, named in ((True, mod.named_parameters(recurse=False)), (False, mod.named_buffers(recurse=False))):
+                saved += [(mod, key, is_param, t.data) for key, t in named if t.is_floating_point() and t.dtype != dtype]
+    try:
+        for mod, key, is_param, t in saved:
+            if is_param:
+                getattr(mod, key).data = t.to(dtype)
+            else:
+                setattr(mod, key, t.to(dtype))
+        yield
+    finally:
+        for mod, key, is_param, t in saved:
+            if is_param:
+                getattr(mod, key).data = t
+            else:
+                setattr(mod, key, t)
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: float,
              temperature: float, top_k: int, seed: int,
@@ -304,7 +335,7 @@ def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: 
     dtype = getattr(model, "generation_dtype", None)
     half = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     steps = families.delay_steps(model.config, frames)
-    with _capture_codes(model, codes), half, presized_cache(model, steps):
+    with _capture_codes(model, codes), lm_weights_in(model, dtype), half, presized_cache(model, steps):
         sampling = RowSampling([seed + i for i in range(len(prompts))], guidance_scale, temperature, top_k)
         audio = model.generate(**inputs, max_new_tokens=steps, **sampling.generate_kwargs())
     audio = audio.float().cpu()

@@ -22,7 +22,7 @@ import argparse
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,8 @@ from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
 from ..core import params as P
-from ..core.audio import load_mono, write_wav
+from ..core.audio import write_wav
+from ..core.stream import load_mono
 from ..core.artifacts import read_manifest, read_reference
 from ..core.files import atomic_dir, atomic_path, inside, read_jsonl, slug, write_json, write_jsonl
 from ..metrics import bootstrap as B
@@ -46,7 +47,7 @@ from ..model import melody
 from ..model.delay import forward_loss, loss_inputs
 from ..model.families import audio_channels, is_melody
 from ..model.lora import load_adapters, merged
-from ..model.musicgen import (check_generation_length, codec_info, generate, load_config, load_model,
+from ..model.musicgen import (check_generation_length, codec_info, generate, load_config, load_model, model_device,
                               resolve_device)
 from ..model.tokens import load_chroma, load_tokens
 from ..runtime.kernels import fast_generation
@@ -70,6 +71,9 @@ class ResultRow:
     valid_loss: float
     flags: list[str]
     metrics: dict
+    # what the clip was sampled on: `generate --seed` rebuilds it bit for bit where these match (on any
+    # CPU: float32, and per-row sampling makes the batch irrelevant there); a GPU's kernels and bf16 differ
+    made_on: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -124,9 +128,15 @@ def generate_set(model, tokenizer, ep: P.EvaluateParams, info, frames: int, tmp:
                             clip, sr, clip_codes, info.frame_rate, padded["clip_seconds"], ref["silence_codes"].tolist(),
                             ep.silence_threshold_dbfs).items()})
                     rows.append(ResultRow(prompt, name, s, seed + j, "padded" if padded else "clip",
-                                          f"{out_name}/{sub}{fname}", round(len(clip) / sr, 3), loss, flags(m, th), m))
+                                          f"{out_name}/{sub}{fname}", round(len(clip) / sr, 3), loss, flags(m, th), m,
+                                          made_on(model, len(prompts))))
                     clips.append(clip)
     return rows, clips
+
+
+def made_on(model, batch: int) -> dict:
+    dtype = getattr(model, "generation_dtype", None) or torch.float32
+    return {"device": model_device(model).type, "dtype": str(dtype).removeprefix("torch."), "batch": batch}
 
 
 def token_health(codes: np.ndarray, reference: dict) -> dict:

@@ -21,6 +21,7 @@ import os
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -29,12 +30,13 @@ from ..core import params as P
 from ..core.errors import UserError
 from ..core.args import stage_paths
 from ..core.artifacts import MANIFEST, SKIPPED, ClipRow, SkipRow
-from ..core.audio import AUDIO_SUFFIXES, AudioError, load_audio, load_mono, write_wav
+from ..core.audio import AUDIO_SUFFIXES, AudioError, write_wav
+from ..core.stream import stream_audio
 from ..core.files import atomic_dir, write_jsonl
 from ..metrics.clip import integrated_loudness
 from ..metrics.musicnn import SR as TAGGER_SR
 from ..metrics.musicnn import Tagger
-from ..metrics.tagger_metrics import TAGGER, caption_from_tags, clip_profile
+from ..metrics.tagger_metrics import TAGGER, caption_from_tags, stream_profile
 from ..model.families import audio_channels
 from ..model.musicgen import codec_info, load_config, set_threads
 
@@ -124,21 +126,20 @@ class TagCaptions:
     def __init__(self):
         self.tagger: Tagger | None = None
 
-    def __call__(self, path: Path, audio: np.ndarray, sr: int) -> str:
+    def __call__(self, path: Path) -> str:
         self.tagger = self.tagger or Tagger.load(TAGGER)
-        # the recording, whole, mono at 16 kHz (reloaded unless segment already read it that way)
-        audio16 = audio if sr == TAGGER_SR and audio.ndim == 1 else load_mono(path, TAGGER_SR)
-        return caption_from_tags(clip_profile(self.tagger, audio16, TAGGER_SR)[0], self.tagger.tags)
+        # the whole recording, mono at 16 kHz, streamed: a two-hour mix is tagged in a block's memory
+        return caption_from_tags(stream_profile(self.tagger, stream_audio(path, TAGGER_SR)), self.tagger.tags)
 
 
-def choose_caption(path: Path, audio: np.ndarray, sr: int, seg: P.SegmentParams, tags: TagCaptions,
+def choose_caption(path: Path, seg: P.SegmentParams, tags: TagCaptions,
                    allowed: tuple[Path, ...] = ()) -> tuple[str, str, str | None]:
     """(caption, caption_source, problem) for a recording under `segment.captions`."""
     if seg.captions == "tags":
-        return tags(path, audio, sr), "tags", None
+        return tags(path), "tags", None
     caption, source, problem = read_caption(path, seg.default_caption, allowed)
     if source == "default" and seg.captions == "sidecar_or_tags":
-        return tags(path, audio, sr), "tags", problem and problem.replace("default caption used", "tag caption used")
+        return tags(path), "tags", problem and problem.replace("default caption used", "tag caption used")
     return caption, source, problem
 
 
@@ -202,16 +203,45 @@ def split_warnings(rows: list[ClipRow]) -> list[str]:
     return out
 
 
-def cut(audio: np.ndarray, sr: int, clip_s: float, min_s: float) -> list[tuple[int, np.ndarray, int]]:
-    """(offset in samples, clip padded to clip_s, real samples) for each clip of `audio`."""
+def cut(blocks: Iterable[np.ndarray], sr: int, clip_s: float, min_s: float) -> Iterator[tuple[int, np.ndarray, int]]:
+    """(offset in samples, clip padded to clip_s, real samples) for each clip of the audio that
+    arrives in clip-length `blocks` (`stream_audio`); a last piece under min_s is left out."""
     n = int(round(clip_s * sr))
-    out = []
-    for start in range(0, len(audio), n):
-        piece = audio[start : start + n]
+    for i, piece in enumerate(blocks):
         if len(piece) < min_s * sr:
-            break
-        out.append((start, np.pad(piece, [(0, n - len(piece))] + [(0, 0)] * (piece.ndim - 1)), len(piece)))
-    return out
+            return
+        yield i * n, np.pad(piece, [(0, n - len(piece))] + [(0, 0)] * (piece.ndim - 1)), len(piece)
+
+
+def clips_of(path: Path, clips_dir: Path, first: int, sample_rate: int, channels: int,
+             seg: P.SegmentParams) -> tuple[list[tuple[str, int, int, int]], int, int]:
+    """Write the recording's clips (streamed: one clip in memory at a time) as clips/<id>.wav,
+    ids from `first`; returns ((id, offset, real samples, clip samples) per clip kept, quiet clips
+    dropped, samples seen). A file that turns out damaged part-way leaves no clip behind."""
+    kept, quiet, lengths = [], 0, []
+
+    def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for block in blocks:
+            lengths.append(len(block))
+            yield block
+
+    n = int(round(seg.clip_seconds * sample_rate))
+    try:
+        blocks = counted(stream_audio(path, sample_rate, channels, block=n))
+        for start, clip, real in cut(blocks, sample_rate, seg.clip_seconds, seg.min_clip_seconds):
+            if integrated_loudness(clip[:real], sample_rate) < seg.min_loudness_lufs:
+                quiet += 1
+                continue
+            cid = f"{first + len(kept):06d}"
+            write_wav(clips_dir / f"{cid}.wav", clip, sample_rate)
+            kept.append((cid, start, real, len(clip)))
+        for _ in blocks:  # read to the end: a file damaged after its last clip is still damaged
+            pass
+    except AudioError:
+        for cid, *_ in kept:
+            (clips_dir / f"{cid}.wav").unlink(missing_ok=True)
+        raise
+    return kept, quiet, sum(lengths)
 
 
 def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, channels: int = 1) -> dict:
@@ -224,32 +254,29 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
         (tmp / "clips").mkdir()
         for path in tqdm(sources, desc="segment", unit="file"):
             source = path.relative_to(raw_dir).as_posix()
+            kept: list = []
             try:
-                audio = load_audio(path, sample_rate, channels)  # stereo models: (N, 2)
+                kept, quiet, seen = clips_of(path, tmp / "clips", len(rows), sample_rate, channels, seg)
+                if not kept and not quiet:
+                    skipped.append(SkipRow(source, f"shorter than min_clip_seconds ({seen / sample_rate:.2f} s)"))
+                    continue
+                if kept:
+                    caption, caption_source, problem = choose_caption(path, seg, tags, cache_dirs)
             except AudioError as exc:
+                for cid, *_ in kept:  # the caption's read failed after the clips were written
+                    (tmp / "clips" / f"{cid}.wav").unlink(missing_ok=True)
                 skipped.append(SkipRow(source, str(exc).removeprefix(f"{path}: ")))
                 continue
-            clips = cut(audio, sample_rate, seg.clip_seconds, seg.min_clip_seconds)
-            if not clips:
-                skipped.append(SkipRow(source, f"shorter than min_clip_seconds ({len(audio) / sample_rate:.2f} s)"))
-                continue
-            caption, caption_source, problem = choose_caption(path, audio, sample_rate, seg, tags, cache_dirs)
-            if problem:
-                skipped.append(SkipRow(path.with_suffix(".txt").relative_to(raw_dir).as_posix(), problem))
-            kept = 0
-            for start, clip, real in clips:
-                if integrated_loudness(clip[:real], sample_rate) < seg.min_loudness_lufs:
-                    dropped["quiet"] += 1
-                    continue
-                cid = f"{len(rows):06d}"
-                write_wav(tmp / "clips" / f"{cid}.wav", clip, sample_rate)
-                rows.append(ClipRow(cid, f"clips/{cid}.wav", source, round(start / sample_rate, 4),
-                                    round(real / sample_rate, 4), round(1 - real / len(clip), 4), caption,
-                                    caption_source, ""))
-                kept += 1
+            dropped["quiet"] += quiet
             if not kept:
                 skipped.append(SkipRow(source, f"every clip quieter than min_loudness_lufs ({seg.min_loudness_lufs:g} "
                                                f"LUFS): silence?"))
+                continue
+            if problem:
+                skipped.append(SkipRow(path.with_suffix(".txt").relative_to(raw_dir).as_posix(), problem))
+            for cid, start, real, n in kept:
+                rows.append(ClipRow(cid, f"clips/{cid}.wav", source, round(start / sample_rate, 4),
+                                    round(real / sample_rate, 4), round(1 - real / n, 4), caption, caption_source, ""))
         if not rows:
             raise UserError(f"segment: no usable clip in {raw_dir} ({len(skipped)} files skipped, "
                             f"{dropped['quiet']} clips below {seg.min_loudness_lufs} LUFS); see the reasons above")
