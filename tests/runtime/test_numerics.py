@@ -4,12 +4,15 @@ machine (MKL, oneDNN and torch's kernels restricted to AVX2). With `native` they
 machine that has AVX-512, which is what the pinning is for."""
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from safetensors.numpy import load_file
 
 from musicgen_lora.core.params import edit_params
 from musicgen_lora.tiny import corpus
@@ -50,10 +53,29 @@ def test_pinned_numerics_give_the_same_tokens_and_adapter_on_an_avx2_machine(wor
     assert run_steps(workspace, "avx2", {}) == run_steps(workspace, "avx2", AVX2_MACHINE)
 
 
-def test_native_numerics_depend_on_the_machine(workspace):
+def outputs(root) -> tuple[dict, dict, list]:
+    """(token arrays, adapter tensors, epochs.json) of the last run_steps."""
+    tokens = {f"{f.name}/{k}": v for f in sorted((root / "tokens").glob("*.safetensors")) for k, v in load_file(f).items()}
+    return tokens, load_file(root / "final/adapter_model.safetensors"), \
+        json.loads((root / "train_metrics/epochs.json").read_text())
+
+
+def test_native_numerics_depend_on_the_machine_within_the_stated_tolerance(workspace):
+    """Another numerical path (AVX-512 against AVX2, as between machines that are not pinned alike)
+    gives other bytes, within what the README states for machines of another CPU vendor:
+    identical tokens, losses to 1e-6, adapter weights to 1e-2 of each tensor's largest value."""
     if torch.backends.cpu.get_cpu_capability() != "AVX512":
         pytest.skip("this CPU has no AVX-512: native and AVX2 paths are the same here")
-    assert run_steps(workspace, "native", {}) != run_steps(workspace, "native", AVX2_MACHINE)
+    wide = run_steps(workspace, "native", {})
+    tokens, adapter, epochs = outputs(workspace)
+    assert wide != run_steps(workspace, "native", AVX2_MACHINE)
+    tokens2, adapter2, epochs2 = outputs(workspace)
+    assert tokens.keys() == tokens2.keys() and all(np.array_equal(tokens[k], tokens2[k]) for k in tokens)
+    for a, b in zip(epochs, epochs2):
+        for key in ("train_loss", "valid_loss"):
+            assert (a[key] is None and b[key] is None) or abs(a[key] - b[key]) <= 1e-6 * abs(a[key]), (a, b)
+    worst = max(float(np.abs(adapter[k] - adapter2[k]).max() / np.abs(adapter[k]).max()) for k in adapter)
+    assert 0 < worst < 1e-2, worst
 
 
 def test_gradient_checkpointing_changes_no_bit_of_the_adapter(workspace):
