@@ -227,6 +227,20 @@ def test_flags_and_calibration(m):
     assert F.calibrate_thresholds([m["tone"]] * 3, base) == base
 
 
+def test_music_whose_recordings_fade_out_is_not_flagged_for_fading_out(m):
+    """The clips sampled for calibration are mid-song (steady), but every recording ends in a fade:
+    the endings set the silent_tail limit, so a clip that fades as the user's songs do is no defect."""
+    base = F.FlagThresholds()
+    assert m["fade"]["tail_drop_lu"] < base.silent_tail_drop_lu and "silent_tail" in F.flags(m["fade"], base)
+    assert F.calibrate_thresholds([m["tone"]] * 20, base) == base  # mid-song clips alone: still flagged
+    cal = F.calibrate_thresholds([m["tone"]] * 20, base, endings=[m["fade"]] * 3 + [m["tone"]] * 2)
+    assert "silent_tail" not in F.flags(m["fade"], cal)
+    assert cal.silent_tail_drop_lu == pytest.approx(np.percentile([m["fade"]["tail_drop_lu"]] * 3 + [
+        m["tone"]["tail_drop_lu"]] * 2, 5) - 3.0)
+    # recordings that end abruptly change nothing
+    assert F.calibrate_thresholds([m["tone"]] * 20, base, endings=[m["tone"]] * 5) == base
+
+
 def _write(path, audio, sr=SR):
     sf.write(str(path), audio, sr, subtype="FLOAT")
     return str(path)

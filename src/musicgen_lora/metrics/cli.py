@@ -14,11 +14,10 @@ from ..core.artifacts import read_reference
 from ..core.audio import AudioError
 from ..core.stream import opened, stream_audio
 from ..core.params import FlagThresholds
-from .clip import clip_metrics
+from .clip import MIN_CLIP_S, clip_metrics
 from .flags import flags
 
 PART_S = 300.0    # a longer file is measured in parts of this length (memory flat in its length)
-MIN_CLIP_S = 2.4  # what clip_metrics needs
 
 _TABLE = (("file", None, "{}"), ("LUFS", "integrated_loudness_lufs", "{:.1f}"),
           ("slope LU/s", "loudness_slope_lu_per_s", "{:+.2f}"), ("tail LU", "tail_drop_lu", "{:+.1f}"),

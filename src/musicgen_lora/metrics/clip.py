@@ -15,6 +15,7 @@ from .signal import checked_audio, power_spectrum
 
 LUFS_FLOOR = -70.0  # BS.1770 absolute gate; digital silence reports this instead of -inf
 DBFS_FLOOR = -120.0  # floor for RMS dBFS values of digital silence
+MIN_CLIP_S = 2.4  # the shortest audio clip_metrics measures
 
 
 def _k_weighted(x: np.ndarray, sr: int) -> np.ndarray:
@@ -221,7 +222,7 @@ def clip_metrics(audio: np.ndarray, sr: int, silence_threshold_dbfs: float = -60
     tail_drop_lu (tail 2 s), silence_ratio, spectral_flatness, pulse_clarity, chroma_entropy,
     rms_dbfs_per_second (list), loudness_curve_lufs (list), duration_s. Needs >= 2.4 s audio.
     """
-    x = checked_audio(audio, sr, 2.4, "clip_metrics")
+    x = checked_audio(audio, sr, MIN_CLIP_S, "clip_metrics")
     dur = x.size / sr
     t, lufs = _curve(_k_weighted(x, sr), sr, 0.4, 0.1)
     spec, n_fft = power_spectrum(x, sr, 0.1)

@@ -38,8 +38,9 @@ def flags(metrics: dict, thresholds: FlagThresholds = FlagThresholds()) -> list[
 
 
 def calibrate_thresholds(reference_metrics: list[dict], base: FlagThresholds = FlagThresholds(), *,
-                         slope_margin: float = 0.25, tail_margin: float = 3.0, silence_margin: float = 0.1,
-                         flatness_margin: float = 0.05, low_pct: float = 5.0, high_pct: float = 95.0) -> FlagThresholds:
+                         endings: list[dict] = (), slope_margin: float = 0.25, tail_margin: float = 3.0,
+                         silence_margin: float = 0.1, flatness_margin: float = 0.05, low_pct: float = 5.0,
+                         high_pct: float = 95.0) -> FlagThresholds:
     """Thresholds relative to real (training) clips, never stricter than `base`.
 
     decaying = min(base, P5(slopes) - slope_margin); silent_tail = min(base, P5(tail drops) -
@@ -47,14 +48,21 @@ def calibrate_thresholds(reference_metrics: list[dict], base: FlagThresholds = F
     min(1, max(base, P95(flatness) + flatness_margin)). So a flag fires only if a generated
     clip is worse than ~95% of real clips (plus a margin) *and* worse than the absolute base
     (real songs with fade-outs or hissy recordings do not raise false alarms). numpy.percentile.
+    `endings`: the clips that end the recordings, where music fades out: silent_tail is also
+    min(.., P5(their tail drops) - tail_margin), so music whose recordings fade out sets a limit
+    its own fade-outs pass (a generated clip that ends as the user's songs end is no defect).
     """
     if not reference_metrics:
         raise ValueError("calibrate_thresholds: no reference metrics given")
     slope, tail, silence, flat = np.array([_scalars(m, "calibrate_thresholds") for m in reference_metrics]).T
+    tail_limit = np.percentile(tail, low_pct) - tail_margin
+    if endings:
+        ending_tails = [_scalars(m, "calibrate_thresholds")[1] for m in endings]
+        tail_limit = min(tail_limit, np.percentile(ending_tails, low_pct) - tail_margin)
     return replace(
         base,
         decaying_slope_lu_per_s=float(min(base.decaying_slope_lu_per_s, np.percentile(slope, low_pct) - slope_margin)),
-        silent_tail_drop_lu=float(min(base.silent_tail_drop_lu, np.percentile(tail, low_pct) - tail_margin)),
+        silent_tail_drop_lu=float(min(base.silent_tail_drop_lu, tail_limit)),
         mostly_silent_ratio=float(min(1.0, max(base.mostly_silent_ratio,
                                                np.percentile(silence, high_pct) + silence_margin))),
         noisy_flatness=float(min(1.0, max(base.noisy_flatness, np.percentile(flat, high_pct) + flatness_margin))),

@@ -193,9 +193,14 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
     index, codes, mask, _ = load_tokens(tokens_dir, "train")
     train_rows = [r for r in manifest if r.split == "train"][:REFERENCE_CLIPS]
     valid_rows = [r for r in manifest if r.split == "valid"][:REFERENCE_CLIPS]
-    train_metrics = [M.clip_metrics(load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr,
-                                    ep.silence_threshold_dbfs) for r in train_rows]
-    calibrated = calibrate_thresholds(train_metrics, ep.thresholds())
+    def measure(r) -> dict:
+        return M.clip_metrics(load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr,
+                              ep.silence_threshold_dbfs)
+
+    train_metrics = [measure(r) for r in train_rows]
+    endings = {r.source: r for r in manifest if r.split == "train"}  # each recording's last clip: how it ends
+    calibrated = calibrate_thresholds(train_metrics, ep.thresholds(), endings=[
+        measure(r) for r in list(endings.values())[:REFERENCE_CLIPS] if r.duration_s >= M.MIN_CLIP_S])
     valid_audio = [load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)] for r in valid_rows]
     target = profiles(tagger, valid_audio, sr)
     ref = {"train_code_hist": np.mean([S.code_histogram(c.numpy(), index["codec"]["codebook_size"])
