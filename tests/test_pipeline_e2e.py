@@ -1,20 +1,59 @@
-"""End to end: the real dvc CLI runs the five stages in a temporary git repo."""
+"""End to end, as a new user's first hour goes (the README's own-music steps): the demo corpus
+replaced by a folder of three styles with broken files, the real dvc CLI runs the five stages in a
+temporary git repo, the run is committed, a second experiment runs with `dvc exp run -S`, and
+every command's output is read for tracebacks."""
 
 import json
 import math
+import shutil
+import subprocess
 
 import pytest
 import soundfile as sf
 from ruamel.yaml import YAML
 
-from conftest import make_project, sh
+from musicgen_lora.tiny import corpus
+
+from conftest import ROOT, make_project, sh
 
 pytestmark = pytest.mark.slow
+STYLES = ("piano", "ambient", "bass")  # three folders of the user's music, two recordings each
+
+
+def my_music(raw):
+    """Three styles in three folders, a damaged copy and a text file named .mp3 among them."""
+    shutil.rmtree(raw)
+    for style in STYLES:
+        corpus.write_corpus(raw, [style], 2, 0, min_seconds=6, max_seconds=9)
+    sf.write(raw / "bass/cut off.wav", corpus.synth_track("bass", 0, 7, 6.0, 16000)[0], 16000)
+    (raw / "bass/cut off.wav").write_bytes((raw / "bass/cut off.wav").read_bytes()[:60000])
+    (raw / "piano/notes.mp3").write_text("not audio\n")
+
+
+def run(cmd, root, env, outputs: list) -> str:
+    """A command that must succeed; its stdout and stderr are kept to look for tracebacks."""
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    outputs.append(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, f"{cmd}: {proc.stderr[-3000:]}"
+    return proc.stdout
 
 
 def test_dvc_repro_end_to_end(tmp_path):
-    env = make_project(tmp_path)
-    sh(["dvc", "repro"], tmp_path, env)
+    env, seen = make_project(tmp_path), []
+    # the README's steps: the demo corpus out, the user's music in, versioned, checked, run, committed
+    sh(["git", "rm", "-q", "data/raw.dvc"], tmp_path, env)
+    my_music(tmp_path / "data/raw")
+    run(["dvc", "add", "-q", "data/raw"], tmp_path, env, seen)
+    run(["git", "add", "-A"], tmp_path, env, seen)
+    run(["git", "commit", "-qm", "my music"], tmp_path, env, seen)
+    assert "params.yaml: ok" in run(["python", "-m", "musicgen_lora", "validate"], tmp_path, env, seen)
+    run(["dvc", "repro"], tmp_path, env, seen)
+
+    manifest = [json.loads(x) for x in (tmp_path / "data/segments/manifest.jsonl").read_text().splitlines()]
+    assert {r["source"].split("/")[0] for r in manifest if r["split"] == "valid"} == set(STYLES)  # every style
+    skipped = {json.loads(x)["source"]: json.loads(x)["reason"]
+               for x in (tmp_path / "data/segments/skipped.jsonl").read_text().splitlines()}
+    assert skipped["bass/cut off.wav"].startswith("damaged") and skipped["piano/notes.mp3"].startswith("not .mp3")
 
     for d in ("models/best_model", "models/final_model"):
         assert (tmp_path / d / "adapter_model.safetensors").stat().st_size > 0
@@ -104,3 +143,26 @@ def test_dvc_repro_end_to_end(tmp_path):
     lock = (tmp_path / "dvc.lock").read_text()
     sh(["dvc", "repro", "-f"], tmp_path, env)
     assert (tmp_path / "dvc.lock").read_text() == lock
+
+    # the run committed (the README's step 6), a second experiment, both side by side
+    reports = tmp_path / "reports"
+    shutil.copytree(ROOT / "reports", reports, ignore=shutil.ignore_patterns("*_audio"))  # what a clone has
+    shutil.copytree(ROOT / "experiments", tmp_path / "experiments")
+    committed = {f.name: f.read_bytes() for f in reports.iterdir() if f.is_file()}
+    run(["git", "add", "-A"], tmp_path, env, seen)
+    run(["git", "commit", "-qm", "first run on my music"], tmp_path, env, seen)
+    run(["dvc", "exp", "run", "-n", "lr-high", "-S", "train.lr=0.002", "-S", "train.epochs=1"], tmp_path, env, seen)
+    rows = json.loads(run(["dvc", "exp", "show", "--json"], tmp_path, env, seen))
+    baseline = next(r for r in rows if r["rev"] != "workspace")["data"]
+    shown = baseline["metrics"]["metrics/headline.json"]["data"]
+    # the baseline row is the user's committed run (`dvc exp run` left lr-high's results in the workspace)
+    assert shown == json.loads(sh(["git", "show", "HEAD:metrics/headline.json"], tmp_path, env))
+    table = run(["python", "-m", "musicgen_lora", "show"], tmp_path, env, seen)
+    assert [line.split()[0] for line in table.splitlines()[1:3]] == ["baseline", "lr-high"], table
+    # compare finds no trials here (their tags do not travel with a clone): it says so, touches nothing
+    proc = subprocess.run(["python", "-m", "musicgen_lora", "compare"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True)
+    seen.append(proc.stdout + proc.stderr)
+    assert proc.returncode != 0 and "git fetch --tags" in proc.stderr
+    assert {f.name: f.read_bytes() for f in reports.iterdir() if f.is_file()} == committed
+    assert not [out for out in seen if "Traceback" in out]

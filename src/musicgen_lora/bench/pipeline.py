@@ -142,7 +142,7 @@ def workspace_trial_times(project: Path) -> dict | None:
     """Wall time of `make trials` from its annotated tags. Sequential runs record each trial's
     wall time in the tag message (`wall_s: N`); tags without it (queued runs, older tags) fall
     back to dates: trial i (i > 0) ran from trial i-1's tag to its own experiment commit, and
-    the first trial, whose start is recorded nowhere, is estimated as the mean of the others.
+    the first trial, where its start is recorded nowhere, is estimated as the mean of the others.
     None unless every trial of the manifest is tagged."""
     manifest = project / "experiments" / "trials.yaml"
     if not manifest.exists():
@@ -164,14 +164,17 @@ def workspace_trial_times(project: Path) -> dict | None:
     if len(recorded) == len(names):
         return {"wall_s": float(sum(recorded.values())), "trial_s": recorded, "first_trial_estimated": False}
     ordered = sorted(names, key=lambda n: tags[n][1])
-    per = {ordered[0]: None}
+    per = {n: recorded.get(n) for n in ordered}  # a recorded wall time wins over the dates
     for a, b in zip(ordered, ordered[1:]):
-        per[b] = tags[b][1] - tags[a][0]
-    if any(v is None or v < 0 for k, v in per.items() if k != ordered[0]):
+        if per[b] is None:
+            per[b] = tags[b][1] - tags[a][0]
+    if any(v is not None and v < 0 for v in per.values()):
         return None
-    known = [v for v in per.values() if v is not None]
-    per[ordered[0]] = round(sum(known) / len(known))
-    return {"wall_s": float(sum(per.values())), "trial_s": per, "first_trial_estimated": True}
+    estimated = per[ordered[0]] is None
+    if estimated:
+        known = [v for v in per.values() if v is not None]
+        per[ordered[0]] = round(sum(known) / len(known))
+    return {"wall_s": float(sum(per.values())), "trial_s": per, "first_trial_estimated": estimated}
 
 
 def trials_in_copy(project: Path, work: Path, env: dict, logs: Path, names: list[str] | None) -> dict:

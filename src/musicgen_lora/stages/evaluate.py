@@ -191,7 +191,8 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
     sr = info.sample_rate
     manifest = read_manifest(seg_dir)
     index, codes, mask, _ = load_tokens(tokens_dir, "train")
-    train_rows = [r for r in manifest if r.split == "train"][:REFERENCE_CLIPS]
+    # clip_metrics needs MIN_CLIP_S of audio: a shorter last piece (segment.min_clip_seconds below it) is not measured
+    train_rows = [r for r in manifest if r.split == "train" and r.duration_s >= M.MIN_CLIP_S][:REFERENCE_CLIPS]
     valid_rows = [r for r in manifest if r.split == "valid"][:REFERENCE_CLIPS]
     def measure(r) -> dict:
         return M.clip_metrics(load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr,
