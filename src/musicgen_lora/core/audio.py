@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
+from typing import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,31 +31,60 @@ AUDIO_SUFFIXES = SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """(float32 samples (N, channels), sample rate) of an audio file: soundfile for what libsndfile
-    reads, ffmpeg (decoding to 32-bit float WAV in memory) for AAC and the like. A file cut off
+    reads, ffmpeg (decoding to a temporary 32-bit float WAV) for AAC and the like. A file cut off
     before the length its header declares is an error ("damaged"), never a short recording."""
+    with opened(path) as f:
+        data, notes = read_block(f, path)
+        check_complete(path, len(data), f)
+    warn_notes(path, notes)
+    return data, f.samplerate
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[sf.SoundFile]:
+    """The file open for reading (all at once or in blocks): libsndfile's formats directly, the
+    rest decoded by ffmpeg into a temporary WAV on disk (never into memory)."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
     if not path.is_file():  # a FIFO would block the reader forever
         raise AudioError(f"{path}: not a regular file (a folder, pipe or device)")
-    if path.suffix.lower() in FFMPEG_SUFFIXES:
-        return _read_with_ffmpeg(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = path
+        if path.suffix.lower() in FFMPEG_SUFFIXES:
+            source = Path(tmp) / "decoded.wav"
+            _ffmpeg_to_wav(path, source)
+        handle = _decoded(path, lambda: sf.SoundFile(str(source)))[0]
+        with handle:
+            yield handle
+
+
+def read_block(f: sf.SoundFile, path: Path, frames: int = -1) -> tuple[np.ndarray, list[str]]:
+    """Up to `frames` (all: -1) float32 frames (n, channels) of an open file, and what the decoder
+    printed meanwhile; a decoder failure is one AudioError naming the file."""
+    return _decoded(path, lambda: f.read(frames=frames, dtype="float32", always_2d=True))
+
+
+def _decoded(path: Path, call) -> tuple:
+    """(call(), the decoder's notes); soundfile's exceptions (several types) as one AudioError."""
     with decoder_notes() as notes:
         try:
-            declared = sf.info(str(path)).frames
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+            result, error = call(), None
         except Exception as exc:  # soundfile raises several types for unreadable files
-            error = exc
-        else:
-            error = None
+            result, error = None, exc
     if error is not None:
         raise AudioError(f"{path}: {_unreadable(path, error, notes)}") from None
-    declared = _wav_declared_frames(path) or declared
-    if len(data) < 0.99 * declared:
-        raise AudioError(f"{path}: damaged: the audio stops at {len(data) / sr:.2f} s of the {declared / sr:.2f} s its "
-                         f"header declares (a cut-off copy or download?); copy it again")
-    warn_notes(path, notes)
-    return data, sr
+    return result, notes
+
+
+def check_complete(path: Path, frames_read: int, f: sf.SoundFile) -> None:
+    """A file that ends before the length its header declares is damaged (libsndfile reports a
+    WAV's length as what the file holds, so its header is read for what it declares)."""
+    declared = _wav_declared_frames(Path(path)) or f.frames
+    if frames_read < 0.99 * declared:
+        raise AudioError(f"{path}: damaged: the audio stops at {frames_read / f.samplerate:.2f} s of the "
+                         f"{declared / f.samplerate:.2f} s its header declares (a cut-off copy or download?); "
+                         f"copy it again")
 
 
 def warn_notes(path: Path, notes: list[str]) -> None:
@@ -118,17 +148,14 @@ def _wav_declared_frames(path: Path) -> int | None:
     return None
 
 
-def _read_with_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
+def _ffmpeg_to_wav(path: Path, wav: Path) -> None:
     if shutil.which("ffmpeg") is None:
         raise AudioError(f"{path}: format not supported without ffmpeg ({path.suffix}); install ffmpeg "
                          f"(apt-get install ffmpeg) or convert the file to flac/wav")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "decoded.wav"
-        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-acodec", "pcm_f32le", str(wav)],
-                              capture_output=True, text=True)
-        if proc.returncode or not wav.exists():
-            raise AudioError(f"{path}: unreadable audio (ffmpeg: {proc.stderr.strip()[:200]})")
-        return sf.read(str(wav), dtype="float32", always_2d=True)
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-acodec", "pcm_f32le", str(wav)],
+                          capture_output=True, text=True)
+    if proc.returncode or not wav.exists():
+        raise AudioError(f"{path}: unreadable audio (ffmpeg: {proc.stderr.strip()[:200]})")
 
 
 def as_channels(data: np.ndarray, channels: int) -> np.ndarray:

@@ -11,60 +11,17 @@ does the zero padding of the whole-file resampling apply, as it does there.
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from .audio import (FFMPEG_SUFFIXES, AudioError, _unreadable, _wav_declared_frames, as_channels, decoder_notes,
-                    warn_notes)
+from .audio import AudioError, as_channels, check_complete, opened, read_block, warn_notes
 
 LOWPASS_WIDTH = 6  # torchaudio.functional.resample's default lowpass_filter_width
 ROLLOFF = 0.99     # and its rolloff
-
-
-@contextmanager
-def opened(path: Path) -> Iterator[sf.SoundFile]:
-    """The file open for block reads: libsndfile's formats directly, the rest decoded by ffmpeg
-    into a temporary WAV on disk (never into memory)."""
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if not path.is_file():  # a FIFO would block the reader forever
-        raise AudioError(f"{path}: not a regular file (a folder, pipe or device)")
-    with tempfile.TemporaryDirectory() as tmp:
-        source = path
-        if path.suffix.lower() in FFMPEG_SUFFIXES:
-            source = Path(tmp) / "decoded.wav"
-            _ffmpeg_to_wav(path, source)
-        with decoder_notes() as notes:
-            try:
-                handle = sf.SoundFile(str(source))
-            except Exception as exc:  # soundfile raises several types for unreadable files
-                error = exc
-            else:
-                error = None
-        if error is not None:
-            raise AudioError(f"{path}: {_unreadable(path, error, notes)}") from None
-        with handle:
-            yield handle
-
-
-def _ffmpeg_to_wav(path: Path, wav: Path) -> None:
-    if shutil.which("ffmpeg") is None:
-        raise AudioError(f"{path}: format not supported without ffmpeg ({path.suffix}); install ffmpeg "
-                         f"(apt-get install ffmpeg) or convert the file to flac/wav")
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-acodec", "pcm_f32le", str(wav)],
-                          capture_output=True, text=True)
-    if proc.returncode or not wav.exists():
-        raise AudioError(f"{path}: unreadable audio (ffmpeg: {proc.stderr.strip()[:200]})")
 
 
 class Resampler:
@@ -112,12 +69,11 @@ def stream_audio(path: Path, sample_rate: int, channels: int = 1, block: int = 0
     AudioError, possibly after blocks were given (a caller that keeps blocks drops them)."""
     block = block or sample_rate * 60
     with opened(path) as f:
-        sr, declared, read, notes = f.samplerate, _wav_declared_frames(Path(path)) or f.frames, 0, []
+        sr, read, notes = f.samplerate, 0, []
         resampler = Resampler(sr, sample_rate) if sr != sample_rate else None
         pending = np.zeros((channels, 0), np.float32)
         while True:
-            with decoder_notes() as caught:  # only around the read: the caller's own output is its own
-                data = f.read(frames=sr * 10, dtype="float32", always_2d=True)
+            data, caught = read_block(f, path, sr * 10)  # notes caught only around the read: the caller's are its own
             notes += caught
             if len(data) == 0:
                 break
@@ -131,14 +87,12 @@ def stream_audio(path: Path, sample_rate: int, channels: int = 1, block: int = 0
                 pending = pending[:, block:]
         if read == 0:
             raise AudioError(f"{path}: no samples")
-        if read < 0.99 * declared:
-            raise AudioError(f"{path}: damaged: the audio stops at {read / sr:.2f} s of the {declared / sr:.2f} s its "
-                             f"header declares (a cut-off copy or download?); copy it again")
-        if resampler:
-            pending = np.concatenate([pending, resampler.finish()], axis=-1)
-        for i in range(0, pending.shape[-1], block):
-            yield _layout(pending[:, i:i + block], channels)
-        warn_notes(path, notes)
+        check_complete(path, read, f)
+    if resampler:
+        pending = np.concatenate([pending, resampler.finish()], axis=-1)
+    for i in range(0, pending.shape[-1], block):
+        yield _layout(pending[:, i:i + block], channels)
+    warn_notes(path, notes)
 
 
 def _layout(x: np.ndarray, channels: int) -> np.ndarray:
