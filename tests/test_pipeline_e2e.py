@@ -166,3 +166,14 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert proc.returncode != 0 and "git fetch --tags" in proc.stderr
     assert {f.name: f.read_bytes() for f in reports.iterdir() if f.is_file()} == committed
     assert not [out for out in seen if "Traceback" in out]
+
+    # a corrupt checkout of what a stage reads (bytes that differ from dvc.lock) stops it in one line
+    shard = sorted((tmp_path / "data/tokens").glob("*.safetensors"))[0]
+    data = bytearray(shard.read_bytes())
+    data[-64:-32] = bytes(32)
+    shard.write_bytes(bytes(data))
+    proc = subprocess.run(["python", "-m", "musicgen_lora", "train", "--tokens", "data/tokens", "--best", "b",
+                           "--final", "f", "--metrics", "m"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().endswith("`dvc commit` records it)") and shard.name in proc.stderr
+    assert "dvc checkout --relink data/tokens" in proc.stderr

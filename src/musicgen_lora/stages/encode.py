@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..core import params as P
 from ..core.args import stage_paths
+from ..core.tracked import verify_tracked
 from ..core.audio import as_channels, read_audio
 from ..core.artifacts import MANIFEST, read_manifest
 from ..core.errors import UserError
@@ -80,5 +81,6 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
 def main(argv: list[str]) -> int:
     args = stage_paths("encode", __doc__, argv, "--segments", "--out")
     model, enc = P.load("model", "encode")
+    verify_tracked(args.segments)  # a corrupt cache object checked out reaches no token
     run(args.segments, args.out, enc, model)
     return 0

@@ -34,6 +34,7 @@ from ..core import params as P
 from ..core.audio import write_wav
 from ..core.stream import load_mono
 from ..core.artifacts import read_manifest, read_reference
+from ..core.tracked import verify_tracked
 from ..core.files import atomic_dir, atomic_path, inside, read_jsonl, slug, write_json, write_jsonl
 from ..metrics import bootstrap as B
 from ..metrics import clip as M
@@ -375,6 +376,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--set-metrics", type=Path, help="adapters mode: set-level figures per model (JSON)")
     args = ap.parse_args(argv)
     mp, ep = P.load("model", "evaluate")
+    for tracked in (args.segments, args.tokens):  # inputs as their stages wrote them, not a corrupt checkout
+        if tracked is not None:
+            verify_tracked(tracked)
     if args.which == "base":
         run_base(args.segments, args.tokens, args.out, args.base_rows, args.reference, mp, ep)
     else:

@@ -28,6 +28,7 @@ from transformers.trainer_callback import ProgressCallback
 from ..core import params as P
 from ..core.errors import UserError
 from ..core.args import stage_paths
+from ..core.tracked import verify_tracked
 from ..core.files import atomic_dir, write_json
 from ..model.card import write_cards
 from ..model.delay import loss_inputs
@@ -273,6 +274,7 @@ def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainPara
 
 def main(argv: list[str]) -> int:
     args = stage_paths("train", __doc__, argv, "--tokens", "--best", "--final", "--metrics")
+    verify_tracked(args.tokens)  # the tokens as encode wrote them, not a corrupt checkout
     mp, tp = P.load("model", "train")
     if tp.processes * tp.machines > 1 and not launched():
         return launch(tp, ["train", *argv])
