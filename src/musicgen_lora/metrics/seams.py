@@ -105,13 +105,14 @@ def measure(audio: np.ndarray, sr: int, hop: int, seam_samples: list[int]) -> tu
     lufs, per_block = _loudness(x, sr, hop)
     cum, span, gap = _mel_means(x, sr, hop)
     jumps = np.abs(lufs[per_block:] - lufs[:-per_block]) if lufs.size > per_block else np.empty(0)
-    spectral = [j for m in range(span, cum.shape[0] - 1 - span) if (j := _spectral_jump(cum, m, span, gap)) is not None]
+    spectral_at = {m: j for m in range(span, cum.shape[0] - 1 - span)
+                   if (j := _spectral_jump(cum, m, span, gap)) is not None}
+    spectral = list(spectral_at.values())
     # a seam's rank is among the points whose windows do not reach a seam (those share its jump)
     points = [s // hop for s in seam_samples]
     away = lambda m, reach: all(abs(m - p) > reach for p in points)  # noqa: E731
     own_loud = np.array([j for m, j in enumerate(jumps, start=per_block) if away(m, per_block)])
-    own_spec = np.array([j for m in range(span, cum.shape[0] - 1 - span) if away(m, span + gap)
-                         and (j := _spectral_jump(cum, m, span, gap)) is not None])
+    own_spec = np.array([j for m, j in spectral_at.items() if away(m, span + gap)])
     seams = []
     for s in seam_samples:
         m = s // hop

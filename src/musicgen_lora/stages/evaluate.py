@@ -72,8 +72,8 @@ class ResultRow:
     valid_loss: float
     flags: list[str]
     metrics: dict
-    # what the clip was sampled on: `generate --seed` rebuilds it bit for bit where these match (on any
-    # CPU: float32, and per-row sampling makes the batch irrelevant there); a GPU's kernels and bf16 differ
+    # what the clip was sampled on: `generate --seed` rebuilds it where these match (on any CPU: float32,
+    # per-row sampling, the batch moving only the codec's last bits); a GPU's kernels and bf16 differ
     made_on: dict = field(default_factory=dict)
 
 
@@ -195,9 +195,13 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
     # clip_metrics needs MIN_CLIP_S of audio: a shorter last piece (segment.min_clip_seconds below it) is not measured
     train_rows = [r for r in manifest if r.split == "train" and r.duration_s >= M.MIN_CLIP_S][:REFERENCE_CLIPS]
     valid_rows = [r for r in manifest if r.split == "valid"][:REFERENCE_CLIPS]
+    measured: dict[str, dict] = {}  # a recording's last clip may also be among train_rows: measured once
+
     def measure(r) -> dict:
-        return M.clip_metrics(load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr,
-                              ep.silence_threshold_dbfs)
+        if r.id not in measured:
+            measured[r.id] = M.clip_metrics(load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr,
+                                            ep.silence_threshold_dbfs)
+        return measured[r.id]
 
     train_metrics = [measure(r) for r in train_rows]
     endings = {r.source: r for r in manifest if r.split == "train"}  # each recording's last clip: how it ends
