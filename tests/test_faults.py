@@ -14,7 +14,7 @@ from musicgen_lora import __main__ as cli
 from musicgen_lora.core.errors import UserError
 from musicgen_lora.core.params import EncodeParams, ModelParams, TrainParams
 from musicgen_lora.model.lora import check_adapter_dir, load_adapters, lora_config
-from musicgen_lora.model.tokens import INDEX, load_tokens
+from musicgen_lora.model.tokens import INDEX, TokenSplit, load_tokens
 from musicgen_lora.stages import encode
 
 from conftest import ROOT
@@ -38,16 +38,18 @@ def write_tokens(folder, clips: int = 3):
                   for i in range(clips)]}))
 
 
-def test_a_truncated_token_shard_is_named(tmp_path):
+@pytest.mark.parametrize("reader", [load_tokens, TokenSplit], ids=["whole", "clip by clip"])
+def test_a_truncated_token_shard_is_named(tmp_path, reader):
     write_tokens(tmp_path)
     shard = tmp_path / "shard-00000.safetensors"
-    assert load_tokens(tmp_path, "train")[1].shape == (3, 4, 10)
+    clips = reader(tmp_path, "train")
+    assert len(clips.captions if reader is TokenSplit else clips[3]) == 3
     shard.write_bytes(shard.read_bytes()[:-40])
     with pytest.raises(UserError, match=r"shard-00000.safetensors: damaged token shard .*dvc repro -f encode"):
-        load_tokens(tmp_path, "train")
+        reader(tmp_path, "train")
     shard.unlink()
     with pytest.raises(UserError, match="token shard missing"):
-        load_tokens(tmp_path, "train")
+        reader(tmp_path, "train")
 
 
 def manifest(folder, rows):

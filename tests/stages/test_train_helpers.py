@@ -3,6 +3,7 @@ discovery, run key. (test_train.py runs the stage itself, killed, resumed and di
 
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import torch
 
@@ -19,7 +20,9 @@ from musicgen_lora.stages.train import (ClipDataset, Collator, EpochCallback, ep
 def items(n: int, frames: int = 6, real: int = 4, k: int = 4) -> list[dict]:
     codes = torch.arange(n * k * frames).reshape(n, k, frames) % 200
     mask = torch.arange(frames)[None].expand(n, frames) < real
-    return [ClipDataset(codes, mask, [f"caption {i}" for i in range(n)])[i] for i in range(n)]
+    clips = SimpleNamespace(captions=[f"caption {i}" for i in range(n)],
+                            clip=lambda i: {"codes": codes[i], "frame_mask": mask[i]})
+    return [ClipDataset(clips)[i] for i in range(n)]
 
 
 def test_collator_builds_delay_labels_and_masks_padding(tiny):

@@ -19,6 +19,9 @@ Benchmarks (names as in results.json):
                                   sized once vs grown by concatenation every step (no target)
   batched_vs_single_encode        EnCodec 32 kHz (random weights), batched vs one clip at a time
   demo_wall_s, trials_wall_s      wall time of `make demo`'s stages and of `make trials`
+  scale_time_per_hour,            the demo corpus at 1x, 4x and 16x (~1, 4, 16 h of audio) through
+  scale_peak_rss                  segment, encode and one epoch's data loading: seconds per audio
+                                  hour (linear) and peak memory (flat), 16x against 1x (bench/scale.py)
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ from ..core.files import atomic_path, write_json
 from ..runtime.allocator import release
 from . import models as BM
 from . import pipeline as BP
+from . import scale as BS
 
 ROOT = Path.cwd()
-BENCHES = ["cache", "epoch", "train", "generate", "encode", "pipeline"]
+BENCHES = ["cache", "epoch", "train", "generate", "encode", "pipeline", "scale"]
 
 
 def peak_rss_gb() -> float:
@@ -237,6 +241,17 @@ def run(args) -> dict:
                           6.0, "lower", gradient_checkpointing_every=args.checkpointing_every,
                           peak_after_phase=peaks))
 
+    if "scale" in only:
+        sc = BS.scale(ROOT, args.work / "scale", args.scale_sizes)
+        worst = {k: max(r[k] for r in sc["ratios"].values()) for k in ("time_per_hour", "peak_rss")}
+        sizes = f"{args.scale_sizes[-1]}x against {args.scale_sizes[0]}x of the demo corpus"
+        rows.append(entry("scale_time_per_hour", worst["time_per_hour"],
+                          f"x (marginal s per audio hour, top / bottom of {sizes}; worst of segment, "
+                          f"encode, epoch loading)",
+                          1 + BS.TOLERANCE, "lower", **sc))
+        rows.append(entry("scale_peak_rss", worst["peak_rss"], f"x (peak RSS, {sizes}; worst of the three)",
+                          1 + BS.TOLERANCE, "lower", ratios=sc["ratios"]))
+
     if torch.cuda.is_available() and not args.no_gpu and only & {"train", "generate"}:
         details["gpu"] = gpu_benchmarks(args, prompts, ep)
 
@@ -321,12 +336,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--encode-clips", type=int, default=8)
     ap.add_argument("--encode-seconds", type=float, default=5.0)
     ap.add_argument("--encode-batch", type=int, default=8)
+    ap.add_argument("--scale-sizes", type=int, nargs="+", default=[1, 4, 16],
+                    help="scale arm: copies of the demo corpus (data/raw) per size, smallest first")
     ap.add_argument("--no-gpu", action="store_true")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if len(args.scale_sizes) < 2 or args.scale_sizes != sorted(set(args.scale_sizes)):
+        print("bench: --scale-sizes needs two or more sizes, smallest first (e.g. 1 4 16)", file=sys.stderr)
+        return 2
     result = run(args)
     write_json(args.out / "results.json", result)
     with atomic_path(args.out / "results.md") as tmp:

@@ -38,7 +38,7 @@ from ..model.lora import check_adapter_dir, continue_from, lora_config
 from ..model.musicgen import (checkpoint_decoder, load_config, load_model, resolve_device, resolve_name,
                               text_encoder_without_dropout)
 from ..model.samples import SampleCallback, publish
-from ..model.tokens import INDEX, load_chroma, load_tokens
+from ..model.tokens import INDEX, TokenSplit
 from ..model.trainer import LiveCallback, LoraTrainer, NonFiniteLoss, QuietProgress, training_arguments, world_size
 from ..core.provenance import environment
 
@@ -46,21 +46,18 @@ CHECKPOINTS = Path("models/checkpoints")
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Clips of one split; `training` marks the training split, the one caption dropout applies to."""
+    """Clips of one split, read one at a time (`model.tokens.TokenSplit`, or anything with
+    `captions` and `clip(i)`); `training` marks the training split, the one caption dropout applies to."""
 
-    def __init__(self, codes: torch.Tensor, mask: torch.Tensor, captions: list[str],
-                 chroma: torch.Tensor | None = None, training: bool = True):
-        self.codes, self.mask, self.captions, self.chroma, self.training = codes, mask, captions, chroma, training
+    def __init__(self, clips, training: bool = True):
+        self.clips, self.training = clips, training
 
     def __len__(self) -> int:
-        return len(self.captions)
+        return len(self.clips.captions)
 
     def __getitem__(self, i: int) -> dict:
-        item = {"index": i, "codes": self.codes[i], "frame_mask": self.mask[i], "caption": self.captions[i],
-                "training": self.training}
-        if self.chroma is not None:  # melody models: the clip's own chroma conditions it
-            item["chroma"] = self.chroma[i]
-        return item
+        # a melody model's clip also carries its own chroma, which conditions it
+        return {"index": i, "caption": self.clips.captions[i], "training": self.training, **self.clips.clip(i)}
 
 
 class Collator:
@@ -162,10 +159,10 @@ def epoch_losses(log_history: list[dict]) -> list[dict]:
 def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp: P.TrainParams,
         mp: P.ModelParams) -> list[dict]:
     torch.manual_seed(tp.seed)
-    index, codes, mask, captions = load_tokens(tokens_dir, "train")
-    _, vcodes, vmask, vcaptions = load_tokens(tokens_dir, "valid")
-    if not captions or not vcaptions:
-        raise UserError(f"train: need clips in both splits (train {len(captions)}, valid {len(vcaptions)}); "
+    train_clips, valid_clips = TokenSplit(tokens_dir, "train"), TokenSplit(tokens_dir, "valid")
+    index = train_clips.index
+    if not len(train_clips) or not len(valid_clips):
+        raise UserError(f"train: need clips in both splits (train {len(train_clips)}, valid {len(valid_clips)}); "
                          f"add recordings or raise segment.valid_fraction")
     lora = lora_config(tp, load_config(mp))  # a target that matches nothing fails before the weights load
     if tp.init_adapter:
@@ -187,8 +184,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
     collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed, audio_channels(model.config))
     args = training_arguments(tp, device, ckpt_dir)
-    train_set = ClipDataset(codes, mask, captions, load_chroma(tokens_dir, "train"))
-    valid_set = ClipDataset(vcodes, vmask, vcaptions, load_chroma(tokens_dir, "valid"), training=False)
+    train_set, valid_set = ClipDataset(train_clips), ClipDataset(valid_clips, training=False)
     trainer = LoraTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set, data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
                                      LiveCallback(metrics_dir / "live", ckpt_dir / "epoch0.json"),

@@ -1,0 +1,120 @@
+"""The scale arm of `make bench`: how the pipeline's cost grows with the corpus.
+
+The demo corpus (`data/raw`, ~1 h of audio) at 1x, 4x and 16x (hard-linked copies in each style
+folder, so the split and captions work as on the original) goes through the real `segment` and
+`encode` commands, and one training epoch's data loading (the train stage's own dataset and
+collator, batched as params.yaml says, shuffled; no model step) reads the tokens. Each runs in its
+own process: its wall time per hour of audio and its peak resident memory (the child's own
+`ru_maxrss`, from `os.wait4`). What should hold: time grows linearly (an added hour between 4x
+and 16x costs within 15% of one between 1x and 4x) and memory stays flat (peak at 16x within 15%
+of 1x): audio is streamed, tokens read a clip at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..core.files import atomic_dir
+
+AUDIO = {".wav", ".flac", ".mp3", ".ogg"}
+TOLERANCE = 0.15  # linear time and flat memory, both within 15% of the 1x run
+
+
+def corpus(raw: Path, out: Path, copies: int) -> Path:
+    """`raw` `copies` times over: each style folder keeps its name and holds copy-NN/ subfolders
+    (recordings hard-linked where the file system allows, captions beside them)."""
+    if (out / "copies.json").is_file() and json.loads((out / "copies.json").read_text()) == copies:
+        return out  # made by an earlier bench run
+    with atomic_dir(out) as tmp:
+        for src in sorted(p for p in raw.rglob("*") if p.is_file()):
+            rel = src.relative_to(raw)
+            for c in range(copies):
+                dst = tmp / rel.parts[0] / f"copy-{c:02d}" / Path(*rel.parts[1:]) if len(rel.parts) > 1 \
+                    else tmp / f"copy-{c:02d}" / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:  # raw files may be links into DVC's cache: link the file itself
+                    os.link(src.resolve(), dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+        (tmp / "copies.json").write_text(json.dumps(copies))
+    return out
+
+
+def measured(cmd: list[str], cwd: Path, log: Path) -> dict:
+    """Run `cmd` as its own process: wall seconds and its peak resident memory (GB)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+    return {"wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3)}
+
+
+def load_epoch(tokens_dir: Path) -> int:
+    """One epoch of the train stage's data loading over `tokens_dir` (train split): the stage's own
+    dataset and collator, its batch size and seed; returns the clips read."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from ..core import params as P
+    from ..model.musicgen import resolve_name
+    from ..model.tokens import TokenSplit
+    from ..stages.train import ClipDataset, Collator
+
+    model, tp = P.load("model", "train")
+    clips = TokenSplit(tokens_dir, "train")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_name(model), revision=model.revision)
+    collate = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed)
+    loader = torch.utils.data.DataLoader(ClipDataset(clips), batch_size=tp.batch_size, shuffle=True,
+                                         collate_fn=collate, generator=torch.Generator().manual_seed(tp.seed))
+    return sum(len(batch["labels"]) for batch in loader)
+
+
+def scale(root: Path, work: Path, sizes: list[int]) -> dict:
+    """Each size (two or more, smallest first) through segment, encode and one epoch's loading:
+    per-size figures, and per step the ratio of the marginal seconds per audio hour at the top
+    to that at the bottom, and of the largest size's peak memory to the smallest's."""
+    py = [sys.executable, "-m", "musicgen_lora"]
+    rows = []
+    for n in sizes:
+        raw = corpus(root / "data" / "raw", work / f"raw-{n}x", n)
+        seg, tok, logs = work / f"segments-{n}x", work / f"tokens-{n}x", work / "logs"
+        print(f"[bench] scale {n}x: segment, encode, one epoch's loading", flush=True)
+        steps = {"segment": measured(py + ["segment", "--raw", str(raw), "--out", str(seg)], root,
+                                     logs / f"segment-{n}x.log"),
+                 "encode": measured(py + ["encode", "--segments", str(seg), "--out", str(tok)], root,
+                                    logs / f"encode-{n}x.log"),
+                 "load_epoch": measured([sys.executable, "-m", "musicgen_lora.bench.scale", str(tok)], root,
+                                        logs / f"load-{n}x.log")}
+        clips = [json.loads(line) for line in (seg / "manifest.jsonl").read_text().splitlines() if line.strip()]
+        hours = sum(c["duration_s"] for c in clips) / 3600
+        for s in steps.values():
+            s["s_per_audio_hour"] = round(s["wall_s"] / hours, 2)
+        rows.append({"copies": n, "audio_hours": round(hours, 3), "clips": len(clips), **steps})
+        print(f"[bench] scale {n}x ({hours:.2f} h): {steps}", flush=True)
+    # linear: each added hour costs what the earlier ones did (the marginal seconds per audio hour
+    # between the two largest sizes against the two smallest; a fixed start-up cost cancels out)
+    def marginal(step: str, a: dict, b: dict) -> float:
+        return (b[step]["wall_s"] - a[step]["wall_s"]) / (b["audio_hours"] - a["audio_hours"])
+
+    ratios = {}
+    for step in ("segment", "encode", "load_epoch"):
+        first, last = marginal(step, rows[0], rows[1]), marginal(step, rows[-2], rows[-1])
+        ratios[step] = {"marginal_s_per_hour": [round(first, 2), round(last, 2)],
+                        "time_per_hour": round(last / first, 3),
+                        "peak_rss": round(rows[-1][step]["peak_rss_gb"] / rows[0][step]["peak_rss_gb"], 3)}
+    return {"sizes": rows, "ratios": ratios, "tolerance": TOLERANCE}
+
+
+if __name__ == "__main__":  # one epoch's loading, in its own process so its memory is its own
+    print(f"read {load_epoch(Path(sys.argv[1]))} training clips")
