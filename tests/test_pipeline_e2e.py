@@ -8,6 +8,7 @@ import math
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 import soundfile as sf
 from ruamel.yaml import YAML
@@ -151,7 +152,17 @@ def test_dvc_repro_end_to_end(tmp_path):
     committed = {f.name: f.read_bytes() for f in reports.iterdir() if f.is_file()}
     run(["git", "add", "-A"], tmp_path, env, seen)
     run(["git", "commit", "-qm", "first run on my music"], tmp_path, env, seen)
-    run(["dvc", "exp", "run", "-n", "lr-high", "-S", "train.lr=0.002", "-S", "train.epochs=1"], tmp_path, env, seen)
+    # ... in bf16 with half-precision evaluation: a GPU's precision path, run on the CPU (CPU autocast is real bf16)
+    run(["dvc", "exp", "run", "-n", "lr-high", "-S", "train.lr=0.002", "-S", "train.epochs=1",
+         "-S", "train.mixed_precision=bf16", "-S", "evaluate.half_precision=true"], tmp_path, env, seen)
+    fp32 = json.loads(sh(["git", "show", "HEAD:metrics/train/epochs.json"], tmp_path, env))
+    bf16 = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
+    assert all(math.isfinite(e["valid_loss"]) for e in bf16) and len(bf16) == 2
+    assert abs(bf16[0]["valid_loss"] / fp32[0]["valid_loss"] - 1) < 0.02, (bf16[0], fp32[0])  # the same base model
+    made = [json.loads(x) for x in (tmp_path / "evaluation/comparison_results.jsonl").read_text().splitlines()]
+    assert {r["made_on"]["dtype"] for r in made} == {"bfloat16"} and all(math.isfinite(r["valid_loss"]) for r in made)
+    audio = [sf.read(str(tmp_path / "evaluation" / r["file"]), dtype="float32")[0] for r in made]
+    assert all(np.isfinite(a).all() and np.abs(a).max() > 0.01 for a in audio)  # readable, finite, not silent
     rows = json.loads(run(["dvc", "exp", "show", "--json"], tmp_path, env, seen))
     baseline = next(r for r in rows if r["rev"] != "workspace")["data"]
     shown = baseline["metrics"]["metrics/headline.json"]["data"]

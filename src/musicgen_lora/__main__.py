@@ -38,6 +38,7 @@ COMMANDS = {
     "generate": Command("use.generate", "main", "audio from a trained adapter or the base model, any length",
                         computes=True),
     "validate": Command("validate", "main", "check params.yaml and print every problem"),
+    "plan": Command("model.plan", "main", "the GPU memory a training run needs, and the settings that fit 8-80 GB"),
     "preset": Command("experiments.presets", "main", "apply a ready override set for a real checkpoint to params.yaml"),
     "metrics": Command("metrics.cli", "main", "score any audio files with the evaluation's metrics and flags",
                        computes=True),

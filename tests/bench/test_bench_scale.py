@@ -14,9 +14,8 @@ def test_copies_keep_each_style_folder_and_its_captions(tmp_path):
         (raw / rel).parent.mkdir(parents=True, exist_ok=True)
         (raw / rel).write_bytes(rel.encode())
     out = corpus(raw, tmp_path / "x3", 3)
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "copies.json")
-    assert len(files) == 15 and sorted(os.listdir(out)) == ["choir", "copies.json", "copy-00", "copy-01", "copy-02",
-                                                             "piano"]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert len(files) == 15 and sorted(os.listdir(out)) == ["choir", "copy-00", "copy-01", "copy-02", "piano"]
     assert "piano/copy-02/sub/b.flac" in files and (out / "piano/copy-01/a.txt").read_bytes() == b"piano/a.txt"
     assert (out / "choir/copy-00/c.wav").stat().st_ino == (raw / "choir/c.wav").stat().st_ino  # linked, not copied
     (out / "piano/copy-00/a.wav").unlink()

@@ -20,6 +20,9 @@ def test_its_measurements_run_on_the_cpu(capsys, tmp_path):
     result = json.loads(capsys.readouterr().out)
     assert result["device"] == "cpu"
     for precision in ("fp32", "bf16"):
-        assert result["training_batch1"][precision]["step_s"] > 0
-        assert result["generation_8_prompts"][precision]["s_per_frame"] > 0
+        for batch in (1, 4):
+            assert result["training"][f"batch{batch}_{precision}"]["step_s"] > 0
+            assert 0 < result["training"][f"batch{batch}_{precision}"]["mfu"] < 2
+        for arm in ("unmerged", "merged"):
+            assert result["generation_8_prompts"][f"{arm}_{precision}"]["s_per_frame"] > 0
     assert not (tmp_path / "results.json").exists()  # a CPU run never writes GPU figures

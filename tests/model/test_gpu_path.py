@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
 from musicgen_lora.core.params import ModelParams
@@ -76,10 +77,13 @@ def test_encode_moves_only_the_codec(monkeypatch):
     assert moved == ["MusicgenForConditionalGeneration"]
 
 
-def test_half_precision_generation_casts_the_lm_once_and_keeps_the_codec_float32(tiny):
-    """evaluate.half_precision: the LM's weights in bf16 for the call (autocast alone would re-cast
-    every frozen weight at every step), the codec float32, float32 audio out, and the float32
-    weights back bit for bit afterwards (CPU autocast is real bf16)."""
+@pytest.mark.parametrize("dtype, agree", [(torch.bfloat16, 0.5), (torch.float16, 0.8)], ids=["bf16", "fp16"])
+def test_half_precision_generation_casts_the_lm_once_and_keeps_the_codec_float32(tiny, dtype, agree):
+    """evaluate.half_precision: the LM's weights in bf16 (fp16 on a T4/V100) for the call (autocast
+    alone would re-cast every frozen weight at every step), the codec float32, float32 audio out,
+    and the float32 weights back bit for bit afterwards (CPU autocast is real bf16 and fp16). With
+    guidance the null-text rows (an all-masked text) run in half precision too: finite, and the
+    codes mostly those of float32 (measured: bf16 84-90%, fp16 100%)."""
     model, tokenizer = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
     seen = {}
@@ -89,16 +93,31 @@ def test_half_precision_generation_casts_the_lm_once_and_keeps_the_codec_float32
     hook = model.decoder.register_forward_pre_hook(note("decoder", lambda m: m.lm_heads[0].weight.dtype))
     decode = model.audio_encoder.decoder.register_forward_pre_hook(note("codec", lambda m: {p.dtype for p in
                                                                                           m.parameters()}))
-    model.generation_dtype = torch.bfloat16
+    model.generation_dtype = dtype
     try:
         audio, codes = musicgen.generate(model, tokenizer, ["chiptune", "calm piano"], 25, 3.0, 1.0, 250, 0)
         del model.generation_dtype
         ref, ref_codes = musicgen.generate(model, tokenizer, ["chiptune", "calm piano"], 25, 3.0, 1.0, 250, 0)
     finally:
         hook.remove(), decode.remove()
-    assert seen["decoder"] == torch.bfloat16 and seen["codec"] == {torch.float32}
+    assert seen["decoder"] == dtype and seen["codec"] == {torch.float32}
     assert audio.dtype == np.float32 and np.isfinite(audio).all() and audio.shape == ref.shape
     assert codes.shape == ref_codes.shape
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) and after[k].dtype == before[k].dtype for k in before)
-    print(f"bf16 vs float32 generation: {np.mean(codes == ref_codes):.0%} of codes agree")
+    assert np.mean(codes == ref_codes) >= agree, np.mean(codes == ref_codes)
+
+
+def test_the_host_copy_is_handed_back_after_the_move_to_a_gpu(monkeypatch):
+    """from_pretrained builds float32 weights on the host; the move to the GPU frees them, and
+    mimalloc (which keeps freed memory an hour) is told to return them: 2.4-13 GB a process."""
+    released, moved = [], []
+    monkeypatch.setattr(musicgen, "release", lambda: released.append(True))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *args, **kwargs: moved.append(args) or self)
+    musicgen.load_model(ModelParams(name=musicgen.TINY_NAME), "cuda")
+    assert moved == [(torch.device("cuda"),)] and released == [True]
+    monkeypatch.undo()
+    monkeypatch.setattr(musicgen, "release", lambda: released.append(True))
+    musicgen.load_model(ModelParams(name=musicgen.TINY_NAME), "cpu")
+    assert released == [True]  # on the CPU the weights stay where they were built: nothing to return

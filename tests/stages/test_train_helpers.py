@@ -98,12 +98,18 @@ def test_checkpoint_discovery_takes_the_newest_complete_one(tmp_path):
     assert not (tmp_path / "checkpoint-9").exists()  # removed, not resumed from
 
 
-def test_run_key_changes_with_params_and_data_only(tmp_path):
+def test_run_key_changes_with_params_and_data_only(tmp_path, monkeypatch):
     (tmp_path / INDEX).write_text('{"clips": 1}')
     tp, mp = TrainParams(), ModelParams()
     key = run_key(tp, mp, tmp_path)
     assert key == run_key(TrainParams(), ModelParams(), tmp_path)
     assert key != run_key(replace(tp, lr=tp.lr / 2), mp, tmp_path)
+    # a checkpoint written in another precision or by another number of processes (another effective
+    # batch) is not resumed: a new run starts
+    assert key != run_key(replace(tp, mixed_precision="bf16"), mp, tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert key != run_key(tp, mp, tmp_path)
+    monkeypatch.delenv("WORLD_SIZE")
     assert key != run_key(tp, replace(mp, name="facebook/musicgen-small"), tmp_path)
     (tmp_path / INDEX).write_text('{"clips": 2}')
     assert key != run_key(tp, mp, tmp_path)

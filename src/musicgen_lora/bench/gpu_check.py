@@ -4,9 +4,11 @@
    the real pipeline in a throw-away project (`dvc repro`: segment -> encode on the codec alone ->
    train in bf16 with gradient checkpointing -> evaluate in half precision), the train stage
    killed after its first checkpoint and resumed; every loss finite, every clip a readable wav;
-2. training: the small shape's LoRA optimizer step at batch 1 (fp32 and bf16 autocast): seconds
-   and peak `torch.cuda.max_memory_allocated`;
-3. generation: seconds per generated frame for 8 prompts, fp32 and bf16.
+2. training: the small shape's LoRA optimizer step at batch 1 and 4 (fp32 and bf16 autocast):
+   seconds, peak `torch.cuda.max_memory_allocated`, and utilisation against the GPU's own matmul
+   FLOP/s in the same precision;
+3. generation: seconds per generated frame for 8 prompts through the pipeline's own `generate`,
+   the adapter unmerged and merged, fp32 and bf16 (weights cast once, codec fp32).
 
 The figures go to bench/results.json under "gpu" with the card's name. Without CUDA it says so
 in one line and exits 0; `--device cpu --quick` runs the training and generation measurements on
@@ -17,6 +19,7 @@ GPU params).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
@@ -94,39 +97,71 @@ def pipeline(model_name: str, device: str, quick: bool) -> dict:
                 "train": json.loads((root / "metrics/train/environment.json").read_text()).get("device")}
 
 
-def training(model, tokenizer, device: str, frames: int, steps: int) -> dict:
-    """LoRA optimizer step at batch 1, fp32 and bf16 autocast: median seconds and peak GB."""
-    from .models import Stepper, lora_model
+PRECISIONS = (("fp32", None), ("bf16", torch.bfloat16))
 
-    peft_model = lora_model(model, rank=16, alpha=32.0)
-    stepper = Stepper(peft_model, tokenizer, device)
-    codes = torch.randint(0, model.config.decoder.vocab_size, (1, model.config.decoder.num_codebooks, frames))
+
+def training(peft_model, tokenizer, device: str, frames: int, steps: int, batches=(1, 4)) -> dict:
+    """The LoRA optimizer step at each batch size, fp32 and under bf16 autocast (what the train
+    stage's `mixed_precision: bf16` runs): median seconds, peak GB, and utilisation against the
+    device's own matmul FLOP/s in the same precision."""
+    from .models import Stepper, decoder_flop_params, matmul_flops
+
+    base = peft_model.base_model.model
+    k = base.config.decoder.num_codebooks
+    flops_per_clip = 4 * decoder_flop_params(base) * (frames + k - 1)  # decoder positions: frames + K - 1
     out = {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        reset_peak(device)
-        times = []
-        for _ in range(steps):
-            with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
-                times.append(stepper.step(codes))
-        out[name] = {"step_s": round(sorted(times)[len(times) // 2], 4), "peak_gb": peak_gb(device)}
-    peft_model.unload()
+    for batch in batches:
+        stepper = Stepper(peft_model, tokenizer, device, batch)
+        codes = torch.randint(0, base.config.decoder.vocab_size, (batch, k, frames))
+        for name, dtype in PRECISIONS:
+            reset_peak(device)
+            times = []
+            for _ in range(steps):
+                with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
+                    times.append(stepper.step(codes))
+            step_s = sorted(times)[len(times) // 2]
+            peak = matmul_flops(device=device, dtype=dtype or torch.float32, n=512 if frames < 100 else 4096)
+            out[f"batch{batch}_{name}"] = {"step_s": round(step_s, 4), "peak_gb": peak_gb(device),
+                                           "mfu": round(flops_per_clip * batch / step_s / peak, 3)}
     return out
 
 
-def generation(model, tokenizer, device: str, frames: int) -> dict:
-    """Seconds per generated frame for 8 prompts (guidance 3, top-k 250), fp32 and bf16."""
+def generation(peft_model, tokenizer, device: str, frames: int) -> dict:
+    """Seconds per generated frame for 8 prompts (guidance 3, top-k 250) through the pipeline's
+    `generate` (per-row sampling, pre-sized cache, half precision cast once with the codec in
+    fp32): the adapter unmerged and merged (evaluate's path), fp32 and bf16."""
+    from ..model.lora import merged
     from .models import _generate
 
     out = {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        reset_peak(device)
-        t = time.perf_counter()
-        with torch.autocast(device.split(":")[0], dtype=dtype, enabled=dtype is not None):
-            _generate(model, tokenizer, ["bright upbeat chiptune"] * 8, frames, 3.0, 250, device)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        out[name] = {"s_per_frame": round((time.perf_counter() - t) / frames, 5), "peak_gb": peak_gb(device)}
+    for arm in ("unmerged", "merged"):
+        with merged(peft_model, peft_model.active_adapter) if arm == "merged" else contextlib.nullcontext(peft_model) \
+                as model:
+            for name, dtype in PRECISIONS:
+                model.generation_dtype = dtype
+                reset_peak(device)
+                t = time.perf_counter()
+                _generate(model, tokenizer, ["bright upbeat chiptune"] * 8, frames, 3.0, 250, device)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                out[f"{arm}_{name}"] = {"s_per_frame": round((time.perf_counter() - t) / frames, 5),
+                                        "peak_gb": peak_gb(device)}
+            model.generation_dtype = None
     return out
+
+
+def measure(name: str, device: str, quick: bool) -> dict:
+    """Training steps and generation on checkpoint `name` (a LoRA of rank 16 on it)."""
+    from ..core.params import ModelParams
+    from ..model.musicgen import load_model
+    from .models import lora_model
+
+    model, tokenizer = load_model(ModelParams(name=name, device=device), device)
+    peft_model = lora_model(model, rank=16, alpha=32.0)
+    result = {"training": training(peft_model, tokenizer, device, 50 if quick else 750, 2 if quick else 10)}
+    result["generation_8_prompts"] = generation(peft_model, tokenizer, device, 10 if quick else 250)
+    peft_model.unload()
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +174,6 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu-check: no CUDA device on this machine: nothing measured (run it where `nvidia-smi` lists a GPU)")
         return 0
     from ..model.musicgen import TINY_NAME
-    from ..core.params import ModelParams
-    from ..model.musicgen import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         name = TINY_NAME if args.quick else str(save_small(Path(tmp) / "musicgen-small-shaped"))
@@ -148,10 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                   "model": "tiny" if args.quick else "musicgen-small shape (random weights)"}
         if not args.quick:
             result["pipeline"] = pipeline(name, args.device, args.quick)
-        model, tokenizer = load_model(ModelParams(name=name, device=args.device), args.device)
-        frames = 50 if args.quick else 750
-        result["training_batch1"] = training(model, tokenizer, args.device, frames, 2 if args.quick else 10)
-        result["generation_8_prompts"] = generation(model, tokenizer, args.device, 10 if args.quick else 250)
+        result.update(measure(name, args.device, args.quick))
     print(json.dumps(result, indent=1))
     if not args.quick:
         results = json.loads(args.out.read_text()) if args.out.exists() else {}

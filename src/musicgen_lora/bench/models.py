@@ -59,11 +59,12 @@ def decoder_flop_params(model) -> int:
 
 # --- machine peak -----------------------------------------------------------------------------
 
-def matmul_flops(n: int = 2048, reps: int = 4, device: str = "cpu") -> float:
-    """Achieved fp32 FLOP/s of an n x n x n matmul (best of `reps`): the machine's own peak."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    out = torch.empty(n, n, device=device)
+def matmul_flops(n: int = 2048, reps: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """Achieved FLOP/s of an n x n x n matmul in `dtype` (best of `reps`): the machine's own peak
+    for the precision a step runs in."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
     torch.mm(a, b, out=out)  # warm-up
     best = float("inf")
     for _ in range(reps):
@@ -92,26 +93,26 @@ def lora_model(model, rank: int, alpha: float, checkpointing_every: int = 0):
     return get_peft_model(model, lora_config(P.TrainParams(rank=rank, alpha=alpha), model))
 
 
-def text_batch(tokenizer, device: str) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in text_inputs(tokenizer, [CAPTION]).items()}
+def text_batch(tokenizer, device: str, batch: int = 1) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in text_inputs(tokenizer, [CAPTION] * batch).items()}
 
 
 class Stepper:
-    """One optimizer step of the LoRA (AdamW on the adapter only), timed."""
+    """One optimizer step of the LoRA (AdamW on the adapter only), timed; `batch` clips a step."""
 
-    def __init__(self, peft_model, tokenizer, device: str):
+    def __init__(self, peft_model, tokenizer, device: str, batch: int = 1):
         self.model, self.device = peft_model, device
-        self.text = text_batch(tokenizer, device)
+        self.text = text_batch(tokenizer, device, batch)
         dec = peft_model.base_model.model.config.decoder
         self.pad_id, self.start_id = dec.pad_token_id, dec.decoder_start_token_id
         self.opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
         peft_model.train()
 
     def step(self, codes: torch.Tensor) -> float:
-        """codes (1, K, T) -> seconds for labels + forward + backward + optimizer step."""
+        """codes (B, K, T) -> seconds for labels + forward + backward + optimizer step."""
         _sync(self.device)
         t = time.perf_counter()
-        labels = delay_pattern_labels(codes.cpu(), torch.ones(1, codes.shape[-1], dtype=torch.bool), True)
+        labels = delay_pattern_labels(codes.cpu(), torch.ones(len(codes), codes.shape[-1], dtype=torch.bool), True)
         with _on(self.device):
             loss = forward_loss(self.model, {**self.text, "labels": labels.to(self.device)}, self.pad_id,
                                 self.start_id)
@@ -292,16 +293,9 @@ def cache_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidan
 
 
 def _generate(model, tokenizer, prompts: list[str], frames: int, guidance: float, top_k: int, device: str) -> None:
-    """The pipeline's `musicgen.generate` on CPU; on a GPU the same sampling call with the inputs
-    moved to the device (that helper hands back numpy arrays, which need CPU tensors)."""
-    if not device.startswith("cuda"):
-        generate(model, tokenizer, prompts, frames, guidance, 1.0, top_k, seed=0)
-        return
-    torch.manual_seed(0)
-    inputs = {k: v.to(device) for k, v in text_inputs(tokenizer, prompts).items()}
-    with torch.no_grad():
-        model.generate(**inputs, do_sample=True, max_new_tokens=frames, guidance_scale=guidance, temperature=1.0,
-                       top_k=top_k or None)
+    """The pipeline's `musicgen.generate` (per-row sampling, pre-sized cache, frames + K - 1 steps,
+    the model's `generation_dtype` cast once) on whatever device the model is on."""
+    generate(model, tokenizer, prompts, frames, guidance, 1.0, top_k, seed=0)
 
 
 class _on:

@@ -4,10 +4,13 @@ The demo corpus (`data/raw`, ~1 h of audio) at 1x, 4x and 16x (hard-linked copie
 folder, so the split and captions work as on the original) goes through the real `segment` and
 `encode` commands, and one training epoch's data loading (the train stage's own dataset and
 collator, batched as params.yaml says, shuffled; no model step) reads the tokens. Each runs in its
-own process: its wall time per hour of audio and its peak resident memory (the child's own
-`ru_maxrss`, from `os.wait4`). What should hold: time grows linearly (an added hour between 4x
-and 16x costs within 15% of one between 1x and 4x) and memory stays flat (peak at 16x within 15%
-of 1x): audio is streamed, tokens read a clip at a time.
+own process: its CPU time per hour of audio (the child's own, from `os.wait4`; for the loading,
+the epoch's own, without the process's start-up) and its peak resident memory (`ru_maxrss`).
+What should hold: time grows linearly (an added hour between 4x and 16x costs within 15% of the
+CPU time of one between 1x and 4x) and memory stays flat (peak at 16x within 15% of 1x): audio
+is streamed, tokens read a clip at a time. CPU time, not wall: on this shared 2-core machine
+wall time moved 20% between runs; run it on an otherwise idle machine all the same (two busy
+threads on 2 cores also spin, which CPU time counts).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ TOLERANCE = 0.15  # linear time and flat memory, both within 15% of the 1x run
 def corpus(raw: Path, out: Path, copies: int) -> Path:
     """`raw` `copies` times over: each style folder keeps its name and holds copy-NN/ subfolders
     (recordings hard-linked where the file system allows, captions beside them)."""
-    if (out / "copies.json").is_file() and json.loads((out / "copies.json").read_text()) == copies:
+    made = out.parent / f"{out.name}.json"  # beside it: segment would skip a stray file inside
+    if out.is_dir() and made.is_file() and json.loads(made.read_text()) == copies:
         return out  # made by an earlier bench run
     with atomic_dir(out) as tmp:
         for src in sorted(p for p in raw.rglob("*") if p.is_file()):
@@ -42,27 +46,40 @@ def corpus(raw: Path, out: Path, copies: int) -> Path:
                     os.link(src.resolve(), dst)
                 except OSError:
                     shutil.copyfile(src, dst)
-        (tmp / "copies.json").write_text(json.dumps(copies))
+    made.write_text(json.dumps(copies))
     return out
 
 
+# The measured command is started by a small Python process of its own: a child forked from the
+# bench (or from pytest) reports the parent's resident size as its peak, since Linux counts the
+# forked copy of the parent's memory before exec in the child's `ru_maxrss`.
+SPAWN = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(json.loads(sys.argv[1]), stdout=sys.stderr)  # its output to the log
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime, usage.ru_maxrss]))
+"""
+
+
 def measured(cmd: list[str], cwd: Path, log: Path) -> dict:
-    """Run `cmd` as its own process: wall seconds and its peak resident memory (GB)."""
+    """Run `cmd` as its own process: wall seconds, CPU seconds (user + system, its own: what the
+    work costs, whatever else the machine runs) and its peak resident memory (GB)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([sys.executable, "-c", SPAWN, json.dumps(cmd)], cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=out, text=True)
     wall = time.monotonic() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
-    return {"wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3)}
+    rc, cpu, maxrss = json.loads(proc.stdout.strip().splitlines()[-1])
+    if rc:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({rc}); see {log}")
+    return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "peak_rss_gb": round(maxrss * 1024 / 1e9, 3)}
 
 
-def load_epoch(tokens_dir: Path) -> int:
+def load_epoch(tokens_dir: Path) -> tuple[int, float]:
     """One epoch of the train stage's data loading over `tokens_dir` (train split): the stage's own
-    dataset and collator, its batch size and seed; returns the clips read."""
+    dataset and collator, its batch size and seed; returns the clips read and the epoch's seconds
+    (its start-up, imports and tokenizer, left out: they are most of the process's time)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -77,7 +94,9 @@ def load_epoch(tokens_dir: Path) -> int:
     collate = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed)
     loader = torch.utils.data.DataLoader(ClipDataset(clips), batch_size=tp.batch_size, shuffle=True,
                                          collate_fn=collate, generator=torch.Generator().manual_seed(tp.seed))
-    return sum(len(batch["labels"]) for batch in loader)
+    t0 = time.process_time()
+    clips_read = sum(len(batch["labels"]) for batch in loader)
+    return clips_read, time.process_time() - t0
 
 
 def scale(root: Path, work: Path, sizes: list[int]) -> dict:
@@ -96,25 +115,29 @@ def scale(root: Path, work: Path, sizes: list[int]) -> dict:
                                     logs / f"encode-{n}x.log"),
                  "load_epoch": measured([sys.executable, "-m", "musicgen_lora.bench.scale", str(tok)], root,
                                         logs / f"load-{n}x.log")}
+        # the epoch's own CPU seconds, as it printed them (the process's are mostly its start-up)
+        steps["load_epoch"]["cpu_s"] = float((logs / f"load-{n}x.log").read_text().split()[-3])
         clips = [json.loads(line) for line in (seg / "manifest.jsonl").read_text().splitlines() if line.strip()]
         hours = sum(c["duration_s"] for c in clips) / 3600
         for s in steps.values():
-            s["s_per_audio_hour"] = round(s["wall_s"] / hours, 2)
+            s["cpu_s_per_audio_hour"] = round(s["cpu_s"] / hours, 2)
         rows.append({"copies": n, "audio_hours": round(hours, 3), "clips": len(clips), **steps})
         print(f"[bench] scale {n}x ({hours:.2f} h): {steps}", flush=True)
-    # linear: each added hour costs what the earlier ones did (the marginal seconds per audio hour
-    # between the two largest sizes against the two smallest; a fixed start-up cost cancels out)
+    # linear: each added hour costs what the earlier ones did (the marginal CPU seconds per audio
+    # hour between the two largest sizes against the two smallest; a fixed start-up cost cancels
+    # out; CPU time, not wall: on a shared 2-core machine wall time moved 20% between two runs)
     def marginal(step: str, a: dict, b: dict) -> float:
-        return (b[step]["wall_s"] - a[step]["wall_s"]) / (b["audio_hours"] - a["audio_hours"])
+        return (b[step]["cpu_s"] - a[step]["cpu_s"]) / (b["audio_hours"] - a["audio_hours"])
 
     ratios = {}
     for step in ("segment", "encode", "load_epoch"):
         first, last = marginal(step, rows[0], rows[1]), marginal(step, rows[-2], rows[-1])
-        ratios[step] = {"marginal_s_per_hour": [round(first, 2), round(last, 2)],
+        ratios[step] = {"marginal_cpu_s_per_hour": [round(first, 2), round(last, 2)],
                         "time_per_hour": round(last / first, 3),
                         "peak_rss": round(rows[-1][step]["peak_rss_gb"] / rows[0][step]["peak_rss_gb"], 3)}
     return {"sizes": rows, "ratios": ratios, "tolerance": TOLERANCE}
 
 
 if __name__ == "__main__":  # one epoch's loading, in its own process so its memory is its own
-    print(f"read {load_epoch(Path(sys.argv[1]))} training clips")
+    clips_read, seconds = load_epoch(Path(sys.argv[1]))
+    print(f"read {clips_read} training clips in {seconds:.3f} CPU s")

@@ -214,7 +214,7 @@ class EvaluateParams(FlagThresholds):
     batch_size: int = 8
     seed: int = 0
     cpu_prepack: bool = True
-    half_precision: bool = False  # fp16/bf16 generation on a GPU; ignored on CPU
+    half_precision: bool = False  # bf16 generation (fp16 on GPUs without bf16)
 
     @property
     def all_prompts(self) -> list[str]:
