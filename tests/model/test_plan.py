@@ -30,7 +30,7 @@ def params(precision: str, batch: int, every: int) -> TrainParams:
 
 
 MEASURE = """
-import sys, torch
+import os, sys, torch
 sys.path.insert(0, sys.argv[1])
 from test_plan import CASES, LAYERS, config, params
 from musicgen_lora.model import plan
@@ -42,29 +42,37 @@ def resident():
 def peak():
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
 
-precision, batch, positions, every = CASES[int(sys.argv[2])]
-tp = params(precision, batch, every)
-model = plan.probe_model(config(), tp, LAYERS)  # weights and LoRA resident before the step, as on a GPU
-if every:
-    checkpoint_decoder(model.base_model.model, every)
-model.train()
-opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-before = resident()
-open("/proc/self/clear_refs", "w").write("5")  # resets the peak resident size
-plan.training_forward(model, positions, plan.DTYPES[precision], batch).backward()
-opt.step()
-print(peak() - before)
+def step(precision, batch, positions, every):
+    tp = params(precision, batch, every)
+    model = plan.probe_model(config(), tp, LAYERS)  # weights and LoRA resident before the step, as on a GPU
+    if every:
+        checkpoint_decoder(model.base_model.model, every)
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    before = resident()
+    open("/proc/self/clear_refs", "w").write("5")  # resets the peak resident size
+    plan.training_forward(model, positions, plan.DTYPES[precision], batch).backward()
+    opt.step()
+    return peak() - before
+
+for case in CASES:  # each in a fresh fork: a second step in one process would reuse the first's freed memory
+    read, write = os.pipe()
+    if os.fork() == 0:
+        os.write(write, str(step(*case)).encode())
+        os._exit(0)
+    os.wait()
+    print(os.read(read, 64).decode())
 """
 
 
 @pytest.fixture(scope="module")
 def measured():
-    """Each case's step in a process of its own (a second step in one process reuses freed memory);
-    glibc's fixed mmap threshold gives every large freed buffer back: resident memory is live memory."""
+    """Each case's step measured in a process of its own; glibc's fixed mmap threshold gives every
+    large freed buffer back: resident memory is live memory."""
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    return [int(subprocess.run([sys.executable, "-c", MEASURE, str(Path(__file__).parent), str(i)], env=env,
-                               capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-            for i in range(len(CASES))]
+    proc = subprocess.run([sys.executable, "-c", MEASURE, str(Path(__file__).parent)], env=env, capture_output=True,
+                          text=True, check=True)
+    return [int(x) for x in proc.stdout.split()[-len(CASES):]]
 
 
 @pytest.fixture(scope="module")
