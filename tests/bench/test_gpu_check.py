@@ -23,6 +23,6 @@ def test_its_measurements_run_on_the_cpu(capsys, tmp_path):
         for batch in (1, 4):
             assert result["training"][f"batch{batch}_{precision}"]["step_s"] > 0
             assert 0 < result["training"][f"batch{batch}_{precision}"]["mfu"] < 2
-        for arm in ("unmerged", "merged"):
+        for arm in ("base", "unmerged", "merged"):
             assert result["generation_8_prompts"][f"{arm}_{precision}"]["s_per_frame"] > 0
     assert not (tmp_path / "results.json").exists()  # a CPU run never writes GPU figures

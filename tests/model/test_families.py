@@ -16,28 +16,16 @@ import soundfile as sf
 import torch
 from peft import get_peft_model
 from safetensors.torch import load_file, save_file
-from transformers import (MusicgenForConditionalGeneration, MusicgenMelodyFeatureExtractor,
-                          MusicgenMelodyForConditionalGeneration, T5Config)
+from transformers import (MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration, T5Config)
 
+from musicgen_lora.bench.families import CAPTION, FAMILIES, RANK, SR, build, mp, run_family, write_corpus
 from musicgen_lora.core import params as P
 from musicgen_lora.core.errors import UserError
 from musicgen_lora.model import configs, families, melody, stereo
 from musicgen_lora.model.delay import decoder_input_ids, delay_pattern_labels, forward_loss, loss_inputs
 from musicgen_lora.model.lora import lora_config
-from musicgen_lora.model.musicgen import codec_info, decode_codes, encode_audio, generate, load_config, load_model
-from musicgen_lora.stages import encode, evaluate, segment, train
-
-SR = 32000
-CAPTION = "bright chiptune melody"
-# tiny versions of the released layouts: (decoder width, layers, stereo, melody)
-FAMILIES = {
-    "small": (32, 2, False, False),  # musicgen-small: 24 layers x 1024
-    "large": (64, 4, False, False),  # musicgen-large: 48 layers x 2048 (medium: 48 x 1536)
-    "stereo": (32, 2, True, False),  # musicgen-stereo-*: 8 codebooks, audio_channels 2
-    "melody": (32, 2, False, True),  # musicgen-melody: chroma conditioning, no cross-attention
-}
-RANK = 4
-
+from musicgen_lora.model.musicgen import decode_codes, encode_audio, generate, load_config, load_model
+from musicgen_lora.stages import encode, evaluate, train
 
 def lora_bytes(hidden: int, layers: int, rank: int, melody: bool) -> int:
     """fp32 bytes of LoRA on q,k,v,out of self- (and, except melody, cross-) attention and fc1/fc2
@@ -45,24 +33,6 @@ def lora_bytes(hidden: int, layers: int, rank: int, melody: bool) -> int:
     attention = (4 if melody else 8) * rank * 2 * hidden
     ffn = 2 * rank * (hidden + 4 * hidden)
     return 4 * layers * (attention + ffn)
-
-
-def build(root, hidden, layers, is_stereo, is_melody):
-    """A random checkpoint of the family's layout at tiny widths, saved as the hub would serve it."""
-    from musicgen_lora.tiny.bootstrap import build_tokenizer
-
-    tokenizer = build_tokenizer([CAPTION, "calm piano", "music"])
-    config = configs.tiny_family_config(hidden, layers, len(tokenizer), is_stereo, is_melody)
-    torch.manual_seed(0)
-    model = families.model_class(config)(config)
-    with torch.no_grad():  # non-degenerate codebooks (random init leaves them all zero)
-        for layer in model.audio_encoder.quantizer.layers:
-            layer.codebook.embed.normal_()
-    model.save_pretrained(root)
-    tokenizer.save_pretrained(root)
-    if is_melody:
-        MusicgenMelodyFeatureExtractor(sampling_rate=SR).save_pretrained(root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -73,39 +43,7 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """Three 6.5 s recordings (two 3 s clips each): a stereo one (a different note per channel)
-    and two mono ones."""
-    raw = tmp_path_factory.mktemp("raw")
-    t = np.arange(int(6.5 * SR)) / SR
-    for i, f in enumerate([220.0, 330.0, 440.0]):
-        x = 0.3 * np.sin(2 * np.pi * f * t) * (1 + 0.5 * np.sin(2 * np.pi * 2 * t))
-        sf.write(raw / f"s{i}.wav", np.stack([x, 0.3 * np.sin(3 * np.pi * f * t)], 1) if i == 0 else x, SR)
-        (raw / f"s{i}.txt").write_text(CAPTION)
-    return raw
-
-
-def mp(path, device: str = "cpu") -> P.ModelParams:
-    return P.ModelParams(name=str(path), device=device)
-
-
-def run_family(path, corpus, root, device: str = "cpu"):
-    """segment, encode, train (one optimizer step), evaluate base and the trained adapter, in-process."""
-    params = mp(path, device)
-    config = load_config(params)
-    segment.run(corpus, root / "seg", P.SegmentParams(clip_seconds=3.0, min_clip_seconds=1.0, valid_fraction=0.34,
-                                                      seed=0),
-                codec_info(config).sample_rate, families.audio_channels(config))
-    index = encode.run(root / "seg", root / "tok", P.EncodeParams(pad_to_seconds=None, batch_size=8), params)
-    n_train = sum(r["split"] == "train" for r in index["clips"])
-    tp = P.TrainParams(rank=RANK, alpha=8.0, epochs=1, grad_accum=n_train, checkpoint_every=50)
-    train.run(root / "tok", root / "best", root / "final", root / "metrics", tp, params)
-    ep = P.EvaluateParams(prompts=[CAPTION, "calm piano"], samples_per_prompt=1, seconds=2.5, batch_size=2,
-                          cpu_prepack=False, half_precision=device != "cpu")
-    evaluate.run_base(root / "seg", root / "tok", root / "eval/base_model", root / "eval/base.jsonl",
-                      root / "eval/reference", params, ep)
-    evaluate.run_adapters(root / "tok", root / "eval", {"best": root / "best"}, root / "eval/base.jsonl",
-                          root / "eval/reference", root / "eval/results.jsonl", root / "eval/set_metrics.json", params, ep)
-    return root
+    return write_corpus(tmp_path_factory.mktemp("raw"))
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,13 @@
    the real pipeline in a throw-away project (`dvc repro`: segment -> encode on the codec alone ->
    train in bf16 with gradient checkpointing -> evaluate in half precision), the train stage
    killed after its first checkpoint and resumed; every loss finite, every clip a readable wav;
+   then `generate` 40 s, past the 30 s window; and every family (small, large, stereo, melody at
+   tiny widths: `bench/families.py`) through segment -> encode -> a step -> evaluate on the GPU;
 2. training: the small shape's LoRA optimizer step at batch 1 and 4 (fp32 and bf16 autocast):
    seconds, peak `torch.cuda.max_memory_allocated`, and utilisation against the GPU's own matmul
    FLOP/s in the same precision;
 3. generation: seconds per generated frame for 8 prompts through the pipeline's own `generate`,
-   the adapter unmerged and merged, fp32 and bf16 (weights cast once, codec fp32).
+   the base model and the adapter unmerged and merged, fp32 and bf16 (weights cast once, codec fp32).
 
 The figures go to bench/results.json under "gpu" with the card's name. Without CUDA it says so
 in one line and exits 0; `--device cpu --quick` runs the training and generation measurements on
@@ -86,15 +88,46 @@ def pipeline(model_name: str, device: str, quick: bool) -> dict:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         sh(["dvc", "repro"], root, env)  # resumes train from its checkpoint, then evaluates and summarizes
+        # past one window: 40 s from the trained adapter, continued over MusicGen's 30 s window
+        sh(["python", "-m", "musicgen_lora", "generate", "--prompt", "bright upbeat chiptune", "--adapter",
+            "models/best_model", "--seconds", "40", "--out", "long.wav"], root, env)
         epochs = json.loads((root / "metrics/train/epochs.json").read_text())
         rows = [json.loads(x) for x in (root / "evaluation/comparison_results.jsonl").read_text().splitlines()]
         losses = [e["valid_loss"] for e in epochs] + [r["valid_loss"] for r in rows]
         import soundfile as sf
 
         subtypes = {sf.info(str(root / "evaluation" / r["file"])).subtype for r in rows}
+        long = sf.info(str(root / "long.wav"))
         return {"wall_s": round(time.time() - t0, 1), "losses_finite": all(math.isfinite(x) for x in losses),
                 "epochs": len(epochs) - 1, "clips": len(rows), "wav_subtypes": sorted(subtypes),
+                "generated_past_window_s": round(long.frames / long.samplerate, 2),
                 "train": json.loads((root / "metrics/train/environment.json").read_text()).get("device")}
+
+
+def every_family(device: str) -> dict:
+    """Each family (small, large, stereo, melody; tiny widths, random weights) through segment ->
+    encode -> one optimizer step -> evaluate with half precision, on `device`, in-process."""
+    import os
+
+    from .families import FAMILIES, build, run_family, write_corpus
+
+    out, here = {}, Path.cwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = write_corpus(Path(tmp) / "raw")
+        for name, shape in FAMILIES.items():
+            root = Path(tmp) / name
+            root.mkdir()
+            os.chdir(root)  # train keeps its checkpoints under models/checkpoints
+            try:
+                t0 = time.time()
+                run_family(build(root / "checkpoint", *shape), corpus, root, device)
+                rows = [json.loads(x) for x in (root / "eval/results.jsonl").read_text().splitlines()]
+                out[name] = {"wall_s": round(time.time() - t0, 1), "clips": len(rows),
+                             "valid_losses_finite": all(math.isfinite(r["valid_loss"]) for r in rows),
+                             "made_on": rows[-1].get("made_on")}
+            finally:
+                os.chdir(here)
+    return out
 
 
 PRECISIONS = (("fp32", None), ("bf16", torch.bfloat16))
@@ -129,14 +162,18 @@ def training(peft_model, tokenizer, device: str, frames: int, steps: int, batche
 def generation(peft_model, tokenizer, device: str, frames: int) -> dict:
     """Seconds per generated frame for 8 prompts (guidance 3, top-k 250) through the pipeline's
     `generate` (per-row sampling, pre-sized cache, half precision cast once with the codec in
-    fp32): the adapter unmerged and merged (evaluate's path), fp32 and bf16."""
+    fp32): the base model, the adapter unmerged and merged (evaluate's path), fp32 and bf16."""
     from ..model.lora import merged
     from .models import _generate
 
+    def arm_model(arm: str):
+        if arm == "base":  # the adapter switched off: what evaluate's base rows run
+            return contextlib.nullcontext(peft_model.get_base_model())
+        return merged(peft_model, peft_model.active_adapter) if arm == "merged" else contextlib.nullcontext(peft_model)
+
     out = {}
-    for arm in ("unmerged", "merged"):
-        with merged(peft_model, peft_model.active_adapter) if arm == "merged" else contextlib.nullcontext(peft_model) \
-                as model:
+    for arm in ("base", "unmerged", "merged"):
+        with arm_model(arm) as model:
             for name, dtype in PRECISIONS:
                 model.generation_dtype = dtype
                 reset_peak(device)
@@ -181,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                   "model": "tiny" if args.quick else "musicgen-small shape (random weights)"}
         if not args.quick:
             result["pipeline"] = pipeline(name, args.device, args.quick)
+            result["families"] = every_family(args.device)
         result.update(measure(name, args.device, args.quick))
     print(json.dumps(result, indent=1))
     if not args.quick:
