@@ -107,26 +107,21 @@ def pipeline(model_name: str, device: str, quick: bool) -> dict:
 def every_family(device: str) -> dict:
     """Each family (small, large, stereo, melody; tiny widths, random weights) through segment ->
     encode -> one optimizer step -> evaluate with half precision, on `device`, in-process."""
-    import os
-
     from .families import FAMILIES, build, run_family, write_corpus
 
-    out, here = {}, Path.cwd()
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(Path(tmp) / "raw")
         for name, shape in FAMILIES.items():
             root = Path(tmp) / name
             root.mkdir()
-            os.chdir(root)  # train keeps its checkpoints under models/checkpoints
-            try:
+            with contextlib.chdir(root):  # train keeps its checkpoints under models/checkpoints
                 t0 = time.time()
                 run_family(build(root / "checkpoint", *shape), corpus, root, device)
-                rows = [json.loads(x) for x in (root / "eval/results.jsonl").read_text().splitlines()]
-                out[name] = {"wall_s": round(time.time() - t0, 1), "clips": len(rows),
-                             "valid_losses_finite": all(math.isfinite(r["valid_loss"]) for r in rows),
-                             "made_on": rows[-1].get("made_on")}
-            finally:
-                os.chdir(here)
+            rows = [json.loads(x) for x in (root / "eval/results.jsonl").read_text().splitlines()]
+            out[name] = {"wall_s": round(time.time() - t0, 1), "clips": len(rows),
+                         "valid_losses_finite": all(math.isfinite(r["valid_loss"]) for r in rows),
+                         "made_on": rows[-1].get("made_on")}
     return out
 
 

@@ -258,7 +258,6 @@ def run(args) -> dict:
         rows.append(entry("scale_peak_rss", worst["peak_rss"], f"x (peak RSS, {sizes}; worst of the three)",
                           1 + BS.TOLERANCE, "lower", ratios=sc["ratios"]))
 
-
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     info["bench_wall_s"] = round(time.monotonic() - t_start, 1)
     result = {"machine": info, "benchmarks": rows, "args": {k: str(v) for k, v in vars(args).items()}}

@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..core.artifacts import read_manifest
 from ..core.files import atomic_dir
 
-AUDIO = {".wav", ".flac", ".mp3", ".ogg"}
 TOLERANCE = 0.15  # linear time and flat memory, both within 15% of the 1x run
 
 
@@ -104,7 +104,7 @@ def load_epoch(tokens_dir: Path) -> tuple[int, float]:
 
 def scale(root: Path, work: Path, sizes: list[int]) -> dict:
     """Each size (two or more, smallest first) through segment, encode and one epoch's loading:
-    per-size figures, and per step the ratio of the marginal seconds per audio hour at the top
+    per-size figures, and per step the ratio of the marginal CPU seconds per audio hour at the top
     to that at the bottom, and of the largest size's peak memory to the smallest's."""
     py = [sys.executable, "-m", "musicgen_lora"]
     rows = []
@@ -120,8 +120,8 @@ def scale(root: Path, work: Path, sizes: list[int]) -> dict:
                                         logs / f"load-{n}x.log")}
         # the epoch's own CPU seconds, as it printed them (the process's are mostly its start-up)
         steps["load_epoch"]["cpu_s"] = float((logs / f"load-{n}x.log").read_text().split()[-3])
-        clips = [json.loads(line) for line in (seg / "manifest.jsonl").read_text().splitlines() if line.strip()]
-        hours = sum(c["duration_s"] for c in clips) / 3600
+        clips = read_manifest(seg)
+        hours = sum(c.duration_s for c in clips) / 3600
         for s in steps.values():
             s["cpu_s_per_audio_hour"] = round(s["cpu_s"] / hours, 2)
         rows.append({"copies": n, "audio_hours": round(hours, 3), "clips": len(clips), **steps})

@@ -130,7 +130,9 @@ def probe(config, tp: P.TrainParams, precision: str) -> Costs:
     model.train()
     decoder = model.base_model.model.decoder
     layers, dtype = decoder.model.decoder.layers, DTYPES[precision]
-    counts = {}  # (checkpointed, layers) -> bytes at each probe length; largest tensor with two plain layers
+    # (checkpointed, layers) -> bytes at each probe length; "largest": the largest kept tensor of the
+    # first run (one plain layer: the loss's logits, the same at any depth)
+    counts = {}
     for ckpt in (False, True):
         if ckpt:
             decoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -115,7 +115,7 @@ def load_tokens(tokens_dir: Path, split: str) -> tuple[dict, torch.Tensor, torch
 def load_chroma(tokens_dir: Path, split: str) -> torch.Tensor | None:
     """Each clip's chroma (N, frames, 12) for one split, or None where encode stored none (every
     model but melody)."""
-    index = json.loads((tokens_dir / INDEX).read_text(encoding="utf-8"))
+    index = read_index(tokens_dir)
     shards = {name: _read_shard(tokens_dir / name) for name in index["shards"]}
     if not all("chroma" in s for s in shards.values()):
         return None
