@@ -72,7 +72,11 @@ def test_an_edit_re_runs_only_the_stages_that_run_the_file():
     stages = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
     def users(path):
         return {name for name, stage in stages.items() if path in stage["deps"]}
-    assert users("src/musicgen_lora/report/html.py") == {"summarize"}  # the page template
+    assert users("src/musicgen_lora/report/html.py") == {"summarize"}  # the page renderer
+    for template in ("report/page.html.j2", "report/base.html.j2", "report/style.css"):  # read by the run page
+        assert users(f"src/musicgen_lora/{template}") == {"summarize"}, template
+    assert users("src/musicgen_lora/report/trials.html.j2") == set()  # compare's page, no stage's
+    assert users("src/musicgen_lora/model/card.md.j2") == {"train"}  # the adapters' model card
     assert users("src/musicgen_lora/stages/train.py") == {"train"}
     assert users("src/musicgen_lora/model/lora.py") == {"train", "evaluate_base", "evaluate"}
     assert "encode" not in users("src/musicgen_lora/metrics/musicnn.py")  # encode never tags audio

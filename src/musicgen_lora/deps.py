@@ -68,14 +68,29 @@ def modules_run(entry: str) -> set[Path]:
     return seen
 
 
+def data_read(files: set[Path]) -> set[Path]:
+    """The package data (templates, stylesheets) those modules read: a data file beside a module
+    whose string constants name it, and what those files name in turn (`{% extends "base.html.j2" %}`)."""
+    names = {f: {n.value for n in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
+                 if isinstance(n, ast.Constant) and isinstance(n.value, str)} for f in files}
+    todo = [d for f in files for pattern in PACKAGE_DATA for d in f.parent.glob(pattern) if d.name in names[f]]
+    found: set[Path] = set()
+    while todo:
+        data = todo.pop()
+        if data not in found:
+            found.add(data)
+            text = data.read_text(encoding="utf-8")
+            todo += [d for pattern in PACKAGE_DATA for d in data.parent.glob(pattern) if d.name in text]
+    return found
+
+
 def code_deps(command: str) -> list[str]:
     """The files (relative to the project root) that `python -m musicgen_lora <command>` runs,
-    with the package data (templates) of every package it runs."""
+    with the package data (templates) they read."""
     from .__main__ import COMMANDS
 
     files = modules_run(f"musicgen_lora.{COMMANDS[command].module}")
-    data = {p for f in files for pattern in PACKAGE_DATA for p in f.parent.glob(pattern)}
-    return sorted((p.relative_to(ROOT).as_posix() for p in files | data))
+    return sorted((p.relative_to(ROOT).as_posix() for p in files | data_read(files)))
 
 
 def stage_command(cmd: str) -> str:

@@ -1,5 +1,6 @@
 """A fake run for the page tests (short synthesized clips, rows, losses, training samples; no
-model) and headless Chromium driven from the command line (`--dump-dom`, `--screenshot`)."""
+model) and headless Chromium driven from the command line (`--dump-dom`, `--screenshot`), with
+the probe (selftest.js) put into a copy of the page it opens: the pages never carry it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import soundfile as sf
 PROMPTS = ["bright upbeat chiptune", "dark driving chiptune", "calm solo piano"]
 MODELS = ["base", "best", "final"]
 SR = 16000
+SELFTEST_JS = Path(__file__).with_name("selftest.js")
 
 
 def tone(path: Path, freq: float, seconds: float = 1.0) -> None:
@@ -98,10 +100,24 @@ def _run(exe: str, args: list[str], profile: Path) -> subprocess.CompletedProces
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
+def with_probe(page: Path) -> Path:
+    """A copy of `page` beside it (so its relative links resolve the same) with selftest.js first in
+    its <head>, before anything that could log an error."""
+    text = page.read_text(encoding="utf-8")
+    assert text.count("<head>") == 1, f"no single <head> in {page}"
+    copy = page.with_name(f"{page.stem}.selftest{page.suffix}")
+    copy.write_text(text.replace("<head>", f"<head>\n<script>\n{SELFTEST_JS.read_text()}</script>", 1), encoding="utf-8")
+    return copy
+
+
 def probe(exe: str, page: Path, profile: Path) -> tuple[dict, list[str]]:
-    """Open `page?selftest`; return the page's probe summary and the console lines Chromium
-    logged (any console message at all)."""
-    proc = _run(exe, ["--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri() + "?selftest"], profile)
+    """Open `page` with the probe added (a copy, removed after); return the probe's summary and the
+    console lines Chromium logged (any console message at all)."""
+    copy = with_probe(page)
+    try:
+        proc = _run(exe, ["--virtual-time-budget=15000", "--dump-dom", copy.resolve().as_uri()], profile)
+    finally:
+        copy.unlink()
     found = re.search(r'<pre id="selftest">(.*?)</pre>', proc.stdout, re.S)
     assert found, f"no selftest output (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from musicgen_lora.report.html import HERE
 from musicgen_lora.report.page import assets_dir, write_run_page
 from musicgen_lora.report.trials import write_trials_page
 
@@ -97,6 +98,24 @@ def test_offline_and_self_contained(run):
     assert not re.search(r"https?://", text)
     assert not re.search(r"<(script|link|img|audio)[^>]+(src|href)=[\"']?(//|/)", text)
     assert "<script src" not in text and "<link" not in text
+    # one stylesheet, inlined; no script on the run page (the browser test's probe is not in the product)
+    css = (HERE / "style.css").read_text()
+    assert text.count("<style>") == 1 and css in text and "<script" not in text and "selftest" not in text
+
+
+def test_values_are_escaped(tmp_path):
+    """The templates autoescape what they render: a prompt, a flag or a trial name with markup in
+    it shows as text, in the page and in its attributes."""
+    r = fake_run(tmp_path)
+    odd = 'a <b>bold</b> & "quoted" prompt'
+    rows = [{**x, "prompt": odd, "flags": ["<i>x</i>"]} if x["prompt"] == PROMPTS[0] else x for x in r["rows"]]
+    write_run_page(r["page"], rows, r["eval_dir"], r["epochs"], r["summary"], r["samples"])
+    text = r["page"].read_text()
+    assert "<b>bold</b>" not in text and "<i>x</i>" not in text
+    assert "a &lt;b&gt;bold&lt;/b&gt; &amp; &#34;quoted&#34; prompt" in text
+    assert f"base: {odd}" in parse(r["page"]).attrs  # the player's title, read back as it was
+    page = write_trials_page(tmp_path / "trials.html", [{"name": "<trial>", "metrics": {}, "rows": []}])
+    assert "&lt;trial&gt;" in page.read_text() and "<trial>" not in page.read_text()
 
 
 def test_spectrograms_are_small_and_the_page_is_deterministic(run, tmp_path):
@@ -131,5 +150,6 @@ def test_trials_page(run, tmp_path):
     sortable = [t for t in c.tables if t["class"] == "sortable"]
     assert len(sortable) == 1 + len(PROMPTS) and all(len(t["rows"]) == 1 + 2 for t in sortable[1:])
     assert len(sortable[0]["rows"]) == 1 + 3 and "No audio found for: trial-failed" in text
-    assert 'data-sort=num' in text and not re.search(r"https?://", text)
+    assert 'data-sort="num"' in text and not re.search(r"https?://", text)
+    assert text.count("<script>") == 1 and "selftest" not in text  # the sort script, not the browser test's probe
     assert "valid loss final" in text and "<td>2 better, 0 worse, 3 no measurable difference</td>" in text

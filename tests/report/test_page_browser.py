@@ -1,8 +1,9 @@
 """The pages in a real browser: headless Chromium (Debian's `chromium`) opens them from disk.
 
-The page's own probe (`?selftest`, report/html.py) waits for every audio element's metadata and
-reports durations, failed sources, broken images, column sorting and every window error or
-console.error; Chromium's console log (stderr) must be empty too. A screenshot of the run page
+A probe (selftest.js beside this file, put into a copy of the page by helpers.probe; the pages
+never carry it) waits for every audio element's metadata and reports durations, failed sources,
+broken images, column sorting and every window error or console.error; Chromium's console log
+(stderr) must be empty too. A screenshot of the run page
 goes to the test's tmp dir and to /tmp/page_screenshot.png, to look at.
 """
 

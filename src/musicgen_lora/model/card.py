@@ -5,6 +5,10 @@ base checkpoint and its revision, the LoRA and training params, the data hash, t
 adapter it is, how to load it (plain transformers + peft, or `generate`) and where its evaluation
 will be. Built from the run's params, data index and losses only (no time, no host name), so the
 same run writes the same bytes, as DVC outputs must.
+
+The card is huggingface_hub's: a `ModelCardData` header (base_model, library_name peft, tags,
+pipeline_tag), which is what links the adapter to its base model on the Hub, then the Markdown of
+card.md.j2 (beside this file, a dep of the train stage) filled in by `ModelCard.from_template`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import math
 import shlex
 from pathlib import Path
 
+from huggingface_hub import ModelCard, ModelCardData, try_to_load_from_cache
 from safetensors import safe_open
 
-from ..core.files import write_text
+from ..core.files import atomic_path, write_text
 from ..core.params import ModelParams, TrainParams
 from .families import audio_channels, channel_codebooks, model_class
 from .musicgen import TINY_DIR, TINY_NAME, codec_info, load_config, resolve_name
@@ -26,6 +31,8 @@ from .tokens import INDEX
 from .trainer import world_size
 
 CARD = "README.md"
+TEMPLATE = Path(__file__).with_name("card.md.j2")  # the card's Markdown (Jinja2), beside this file
+TAGS = ("lora", "musicgen", "text-to-audio", "peft", "musicgen-lora")
 EXAMPLE_SECONDS = 10
 
 
@@ -37,13 +44,10 @@ def base_revision(mp: ModelParams) -> str:
         return f"the files committed in this repository (sha256 of model.safetensors: `{digest}`)"
     if Path(mp.name).is_dir():
         return "a local directory, as it was at training time (no revision)"
-    commit = None
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         found = try_to_load_from_cache(mp.name, "config.json", revision=mp.revision)
         commit = Path(found).parent.name if isinstance(found, str) else None
-    except Exception:  # an old huggingface_hub, a malformed id: the revision as given is still true
+    except Exception:  # a malformed id: the revision as given is still true
         commit = None
     given = f"`{mp.revision}`" if mp.revision else "the default branch (not pinned: set model.revision to pin it)"
     return given + (f", commit `{commit}` in the local cache" if commit and commit != mp.revision else "")
@@ -86,129 +90,57 @@ def continued(tp: TrainParams) -> str:
             f"not from zero: epoch 0 of the losses is that adapter.")
 
 
-def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: TrainParams, mp: ModelParams,
-              tokens_dir: Path) -> str:
-    """The card of adapter `which` ("best" or "final", from `epoch`), given the run's per-epoch
-    rows ({epoch, train_loss, valid_loss}; epoch 0 is the base model)."""
-    base = resolve_name(mp)
-    config = load_config(mp)
-    info, delay = codec_info(config), channel_codebooks(config) - 1  # the delay pattern's extra steps
-    cls = model_class(config).__name__  # MusicgenForConditionalGeneration, or the melody class
-    wav = "audio[0, 0].numpy()" if audio_channels(config) == 1 else "audio[0].T.numpy()"  # stereo: (samples, 2)
-    index_path = tokens_dir / INDEX
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    data_sha = hashlib.sha256(index_path.read_bytes()).hexdigest()
-    clips = index["clips"]
-    n_train, n_valid = (sum(c["split"] == s for c in clips) for s in ("train", "valid"))
-    prompt = next((c["caption"] for c in clips if c["split"] == "train"), "music")
+def card_data(mp: ModelParams) -> ModelCardData:
+    """The card's YAML header: what the Hub reads to link the adapter to its base model."""
+    return ModelCardData(base_model=resolve_name(mp), library_name="peft", tags=list(TAGS), pipeline_tag="text-to-audio")
+
+
+def what_it_is(which: str, epoch: int, rows: list[dict], tp: TrainParams) -> str:
+    """Which adapter of its run this folder is: "best" (the lowest valid loss) or "final"."""
     trained = [r for r in rows if r["epoch"] > 0]
     best = min(reversed(trained), key=lambda r: r["valid_loss"]) if trained else None  # ties: the later, as train keeps
     last = trained[-1]["epoch"] if trained else 0
-    world = world_size()
-    folder, q = adapter_dir.as_posix(), json.dumps  # q: a Python string literal
-    revision = f", revision={q(mp.revision)}" if mp.revision else ""
-    steps = math.ceil(EXAMPLE_SECONDS * info.frame_rate) + delay
     if which == "best":
-        what = (f"the **best** adapter of its run: the lowest valid loss, epoch {epoch} of {tp.epochs}"
+        return (f"the **best** adapter of its run: the lowest valid loss, epoch {epoch} of {tp.epochs}"
                 + (" (the same epoch as the final adapter)" if epoch == last else ""))
-    else:
-        stopped = (f", where early stopping ended the run (no better valid loss for {tp.early_stopping_patience} "
-                   f"epoch(s))") if tp.early_stopping_patience and epoch < tp.epochs else ""
-        what = (f"the **final** adapter of its run: the last epoch, {epoch} of {tp.epochs}{stopped}"
-                + (f" (the lowest valid loss was epoch {best['epoch']}: the best adapter)"
-                   if best and best["epoch"] != epoch else " (also the lowest valid loss)"))
-    start = " (start adapter)" if tp.init_adapter else " (base model)"  # what epoch 0 measured
-    loss_rows = "\n".join(
-        f"| {r['epoch']}{start if r['epoch'] == 0 else ''} | {_loss(r['train_loss'])} | "
-        f"{_loss(r['valid_loss'])} | {'**this adapter**' if r['epoch'] == epoch else ''} |" for r in rows)
-    targets = ", ".join(f"`{t}`" for t in tp.target_modules)
-    versions = ", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft"))
-    return f"""---
-base_model: {base}
-library_name: peft
-tags:
-- lora
-- musicgen
-- text-to-audio
----
+    stopped = (f", where early stopping ended the run (no better valid loss for {tp.early_stopping_patience} "
+               f"epoch(s))") if tp.early_stopping_patience and epoch < tp.epochs else ""
+    return (f"the **final** adapter of its run: the last epoch, {epoch} of {tp.epochs}{stopped}"
+            + (f" (the lowest valid loss was epoch {best['epoch']}: the best adapter)"
+               if best and best["epoch"] != epoch else " (also the lowest valid loss)"))
 
-# MusicGen LoRA adapter: {which} (epoch {epoch})
 
-A LoRA adapter on the MusicGen decoder (the text encoder and the codec are unchanged), trained by
-the `train` stage of musicgen-lora. This folder is {what}.
+def model_card(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: TrainParams, mp: ModelParams,
+               tokens_dir: Path) -> ModelCard:
+    """The card of adapter `which` ("best" or "final", from `epoch`), given the run's per-epoch
+    rows ({epoch, train_loss, valid_loss}; epoch 0 is the base model): card.md.j2 filled in."""
+    config = load_config(mp)
+    info, delay = codec_info(config), channel_codebooks(config) - 1  # the delay pattern's extra steps
+    index_path = tokens_dir / INDEX
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    clips = index["clips"]
+    n_train, n_valid = (sum(c["split"] == s for c in clips) for s in ("train", "valid"))
+    return ModelCard.from_template(
+        card_data(mp), template_path=str(TEMPLATE),
+        which=which, epoch=epoch, what=what_it_is(which, epoch, rows, tp), tp=tp, rows=rows, loss=_loss,
+        epoch0=" (start adapter)" if tp.init_adapter else " (base model)",  # what epoch 0 measured
+        base=resolve_name(mp), base_description=base_description(mp), base_revision=base_revision(mp), codec=info,
+        targets=", ".join(f"`{t}`" for t in tp.target_modules), adapter_parameters=adapter_parameters(adapter_dir),
+        world=world_size(), versions=", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft")),
+        continued=continued(tp), index=index, index_path=index_path.as_posix(),
+        data_sha=hashlib.sha256(index_path.read_bytes()).hexdigest(), n_train=n_train, n_valid=n_valid,
+        folder=adapter_dir.as_posix(), prompt=next((c["caption"] for c in clips if c["split"] == "train"), "music"),
+        q=json.dumps, sh=shlex.quote,  # a Python string literal, a shell word
+        revision=f", revision={json.dumps(mp.revision)}" if mp.revision else "",
+        model_class=model_class(config).__name__,  # MusicgenForConditionalGeneration, or the melody class
+        wav="audio[0, 0].numpy()" if audio_channels(config) == 1 else "audio[0].T.numpy()",  # stereo: (samples, 2)
+        example_seconds=EXAMPLE_SECONDS, delay=delay, steps=math.ceil(EXAMPLE_SECONDS * info.frame_rate) + delay)
 
-## Base model
 
-- checkpoint: `{base}`, {base_description(mp)}
-- revision: {base_revision(mp)}
-- codec: {info.sample_rate} Hz, {info.frame_rate:g} frames/s, {info.num_codebooks} codebooks of {info.codebook_size} codes
-
-## LoRA
-
-| rank | alpha | dropout | target modules (decoder only) | adapter parameters |
-|---|---|---|---|---|
-| {tp.rank} | {tp.alpha:g} | {tp.dropout:g} | {targets} | {adapter_parameters(adapter_dir):,} |
-
-## Training
-
-| lr | batch x accumulation (x processes) | epochs | warmup steps | weight decay | max grad norm | mask_padding | text_dropout | mixed precision | seed |
-|---|---|---|---|---|---|---|---|---|---|
-| {tp.lr:g} | {tp.batch_size} x {tp.grad_accum} (x {world}) = {tp.batch_size * tp.grad_accum * world} | {tp.epochs} | {tp.warmup_steps} | {tp.weight_decay:g} | {tp.max_grad_norm:g} | {str(tp.mask_padding).lower()} | {tp.text_dropout:g} | {tp.mixed_precision} | {tp.seed} |
-
-Trained with {versions}.{continued(tp)}
-
-## Data
-
-- tokens: `{index_path.as_posix()}`, sha256 `{data_sha}` (the `data_sha256` of the run's environment.json)
-- {n_train} training clips, {n_valid} valid clips, {index['frames']} frames each ({index['frames'] / info.frame_rate:g} s)
-
-## Losses
-
-Per-codebook cross-entropy on the delay-pattern labels: the training objective, as measured during
-training; the valid loss is on the held-out valid clips{' with padded frames masked out' if tp.mask_padding else ', padded frames included (mask_padding: false)'}.
-
-| epoch | train loss | valid loss | |
-|---|---|---|---|
-{loss_rows}
-
-## Use it
-
-With this project (any length; longer than 30 s by windowed continuation, each seam measured):
-
-```bash
-python -m musicgen_lora generate --adapter {shlex.quote(folder)} --prompt {shlex.quote(prompt)} --seconds 30 --out out.wav
-```
-
-With plain transformers + peft ({EXAMPLE_SECONDS} s: {info.frame_rate:g} frames/s plus the delay pattern's {delay} steps):
-
-```python
-import soundfile as sf
-from peft import PeftModel
-from transformers import AutoTokenizer, {cls}
-
-base = {q(base)}
-model = {cls}.from_pretrained(base{revision})
-model = PeftModel.from_pretrained(model, {q(folder)}).eval()
-tokenizer = AutoTokenizer.from_pretrained(base{revision})
-inputs = tokenizer([{q(prompt)}], padding=True, return_tensors="pt")
-audio = model.generate(**inputs, do_sample=True, guidance_scale=3.0, max_new_tokens={steps})
-sf.write("out.wav", {wav}, model.config.audio_encoder.sampling_rate)
-```
-
-Paths are relative to the project root (where `dvc repro` runs).
-
-## Evaluation
-
-This card is written at training time, before evaluation. In the project's pipeline (dvc.yaml)
-the `evaluate` stage then generates its prompt set with the base, best and final models, and
-`summarize` reports them side by side: `metrics/headline.json` (per model the valid loss on real
-frames only, `valid_loss_real`, the style distance to held-out target clips, flagged clips, the
-checks), `metrics/summary.md` and the page to listen to, `metrics/report.html`; one row per prompt
-and model in `evaluation/comparison_results.jsonl`, set-level distances in
-`evaluation/set_metrics.json`, the audio in `evaluation/{which}_model/`. The training run's own
-record: `metrics/train/` (metrics.json, epochs.json, environment.json, and the per-epoch samples
-of `train.sample_prompts` in samples/).
-"""
+def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: TrainParams, mp: ModelParams,
+              tokens_dir: Path) -> str:
+    """The card as written (YAML header, then the Markdown)."""
+    return str(model_card(adapter_dir, which, epoch, rows, tp, mp, tokens_dir))
 
 
 def write_card(adapter_dir: Path, which: str, rows: list[dict], tp: TrainParams, mp: ModelParams,
@@ -221,7 +153,9 @@ def write_card(adapter_dir: Path, which: str, rows: list[dict], tp: TrainParams,
     else:
         epoch = max(r["epoch"] for r in rows)
     set_base_model(adapter_dir, mp)
-    write_text(adapter_dir / CARD, card_text(adapter_dir, which, epoch, rows, tp, mp, tokens_dir))
+    card = model_card(adapter_dir, which, epoch, rows, tp, mp, tokens_dir)
+    with atomic_path(adapter_dir / CARD) as tmp:
+        card.save(tmp)
 
 
 def write_cards(best_dir: Path | None, final_dir: Path | None, rows: list[dict], tp: TrainParams, mp: ModelParams,

@@ -6,6 +6,8 @@ loss curve), and the training samples as a timeline, one row per epoch, so a use
 adapter starts to drift. Audio is linked, not copied: links are relative to the page, so the
 page opens from disk wherever the workspace lives. Spectrograms go to `<page stem>_files/spec/`
 beside the page; the folder is replaced whole (atomically), then the page is written.
+
+This module prepares the data (URLs, rows, numbers); `page.html.j2` beside it is the HTML.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from markupsafe import Markup
+
 from ..core.files import atomic_dir, inside, write_text
 from ..metrics.registry import keys
 from ..metrics.verdict import explain
 from .figures import loss_svg, spectrogram_png
-from .html import CLIP_KEYS, audio, document, esc, flags, fmt, href, label, metric_list, num_cell
+from .html import CLIP_KEYS, href, label, render
 
 MODELS = ("base", "best", "final")
 # Per-clip means over prompts (summary["models"][m]["mean"]); set-level distances come from summary["set"].
@@ -35,66 +39,52 @@ def prompts_of(rows: list[dict]) -> list[tuple[str, int]]:
     return list(dict.fromkeys((r["prompt"], r.get("sample", 0)) for r in rows))
 
 
-def checks_list(checks: dict) -> str:
-    """Each comparison's verdicts (summary["checks"]: {"best_vs_base": {check: verdict}}): "better"
-    green, "worse" red, "no measurable difference" plain."""
-    return "".join(f'<li class="{VERDICT_CLASS.get(v, "")}">{esc(name.replace("_vs_", " vs "))}: {esc(k)}: '
-                   f"<b>{esc(v)}</b></li>" for name, verdicts in checks.items() for k, v in (verdicts or {}).items())
-
-
 def models_of(rows: list[dict]) -> list[str]:
     present = {r["model"] for r in rows}
     return [m for m in MODELS if m in present] + sorted(present - set(MODELS))
 
 
-def summary_section(summary: dict, epochs: list[dict]) -> str:
-    """Losses (real frames, and the training objective), checks, loss curve, means per model."""
+def summary_data(summary: dict, epochs: list[dict]) -> dict:
+    """Losses (real frames, and the training objective), checks, loss curve, means per model.
+    Checks (summary["checks"]: {"best_vs_base": {check: verdict}}): "better" green, "worse" red,
+    "no measurable difference" plain."""
     models, objective = summary.get("models") or {}, summary.get("valid_loss_objective") or {}
     sets = summary.get("set") or {}
     names = [m for m in MODELS if m in models] + sorted(set(models) - set(MODELS))
-    losses = "".join(f"<tr><th>{esc(n)}</th>{num_cell((models[n].get('mean') or {}).get('valid_loss'))}"
-                     f"{num_cell(objective.get(n))}</tr>" for n in names)
-    checks = checks_list(summary.get("checks") or {})
-    keys = [k for k in MEAN_KEYS if any(k in (models[n].get("mean") or {}) for n in names)]
-    means = "".join(f"<tr><th>{esc(label(k))}</th>" + "".join(num_cell((models[n].get("mean") or {}).get(k))
-                                                              for n in names) + "</tr>" for k in keys)
-    means += "".join(f"<tr><th>set: {esc(label(k))}</th>" + "".join(num_cell((sets.get(n) or {}).get(k))
-                                                                   for n in names) + "</tr>"
-                     for k in SET_KEYS if any(k in (sets.get(n) or {}) for n in names))
-    flag_row = "<tr><th>flags (clips)</th>" + "".join(
-        f"<td>{flags(f'{f} x{c}' for f, c in (models[n].get('flags') or {}).items())}</td>" for n in names) + "</tr>"
-    return (f'<section id="summary"><div class="cards">'
-            f'<div class="card"><h3>Valid loss</h3><p>best epoch: <b>{esc(summary.get("best_epoch", "-"))}</b></p>'
-            f'<table><thead><tr><th></th><th class="n">real frames</th><th class="n">training objective</th></tr>'
-            f'</thead><tbody>{losses}</tbody></table></div>'
-            f'<div class="card"><h3>Checks (95% intervals)</h3><ul>{checks or "<li>none</li>"}</ul></div>'
-            f'<div class="card"><h3>Loss per epoch (training objective)</h3>{loss_svg(epochs)}</div>'
-            f'<div class="card"><h3>Means over prompts</h3><table><thead><tr><th></th>'
-            + "".join(f'<th class="n">{esc(n)}</th>' for n in names)
-            + f"</tr></thead><tbody>{means}{flag_row}</tbody></table></div></div></section>")
+    means = {n: models[n].get("mean") or {} for n in names}
+    set_of = {n: sets.get(n) or {} for n in names}
+    rows = [(label(k), [means[n].get(k) for n in names]) for k in MEAN_KEYS if any(k in means[n] for n in names)]
+    rows += [(f"set: {label(k)}", [set_of[n].get(k) for n in names])
+             for k in SET_KEYS if any(k in set_of[n] for n in names)]
+    return {"best_epoch": summary.get("best_epoch", "-"), "names": names, "means": rows,
+            "losses": [(n, means[n].get("valid_loss"), objective.get(n)) for n in names],
+            "checks": [(VERDICT_CLASS.get(v, ""), name.replace("_vs_", " vs "), k, v)
+                       for name, verdicts in (summary.get("checks") or {}).items() for k, v in (verdicts or {}).items()],
+            "loss_svg": Markup(loss_svg(epochs)),  # figures.py escapes what it writes
+            "flags": [[f"{f} x{c}" for f, c in (models[n].get("flags") or {}).items()] for n in names]}
 
 
-def clip_cell(row: dict, page: Path, wav: Path, png: Path | None) -> str:
-    title = f"{row['model']}: {row['prompt']}"
-    spec = f'<img class="spec" src="{esc(href(png, page))}" alt="spectrogram, {esc(title)}">' if png else ""
-    numbers = metric_list({"valid_loss": row.get("valid_loss"), **(row.get("metrics") or {})},
-                          ["valid_loss"] + CLIP_KEYS)
-    return f'<td class="clip">{audio(href(wav, page), title)}{spec}{numbers}<div>{flags(row.get("flags"))}</div></td>'
+def clip_cell(row: dict, page: Path, wav: Path, png: Path) -> dict:
+    numbers = {"valid_loss": row.get("valid_loss"), **(row.get("metrics") or {})}
+    return {"url": href(wav, page), "title": f"{row['model']}: {row['prompt']}", "spec": href(png, page),
+            "numbers": [(k, numbers[k]) for k in ["valid_loss"] + CLIP_KEYS if k in numbers],
+            "flags": list(row.get("flags") or [])}
 
 
-def clips_section(rows: list[dict], eval_dir: Path, page: Path, spec_dir: Path, final_spec: Path) -> str:
-    """One row per prompt and sample, one column per model; spectrograms are drawn into `spec_dir`
-    and linked at `final_spec` (where `spec_dir` will be once the folder is in place)."""
+def clips_data(rows: list[dict], eval_dir: Path, page: Path, spec_dir: Path, final_spec: Path) -> dict:
+    """One row per prompt and sample, one cell per model (None: not generated); spectrograms are
+    drawn into `spec_dir` and linked at `final_spec` (where `spec_dir` will be once the folder is
+    in place)."""
     prompts, models = prompts_of(rows), models_of(rows)
     by_key = {(r["prompt"], r.get("sample", 0), r["model"]): r for r in rows}
     several = len({s for _, s in prompts}) > 1
-    body = []
+    out = []
     for i, (prompt, sample) in enumerate(prompts):
         cells = []
         for model in models:
             row = by_key.get((prompt, sample, model))
             if row is None:
-                cells.append('<td class="clip missing">not generated</td>')
+                cells.append(None)
                 continue
             wav = Path(eval_dir) / row["file"]
             inside(eval_dir, row["file"])  # a row pointing outside the evaluation folder is refused
@@ -104,65 +94,52 @@ def clips_section(rows: list[dict], eval_dir: Path, page: Path, spec_dir: Path, 
         # every model generated this (prompt, sample) from one seed: `generate --seed` regenerates it
         seeds = {r["seed"] for m in models if (r := by_key.get((prompt, sample, m))) and "seed" in r}
         note = ([f"sample {sample}"] if several else []) + [f"seed {s}" for s in sorted(seeds)]
-        seed = f' <span class="muted">({", ".join(note)})</span>' if note else ""
-        body.append(f'<tr><th class="prompt" scope="row">{esc(prompt)}{seed}</th>{"".join(cells)}</tr>')
-    head = "".join(f"<th>{esc(m)}</th>" for m in models)
-    return (f'<section id="clips"><h2>Prompts and samples ({len(prompts)}) x models ({len(models)})</h2>'
-            f'<table class="clips"><thead><tr><th>prompt</th>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></section>')
+        out.append({"prompt": prompt, "note": ", ".join(note), "cells": cells})
+    return {"models": models, "rows": out}
 
 
-def samples_section(samples_dir: Path | None, page: Path) -> str:
-    """The training samples (`model.samples`) as a timeline: one row per epoch."""
+def samples_data(samples_dir: Path | None, page: Path) -> dict | None:
+    """The training samples (`model.samples`) as a timeline: one row per epoch (None: no section)."""
     index_path = Path(samples_dir or "") / "index.json"
     if samples_dir is None or not index_path.is_file():
-        return ""
+        return None
     index = json.loads(index_path.read_text(encoding="utf-8"))
     if not index.get("epochs"):
-        return ('<section id="samples"><h2>Samples during training</h2><p class="muted">off '
-                '(<code>train.sample_prompts: []</code>)</p></section>')
-    prompts = index["prompts"]
-    body = []
+        return {"off": True}
+    epochs, info = [], {}
     for e in index["epochs"]:
         epoch_dir = Path(samples_dir) / f"epoch_{e}"
         info = json.loads((epoch_dir / "index.json").read_text(encoding="utf-8"))
-        players = "".join(f"<td>{audio(href(epoch_dir / f, page), f'epoch {e}: {p}')}</td>"
-                          for p, f in zip(info["prompts"], info["files"]))
-        body.append(f'<tr><th scope="row">{e}{" (base)" if e == 0 else ""}</th>{num_cell(info.get("train_loss"))}'
-                    f'{num_cell(info.get("valid_loss"))}{players}</tr>')
-    head = "".join(f"<th>{esc(p)}</th>" for p in prompts)
-    return (f'<section id="samples"><h2>Samples during training</h2><p class="muted">The same prompts and seed '
-            f'after every epoch (epoch 0: the base model), {fmt(info.get("seconds"))} s each.</p>'
-            f'<table class="timeline"><thead><tr><th>epoch</th><th class="n">train loss</th>'
-            f'<th class="n">valid loss</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></section>')
+        epochs.append({"epoch": e, "train_loss": info.get("train_loss"), "valid_loss": info.get("valid_loss"),
+                       "players": [(href(epoch_dir / f, page), f"epoch {e}: {p}")
+                                   for p, f in zip(info["prompts"], info["files"])]})
+    return {"off": False, "prompts": index["prompts"], "epochs": epochs, "seconds": info.get("seconds")}
 
 
-def verdict_section(summary: dict) -> str:
+def verdicts_data(summary: dict) -> list[tuple[str, str, str]]:
     """The run's answer first: each adapter's verdict in a sentence (metrics/verdict.py)."""
-    verdicts = summary.get("verdicts", {})
-    if not verdicts:
-        return ""
-    items = "".join(f"<li><strong>{esc(n)}: {esc(', '.join(v['words']))}</strong> {esc(explain(v))}</li>"
-                    for n, v in verdicts.items())
-    return f'<section id="verdict"><h2>Verdict</h2><ul>{items}</ul></section>'
+    return [(n, ", ".join(v["words"]), explain(v)) for n, v in (summary.get("verdicts") or {}).items()]
 
 
-def target_section(summary: dict, page: Path) -> str:
+def target_data(summary: dict, page: Path) -> dict | None:
     """Your music beside what each model makes: a few target clips to play, and the top tags
     musicnn hears in the target and in each model's clips (closer is not close: listen)."""
     target, sets = summary.get("target") or {}, summary.get("set") or {}
     if not target.get("top_tags"):
-        return ""
-    tags = lambda pairs: ", ".join(f"{esc(t)} {p:.2f}" for t, p in pairs[:3])  # noqa: E731
-    rows = [f"<tr><th>your music (held out, {esc(target.get('n', '?'))} clips)</th><td>{tags(target['top_tags'])}</td>"
-            f"<td>" + "".join(f'<div>{audio(href(Path(c["file"]), page), c["source"])}'
-                              f'<span class="muted"> {esc(c["source"])} at {c["offset_s"]:g} s: '
-                              f'{tags(c["top_tags"])}</span></div>' for c in target.get("clips", [])) + "</td></tr>"]
-    rows += [f"<tr><th>{esc(n)}</th><td>{tags(sets[n].get('top_tags') or [])}</td><td></td></tr>"
-             for n in MODELS if n in sets]
-    return ('<section id="target"><h2>Your music, and what musicnn hears</h2><table><thead><tr><th></th>'
-            '<th>top tags (mean probability)</th><th>listen</th></tr></thead><tbody>' + "".join(rows)
-            + "</tbody></table></section>")
+        return None
+    return {"n": target.get("n", "?"), "top_tags": target["top_tags"],
+            "clips": [{**c, "url": href(Path(c["file"]), page)} for c in target.get("clips", [])],
+            "models": [(n, sets[n].get("top_tags") or []) for n in MODELS if n in sets]}
+
+
+def copies_data(summary: dict, eval_dir: Path, page: Path) -> list[dict]:
+    """Each clip flagged near_copy beside the training clip it copies, both playable."""
+    out = []
+    for c in summary.get("copies") or []:
+        inside(eval_dir, c["file"])
+        out.append({**c, "url": href(Path(eval_dir) / c["file"], page),
+                    "training_url": href(Path(c["training"]["file"]), page)})
+    return out
 
 
 def write_run_page(page: Path, rows: list[dict], eval_dir: Path, epochs: list[dict], summary: dict,
@@ -170,10 +147,9 @@ def write_run_page(page: Path, rows: list[dict], eval_dir: Path, epochs: list[di
     """Write the run's page at `page` (and its spectrograms beside it); returns `page`."""
     page, assets = Path(page), assets_dir(page)
     with atomic_dir(assets) as tmp:
-        clips = clips_section(rows, eval_dir, page, tmp / "spec", assets / "spec")
-    body = (f"<h1>{esc(title)}</h1><p class=\"muted\">Best epoch {esc(summary.get('best_epoch', '-'))}; "
-            f"audio from <code>{esc(href(eval_dir, page))}/</code>. Opens from disk; no network.</p>"
-            + verdict_section(summary) + target_section(summary, page) + summary_section(summary, epochs) + clips
-            + samples_section(samples_dir, page))
-    write_text(page, document(title, body))
+        clips = clips_data(rows, eval_dir, page, tmp / "spec", assets / "spec")
+    write_text(page, render("page.html.j2", title=title, audio_dir=href(eval_dir, page),
+                            verdicts=verdicts_data(summary), copies=copies_data(summary, eval_dir, page),
+                            target=target_data(summary, page), summary=summary_data(summary, epochs), clips=clips,
+                            samples=samples_data(samples_dir, page)))
     return page

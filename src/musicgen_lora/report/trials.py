@@ -5,6 +5,8 @@ prompt gets a table with one row per trial (player, valid loss, headline numbers
 table of the trials' own numbers sits on top; a click on a column header sorts by it (inline
 script, no network). The audio is wherever the caller put it (`compare` extracts it from each
 trial's tag into `reports/trials_audio/`); links are relative to the page.
+
+This module prepares the data (columns, rows, URLs); `trials.html.j2` beside it is the HTML.
 """
 
 from __future__ import annotations
@@ -12,40 +14,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.files import write_text
-from .html import CLIP_KEYS, audio, document, esc, flags, href, label, num_cell, number
+from .html import CLIP_KEYS, href, label, number, render
 
 MODELS = ("base", "best", "final")
 
 
-def _head(columns: list[tuple[str, str]]) -> str:
-    """`columns`: (label, "num" | "text" | "") where "" is not sortable."""
-    cells = "".join(f'<th{" class=n" if kind == "num" else ""}{f" data-sort={kind}" if kind else ""}>{esc(text)}</th>'
-                    for text, kind in columns)
-    return f"<thead><tr>{cells}</tr></thead>"
-
-
-def overview(trials: list[dict]) -> str:
-    """One row per trial: its headline metrics (metrics/headline.json at its tag, as `dvc exp
-    show` reports them) and the means of its best adapter's clips on this page."""
+def overview(trials: list[dict]) -> tuple[list[tuple[str, str]], list[dict]]:
+    """Columns ((label, "num" | "text" | ""), "" not sortable) and one row per trial: its headline
+    metrics (metrics/headline.json at its tag, as `dvc exp show` reports them) and the means of its
+    best adapter's clips on this page."""
     keys = [k for k in CLIP_KEYS if any(k in (r.get("metrics") or {}) for t in trials for r in t.get("rows", []))]
     cols = [("trial", "text"), ("description", ""), ("best epoch", "num"), ("objective (best)", "num")]
     cols += [(f"valid loss {n}", "num") for n in MODELS] + [("style FD best (musicnn)", "num"),
                                                              ("flagged best", "num"), ("checks best vs base", "text")]
     cols += [(f"best: {label(k)}", "num") for k in keys]
-    body = []
+    rows = []
     for t in trials:
-        m, rows = t.get("metrics") or {}, t.get("rows", [])
-        means = [mean([(r.get("metrics") or {}).get(k) for r in rows]) for k in keys]
-        body.append(f'<tr><th scope="row">{esc(t["name"])}</th><td>{esc(t.get("description", ""))}</td>'
-                    + num_cell(m.get("best_epoch")) + num_cell(m.get("loss_objective"))
-                    + "".join(num_cell((m.get("valid_loss_real") or {}).get(n)) for n in MODELS)
-                    + num_cell((m.get("style_fd") or {}).get("best")) + num_cell((m.get("flagged") or {}).get("best"))
-                    + f'<td>{esc(checks_text(m.get("checks")))}</td>' + "".join(num_cell(v) for v in means) + "</tr>")
-    return (f'<section id="trials"><h2>Trials ({len(trials)})</h2><p class="muted">valid loss: held-out, real '
-            f'frames only; objective: what training minimised (counts padding when mask_padding is false); '
-            f'"best:" columns: means over the best adapter\'s clips on this page (the first sample of each '
-            f'prompt), so they differ from the run summary\'s means over every sample.</p>'
-            f'<table class="sortable">{_head(cols)}<tbody>{"".join(body)}</tbody></table></section>')
+        m, clips = t.get("metrics") or {}, t.get("rows", [])
+        rows.append({"name": t["name"], "description": t.get("description", ""), "checks": checks_text(m.get("checks")),
+                     "numbers": [m.get("best_epoch"), m.get("loss_objective"),
+                                 *((m.get("valid_loss_real") or {}).get(n) for n in MODELS),
+                                 (m.get("style_fd") or {}).get("best"), (m.get("flagged") or {}).get("best")],
+                     "means": [mean([(r.get("metrics") or {}).get(k) for r in clips]) for k in keys]})
+    return cols, rows
 
 
 def checks_text(checks) -> str:
@@ -60,18 +51,15 @@ def mean(values: list) -> float | None:
     return sum(found) / len(found) if found else None
 
 
-def prompt_table(prompt: str, entries: list[tuple[str, dict]], page: Path) -> str:
+def prompt_table(prompt: str, entries: list[tuple[str, dict]], page: Path) -> dict:
     """One row per trial for `prompt`; entries are (trial name, its best-model row with `path`)."""
     keys = [k for k in CLIP_KEYS if any(k in (r.get("metrics") or {}) for _, r in entries)]
     cols = [("trial", "text"), ("best adapter", ""), ("valid loss", "num")] + [(label(k), "num") for k in keys] \
         + [("flags", "")]
-    body = []
-    for name, r in entries:
-        m = r.get("metrics") or {}
-        body.append(f'<tr><th scope="row">{esc(name)}</th><td>{audio(href(r["path"], page), f"{name}: {prompt}")}</td>'
-                    + num_cell(r.get("valid_loss")) + "".join(num_cell(m.get(k)) for k in keys)
-                    + f"<td>{flags(r.get('flags'))}</td></tr>")
-    return f'<h3>{esc(prompt)}</h3><table class="sortable">{_head(cols)}<tbody>{"".join(body)}</tbody></table>'
+    return {"prompt": prompt, "columns": cols,
+            "entries": [{"name": name, "url": href(r["path"], page), "valid_loss": r.get("valid_loss"),
+                         "numbers": [(r.get("metrics") or {}).get(k) for k in keys], "flags": list(r.get("flags") or [])}
+                        for name, r in entries]}
 
 
 def write_trials_page(page: Path, trials: list[dict], title: str = "Trials: best adapters side by side") -> Path:
@@ -79,14 +67,9 @@ def write_trials_page(page: Path, trials: list[dict], title: str = "Trials: best
     rows of comparison_results.jsonl, each with `path`: the extracted wav)}], in report order."""
     page = Path(page)
     prompts = list(dict.fromkeys(r["prompt"] for t in trials for r in t.get("rows", [])))
-    sections = []
-    for prompt in prompts:
-        entries = [(t["name"], r) for t in trials for r in t.get("rows", []) if r["prompt"] == prompt]
-        sections.append(prompt_table(prompt, entries, page))
-    missing = [t["name"] for t in trials if not t.get("rows")]
-    note = f'<p class="muted">No audio found for: {esc(", ".join(missing))}.</p>' if missing else ""
-    body = (f"<h1>{esc(title)}</h1><p class=\"muted\">Each trial's best adapter (its lowest valid loss) on the "
-            f"same prompts and seeds. Click a column header to sort by it.</p>{note}" + overview(trials)
-            + f'<section id="prompts"><h2>By prompt ({len(prompts)})</h2>{"".join(sections)}</section>')
-    write_text(page, document(title, body))
+    tables = [prompt_table(p, [(t["name"], r) for t in trials for r in t.get("rows", []) if r["prompt"] == p], page)
+              for p in prompts]
+    columns, rows = overview(trials)
+    write_text(page, render("trials.html.j2", title=title, columns=columns, trials=rows, prompts=tables,
+                            missing=[t["name"] for t in trials if not t.get("rows")]))
     return page
