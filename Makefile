@@ -58,10 +58,10 @@ test: install soundfont
 # The five reference trainings of experiments/TRIALS.md as tagged experiments, then their report.
 trials: install
 	$(PY) -m musicgen_lora trials $(TRIALS)
-	$(PY) -m musicgen_lora compare
+	$(PY) -m musicgen_lora compare --trials
 
 compare: install
-	$(PY) -m musicgen_lora compare
+	$(PY) -m musicgen_lora compare --trials
 
 # cloud/experiment.sky.yaml through SkyPilot's own task loader, in a throwaway venv (removed after):
 # SkyPilot and its dependencies are ~460 MB, too much for the test environment. Needs the registry.

@@ -5,6 +5,7 @@ every command's output is read for tracebacks."""
 
 import json
 import math
+import re
 import shutil
 import subprocess
 
@@ -170,12 +171,19 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert shown == json.loads(sh(["git", "show", "HEAD:metrics/headline.json"], tmp_path, env))
     table = run(["python", "-m", "musicgen_lora", "show"], tmp_path, env, seen)
     assert [line.split()[0] for line in table.splitlines()[1:3]] == ["baseline", "lr-high"], table
-    # compare finds no trials here (their tags do not travel with a clone): it says so, touches nothing
-    proc = subprocess.run(["python", "-m", "musicgen_lora", "compare"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True)
+    # compare: the committed run and the experiment ranked, with the param they vary, and a page to hear them
+    out = run(["python", "-m", "musicgen_lora", "compare"], tmp_path, env, seen)
+    mine = (reports / "experiments.md").read_text()
+    assert "`baseline`, `lr-high`" in mine and mine in out + "\n"
+    header = next(line for line in mine.splitlines() if line.startswith("| run |"))
+    assert "train.lr" in header and "train.epochs" in header and "train.rank" not in header
+    assert len(re.findall(r"<audio ", (reports / "experiments.html").read_text())) == 2 * 2  # 2 prompts x 2 runs
+    # the trials' report: no trials here (their tags do not travel with a clone): it says so, touches it not
+    proc = subprocess.run(["python", "-m", "musicgen_lora", "compare", "--trials"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
     seen.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0 and "git fetch --tags" in proc.stderr
-    assert {f.name: f.read_bytes() for f in reports.iterdir() if f.is_file()} == committed
+    assert {f.name: f.read_bytes() for f in reports.iterdir() if f.name.startswith("trials")} == committed
     assert not [out for out in seen if "Traceback" in out]
 
     # a corrupt checkout of what a stage reads (bytes that differ from dvc.lock) stops it in one line

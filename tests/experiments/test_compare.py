@@ -1,5 +1,5 @@
-"""The trial report's style ranking: by best's musicnn distance, with intervals, and a paired
-interval against the top trial only where both generated the same prompts and seeds."""
+"""The report's ranking: by best's verdict, then its musicnn distance, with intervals, and a paired
+interval against the top run only where both generated the same prompts and seeds."""
 
 import os
 
@@ -31,7 +31,20 @@ def test_trials_ranked_by_style_with_intervals():
     assert "-20 [-25, -15] | better" in by_name["near"] and "(top)" in by_name["near"]
     assert "no measurable difference" in by_name["same"] and "worse" in by_name["far"]
     assert "not paired" in by_name["other-prompts"] and "piano" in table[0]
-    assert "No trial" in style_ranking([{"name": "old", "summary": {}}])
+    assert "No run" in style_ranking([{"name": "old", "summary": {}}])
+
+
+def test_the_verdict_ranks_before_the_style_distance():
+    """A run that degrades or copies ranks below one that improved, however close its style
+    distance: closer audio that is noise is not the pick."""
+    def run(name, fd, words):
+        return {"name": name, "summary": {**summary(fd, [0.5] * 6), "verdicts": {"best": {"words": words}}}}
+    rows = [run("copies", 5.0, ["improved", "copies training audio"]), run("noisy", 8.0, ["degraded"]),
+            run("inert", 29.0, ["inert"]), run("closer", 20.0, ["improved"]), run("closest", 12.0, ["improved"])]
+    table = style_ranking(rows).splitlines()
+    ranked = [line.split(" | ")[1:3] for line in table if line.startswith("| ") and line[2].isdigit()]
+    assert ranked == [["closest", "improved"], ["closer", "improved"], ["inert", "inert"], ["noisy", "degraded"],
+                      ["copies", "improved, copies training audio"]]
 
 
 def test_compare_without_the_trial_tags_leaves_the_reports_alone(tmp_path, monkeypatch, capsys):
@@ -49,11 +62,11 @@ def test_compare_without_the_trial_tags_leaves_the_reports_alone(tmp_path, monke
     reports.mkdir()
     (reports / "trials.md").write_text("committed report")
     monkeypatch.chdir(tmp_path)
-    assert main(["compare"]) == 1
+    assert main(["compare", "--trials"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == "compare: not inside a git repository; run it in the project's clone"
     subprocess.run(["git", "init", "-q"], check=True)
-    assert main(["compare"]) == 1
+    assert main(["compare", "--trials"]) == 1
     err = capsys.readouterr().err.strip()
     assert "none of the 5 trials of experiments/trials.yaml has a git tag here" in err and "git fetch --tags" in err
     assert "make trials" in err and len(err.splitlines()) == 1

@@ -37,9 +37,9 @@ def trial_project(root):
 
 def test_trials_tags_params_and_report(tmp_path):
     env = trial_project(tmp_path)
-    none = subprocess.run(["python", "-m", "musicgen_lora", "compare", "--experiments"], cwd=tmp_path, env=env,
+    none = subprocess.run(["python", "-m", "musicgen_lora", "compare"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
-    assert none.returncode == 1 and "this commit has no finished experiments" in none.stderr, none.stderr
+    assert none.returncode == 1 and "nothing to compare here" in none.stderr, none.stderr
     assert "Traceback" not in none.stderr and not (tmp_path / "reports").exists()
     # one trial the plain way, then the rest through `dvc exp run --queue` and two `dvc queue` workers
     # (the tagged trial-a is skipped there): both paths give the same kind of tag, nothing leaks between
@@ -56,7 +56,8 @@ def test_trials_tags_params_and_report(tmp_path):
     assert all(s > 0 for s in times["trial_s"].values()) and f"wall_s: {times['trial_s']['trial-a']}" in msg
     assert sh(["git", "status", "--porcelain", "params.yaml"], tmp_path, env) == ""
 
-    rows = {r["name"]: r for r in json.loads(sh(["python", "-m", "musicgen_lora", "compare", "--json"], tmp_path, env))}
+    rows = json.loads(sh(["python", "-m", "musicgen_lora", "compare", "--trials", "--json"], tmp_path, env))
+    rows = {r["name"]: r for r in rows}
     a, b = rows["trial-a"]["params"], rows["trial-b"]["params"]
     assert a["train"]["rank"] == 4 and a["train"]["mask_padding"] is False and a["encode"]["pad_to_seconds"] == 6.0
     assert b["train"]["rank"] == 8 and b["train"]["lr"] == 0.00005 and isinstance(b["train"]["alpha"], float)
@@ -74,11 +75,11 @@ def test_trials_tags_params_and_report(tmp_path):
                            capture_output=True, text=True)
     assert again.returncode == 0 and "tag exists" in again.stdout
 
-    sh(["python", "-m", "musicgen_lora", "compare"], tmp_path, env)
+    sh(["python", "-m", "musicgen_lora", "compare", "--trials"], tmp_path, env)
     report = (tmp_path / "reports/trials.md").read_text()
     assert "| trial-a |" in report and "| trial-b |" in report
     # ranked by the musicnn style distance, intervals read from each tag's metrics/summary.json
-    ranking = report.split("## Ranked by style (musicnn)")[1]
+    ranking = report.split("## Ranked by verdict, then style (musicnn)")[1]
     assert "| 1 | trial-" in ranking and "| 2 | trial-" in ranking and "[" in ranking
     # trial-a trained on clips padded to 6 s: also evaluated at 6 s, the part past 3 s compared with base
     summary_a = json.loads(sh(["git", "show", "trial-a:metrics/summary.json"], tmp_path, env))
@@ -102,7 +103,7 @@ def test_trials_tags_params_and_report(tmp_path):
 
     # the same runs as the commit's experiments (what a user's own `dvc exp run`s are): ranked, with
     # the params they vary and each run's verdict, and a page to hear them side by side
-    out = sh(["python", "-m", "musicgen_lora", "compare", "--experiments"], tmp_path, env)
+    out = sh(["python", "-m", "musicgen_lora", "compare"], tmp_path, env)
     mine = (tmp_path / "reports/experiments.md").read_text()
     assert "# Your experiments" in mine and mine in out + "\n"
     header = next(line for line in mine.splitlines() if line.startswith("| run |"))
@@ -114,6 +115,11 @@ def test_trials_tags_params_and_report(tmp_path):
         assert set(best.split(", ")) <= verdicts and set(final.split(", ")) <= verdicts, row
     assert len(re.findall(r"<audio ", (tmp_path / "reports/experiments.html").read_text())) == 2 * 2
     assert (tmp_path / "reports/trials.md").read_text() == report  # the trials' report is left as it was
+    # named revisions: an unknown one is one line before anything is read or written
+    bad = subprocess.run(["python", "-m", "musicgen_lora", "compare", "trial-a", "no-such-run"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("compare: 'no-such-run' is no experiment"), bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and (tmp_path / "reports/experiments.md").read_text() == mine
     # what a user types to see their experiments side by side fits a 160-column terminal unabridged
     table = sh(["python", "-m", "musicgen_lora", "show"], tmp_path, env).splitlines()
     assert table[0].split()[:4] == ["run", "pad_to_seconds", "alpha", "dropout"] and len(table) == 4, table

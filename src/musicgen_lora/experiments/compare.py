@@ -1,9 +1,14 @@
-"""`python -m musicgen_lora compare`: the cross-trial report, from `dvc exp show -T --json`.
+"""`python -m musicgen_lora compare [REV ...]`: runs side by side, ranked by verdict, then style.
+
+`compare` with no revision compares this commit's own run with its `dvc exp run` experiments and
+the trials' tags; `compare A B ...` any experiments (by name), tags, branches or commits; both
+write `reports/experiments.{md,html}` and `reports/experiments_valid_loss.png`. `compare
+--trials` (what `make compare` runs) writes the reference trials' report:
 
 Params and summary metrics come from DVC (not from files on disk); per-epoch losses from the
 DVCLive TSVs committed at each tag; the intervals from each tag's `metrics/summary.json` (git
 tracked). Writes `reports/trials.md` (a table in the shape of experiments/TRIALS.md, then the
-trials ranked by the musicnn style distance of their best adapter, with intervals),
+trials ranked by their best adapter's verdict, then its musicnn style distance, with intervals),
 `reports/trials_valid_loss.png` (valid loss of every trial) and `reports/trials.html`, a page to
 hear every trial's best adapter on each prompt side by side (report/trials.py). The audio is a
 DVC output of each tag, not on disk: it is read from the DVC cache at that tag
@@ -122,15 +127,51 @@ def experiment_runs() -> list[tuple[str, str]]:
     runs = [("baseline", head)] if git("ls-tree", head, SUMMARY, check=False).strip() else []
     exps = [r for r in rows if r.get("typ") in ("branch_commit", "branch_base") and r.get("Experiment")
             and r.get("State") in (None, "Success")]
-    runs += [(r["Experiment"], r["rev"]) for r in sorted(exps, key=lambda r: str(r.get("Created") or ""))]
-    if not [r for r in runs if r[0] != "baseline"]:
-        raise UserError("compare --experiments: this commit has no finished experiments (`dvc exp show` lists "
-                        "none); run some, e.g. `dvc exp run -n lr-high -S train.lr=0.002`, then compare again")
-    return runs
+    return runs + [(r["Experiment"], r["rev"]) for r in sorted(exps, key=lambda r: str(r.get("Created") or ""))]
 
 
-def collect(manifest: Path = MANIFEST, partial: bool = False, experiments: bool = False) -> list[dict]:
-    runs = experiment_runs() if experiments else [(n, n) for n in trial_tags(manifest, partial)]
+def default_runs(manifest: Path = MANIFEST) -> list[tuple[str, str]]:
+    """What `compare` with no revisions compares: this commit's run and experiments, then the
+    trials that have tags here (a commit already listed is listed once)."""
+    runs = experiment_runs()
+    trials = [t.name for t in load_trials(manifest)] if manifest.is_file() else []
+    runs += [(n, n) for n in trials if git("tag", "-l", n)]
+    seen, out = set(), []
+    for name, rev in runs:
+        commit = git("rev-parse", f"{rev}^{{commit}}")
+        if commit not in seen:
+            seen.add(commit)
+            out.append((name, rev))
+    if len(out) < 2:
+        raise UserError("compare: nothing to compare here (no finished experiment of this commit in `dvc exp show`, "
+                        "no trial tags); run some, e.g. `dvc exp run -n lr-high -S train.lr=0.002`, or name the "
+                        "revisions: `compare EXP_OR_TAG_OR_BRANCH_OR_COMMIT ...`")
+    return out
+
+
+def resolve(revs: list[str]) -> list[tuple[str, str]]:
+    """(name, commit) of each revision a user names: an experiment's name (of any baseline), a
+    tag, a branch or a commit. An unknown one stops compare in one line, before anything is read."""
+    require_git("compare")
+    exps = {}  # experiments live under refs/exps/<baseline>/<name>
+    for line in git("for-each-ref", "--format=%(refname) %(objectname)", "refs/exps").splitlines():
+        ref, commit = line.split()
+        exps.setdefault(ref.rsplit("/", 1)[-1], commit)
+    out = []
+    for rev in revs:
+        commit = exps.get(rev) or git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
+        if not commit:
+            raise UserError(f"compare: '{rev}' is no experiment (`dvc exp list`), tag, branch or commit here; "
+                            "name one of those")
+        if not git("ls-tree", commit, SUMMARY, check=False):
+            raise UserError(f"compare: '{rev}' has no {SUMMARY} (a commit without a finished run); "
+                            "name a run's commit, or run it first (`dvc exp run`)")
+        out.append((rev, commit))
+    return out
+
+
+def collect(runs: list[tuple[str, str]]) -> list[dict]:
+    """Every run's params, figures, losses and summary; `runs` are (name, revision)."""
     show = json.loads(subprocess.run(["dvc", "exp", "show", "-T", "--json"], capture_output=True, text=True,
                                      check=True).stdout)
     rows = exp_rows(show)
@@ -210,7 +251,7 @@ def experiments_table(rows: list[dict]) -> str:
     head = ["run", *varied, "best epoch", "verdict best / final", "of the way to the target (best)",
             "valid loss base / best / final (real frames)", "style FD (musicnn) base / best / final"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
+    for r in sorted(rows, key=rank_key):
         m = r["figures"]
         values = [param(r, k, "-") for k in varied]
         verdict = m.get("verdict", {})
@@ -271,21 +312,39 @@ def vs_top(top: dict, other: dict) -> dict | None:
     return B.paired_mean_diff(x, y, boot["resamples"], boot["seed"], boot["level"]).as_dict()
 
 
+# A run's place: its best adapter's worst verdict word first (a run that copies or degrades ranks
+# below one that moved nothing, whatever its style distance), then the style distance.
+VERDICT_ORDER = ["improved", "forgets prompts", "not closer", "inert", "degraded", "copies training audio"]
+
+
+def best_words(row: dict) -> list[str]:
+    return row["summary"].get("verdicts", {}).get("best", {}).get("words", [])
+
+
+def rank_key(row: dict) -> tuple:
+    order = [VERDICT_ORDER.index(w) for w in best_words(row) if w in VERDICT_ORDER]
+    fd = row["summary"].get("set", {}).get("best", {}).get("style_fd")
+    return (max(order, default=len(VERDICT_ORDER)), float("inf") if fd is None else fd)
+
+
 def style_ranking(rows: list[dict]) -> str:
-    """Trials ranked by best's musicnn style distance (lower = closer to the held-out target clips),
-    each with its paired intervals against base, and best's style_similarity against the top trial."""
+    """Runs ranked by best's verdict, then its musicnn style distance (lower = closer to the
+    held-out target clips), each with its paired intervals against base, and best's
+    style_similarity against the top run's."""
     ranked = sorted((r for r in rows if r["summary"].get("set", {}).get("best", {}).get("style_fd") is not None),
-                    key=lambda r: r["summary"]["set"]["best"]["style_fd"])
+                    key=rank_key)
     if not ranked:
-        return "No trial has a musicnn style distance (run them with this version of evaluate)."
+        return "No run has a musicnn style distance (run them with this version of evaluate)."
     top = ranked[0]["summary"]
     target = top.get("target", {})
     lines = [f"Target clips: {target.get('n', '?')} held-out real clips, heard by musicnn as "
              + ", ".join(t for t, _ in target.get("top_tags", [])) + ". Intervals: 95% paired bootstrap over the "
-             "(prompt, seed) pairs; a difference counts only where its interval excludes 0.", "",
-             "| rank | trial | style FD base -> best (n gen / target) | best - base [95% CI] | best vs base | "
-             "style_similarity best (best - base [95% CI]) | best's style_similarity - top trial's [95% CI] | "
-             "best's top tags |", "|" + "---|" * 8]
+             "(prompt, seed) pairs; a difference counts only where its interval excludes 0. Ranked by best's "
+             "verdict (improved first, then forgets prompts, not closer, inert, degraded, copies training audio), "
+             "then by style FD.", "",
+             "| rank | run | verdict (best) | style FD base -> best (n gen / target) | best - base [95% CI] | "
+             "best vs base | style_similarity best (best - base [95% CI]) | "
+             "best's style_similarity - top run's [95% CI] | best's top tags |", "|" + "---|" * 9]
     for i, r in enumerate(ranked, 1):
         s = r["summary"]
         base, best = s["set"]["base"], s["set"]["best"]
@@ -294,7 +353,8 @@ def style_ranking(rows: list[dict]) -> str:
         d_top = vs_top(top, s) if i > 1 else None
         other = "(top)" if i == 1 else f"{_ci(d_top, '{:+.3f}')}: {_verdict(d_top, False)}" if d_top \
             else "not paired (other prompts)"
-        lines.append(f"| {i} | {r['name']} | {base['style_fd']:.4g} -> {best['style_fd']:.4g} "
+        words = ", ".join(best_words(r)) or "-"
+        lines.append(f"| {i} | {r['name']} | {words} | {base['style_fd']:.4g} -> {best['style_fd']:.4g} "
                      f"({best.get('n_generated')} / {best.get('n_target')}) | "
                      f"{_ci(best.get('style_fd_vs_base'), '{:+.3g}')} | {_verdict(best.get('style_fd_vs_base'), True)} | "
                      f"{sim.get('mean', {}).get('style_similarity', float('nan')):.3f} ({_ci(d_sim, '{:+.3f}')}) | "
@@ -320,29 +380,38 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="musicgen_lora compare", description=__doc__)
+    ap.add_argument("revs", nargs="*", metavar="REV",
+                    help="experiments (their `dvc exp run -n` names), tags, branches or commits to compare; default: "
+                         "this commit's run and its experiments, and the trials' tags")
+    ap.add_argument("--trials", action="store_true",
+                    help="the reference trials' report instead (reports/trials.{md,html}: what `make compare` writes)")
     ap.add_argument("--manifest", type=Path, default=MANIFEST)
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--json", action="store_true", help="print the collected rows as JSON instead")
-    ap.add_argument("--partial", action="store_true", help="report the trials that have tags when some do not")
-    ap.add_argument("--experiments", action="store_true",
-                    help="compare this commit's `dvc exp run` experiments (and its own run) instead of the trials: "
-                         "reports/experiments.{md,html} and reports/experiments_valid_loss.png")
+    ap.add_argument("--partial", action="store_true", help="with --trials: report the trials that have tags when "
+                                                           "some do not")
     args = ap.parse_args(argv)
-    rows = collect(args.manifest, args.partial, args.experiments)
+    if args.trials and args.revs:
+        raise UserError("compare: name revisions or --trials, not both")
+    if args.trials:
+        runs = [(n, n) for n in trial_tags(args.manifest, args.partial)]
+    else:
+        runs = resolve(args.revs) if args.revs else default_runs(args.manifest)
+    rows = collect(runs)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    if args.experiments:
-        varied = changed_params(rows)
-        stem, descriptions = "experiments", {r["name"]: ", ".join(f"{k}={param(r, k)}" for k in varied) for r in rows}
-        report = "# Your experiments\n\nThis commit's `dvc exp run` experiments (and the commit's own run, " \
-            "`baseline`), from `dvc exp show`; the verdicts and intervals are each run's own (best and final " \
-            "against base).\n\n" + experiments_table(rows)
-    else:
+    if args.trials:
         stem, descriptions = "trials", {t.name: t.description for t in load_trials(args.manifest)}
         report = "# The reference trainings\n\nFrom `dvc exp show -T --json` and each tag's DVCLive losses.\n\n" \
             + table(rows)
-    report += "\n\n## Ranked by style (musicnn)\n\n" + style_ranking(rows) + "\n"
+    else:
+        varied = changed_params(rows)
+        stem, descriptions = "experiments", {r["name"]: ", ".join(f"{k}={param(r, k)}" for k in varied) for r in rows}
+        report = "# Your experiments\n\n" + ", ".join(f"`{n}`" for n, _ in runs) + ", ranked by verdict then style " \
+            "distance; the verdicts and intervals are each run's own (best and final against base).\n\n" \
+            + experiments_table(rows)
+    report += "\n\n## Ranked by verdict, then style (musicnn)\n\n" + style_ranking(rows) + "\n"
     with atomic_path(args.out / f"{stem}.md") as tmp:
         tmp.write_text(report, encoding="utf-8")
     plot(rows, args.out / f"{stem}_valid_loss.png")

@@ -3,14 +3,15 @@
 `dvc exp show --only-changed` lists every stage dependency's hash and every metric of every
 file, so with a handful of experiments it is wider than any terminal. This table holds what
 tells them apart: the params they vary (short names where unambiguous), each run's verdict and
-the figures behind it. It reads what `compare --experiments` reads and writes nothing.
+the figures behind it. It reads what `compare` reads and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from .compare import changed_params, collect, param
+from ..core.errors import UserError
+from .compare import changed_params, collect, experiment_runs, param
 
 HEAD = ("verdict best / final", "way", "style FD best", "loss best", "flagged best")
 
@@ -44,8 +45,11 @@ def render(rows: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="musicgen_lora show", description=__doc__.splitlines()[0])
     ap.parse_args(argv)
-    rows = collect(experiments=True)
-    print(render(rows))
-    print("way: share of the way from base to your music (style); `compare --experiments` writes the full "
-          "report and a page to listen")
+    runs = experiment_runs()
+    if not [name for name, _ in runs if name != "baseline"]:
+        raise UserError("show: this commit has no finished experiments (`dvc exp show` lists none); run some, "
+                        "e.g. `dvc exp run -n lr-high -S train.lr=0.002`, then show again")
+    print(render(collect(runs)))
+    print("way: share of the way from base to your music (style); `compare` writes the full report and a page "
+          "to listen")
     return 0

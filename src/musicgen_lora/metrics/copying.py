@@ -159,3 +159,21 @@ def run_limit(reference_runs: list[float], floor_s: float = 1.0) -> float:
     copied (base's, never trained on this data; the held-out clips, the same music unseen), and
     never below `floor_s`."""
     return round(max([floor_s] + [2 * r for r in reference_runs]), 3)
+
+
+def copies_of(rows: list[dict], copy_ref: dict) -> list[dict]:
+    """Every clip flagged `near_copy` (comparison_results rows) with the training clip it copies:
+    its recording, the segment clip to play and where in it the verbatim run starts."""
+    train, rate = copy_ref.get("train_clips", []), copy_ref.get("frame_rate")
+    out = []
+    for r in rows:
+        if COPY_FLAG not in r.get("flags", []):
+            continue
+        m = r["metrics"]
+        i = m.get("copy_clip", -1)
+        t = train[i] if 0 <= i < len(train) else {}
+        start = round(m["copy_frame"] / rate, 2) if rate and m.get("copy_frame", -1) >= 0 else None
+        out.append({"model": r["model"], "prompt": r["prompt"], "sample": r.get("sample", 0), "file": r["file"],
+                    "longest_s": m.get("copy_longest_s"), "share": m.get("copy_share"),
+                    "nn_distance": m.get("copy_nn_distance"), "training": {**t, "run_starts_s": start}})
+    return out

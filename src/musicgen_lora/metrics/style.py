@@ -209,9 +209,9 @@ def self_distance(feats: np.ndarray, seed: int, splits: int = 20) -> dict | None
     over `splits` seeded splits, with the 2.5-97.5 percentile range of the splits: what a set of
     this size scores against music of its own kind (a style distance cannot be expected lower).
     None below 4 rows."""
-    x = _finite_matrix(feats, "feats")
-    if len(x) < 4:
+    if len(feats) < 4:  # before the covariance's own check, which stops below 2
         return None
+    x = _finite_matrix(feats, "feats")
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(splits):

@@ -26,7 +26,7 @@ from ..metrics import comparison as C
 from ..metrics import registry as M
 from ..metrics import style as S
 from ..metrics import verdict as V
-from ..metrics.copying import COPY_FLAG
+from ..metrics.copying import COPY_FLAG, copies_of
 from ..metrics.plots import MODELS, plot_loudness, plot_losses, plot_spectrograms
 from ..report.page import write_run_page
 
@@ -95,6 +95,17 @@ def _tags(tags: list) -> str:
     return ", ".join(f"{n} {p:.2f}" for n, p in tags)
 
 
+def copy_lines(summary: dict) -> list[str]:
+    """Each clip flagged near_copy and the training audio it copies (the page plays both)."""
+    out = []
+    for c in summary.get("copies", []):
+        t = c["training"]
+        where = f"{t.get('source', '?')} at {t.get('offset_s', 0) + (t.get('run_starts_s') or 0):g} s"
+        out.append(f"- Copy: {c['model']}'s \"{c['prompt']}\" (sample {c['sample']}) repeats {where}: "
+                   f"{c['longest_s']:g} s verbatim, musicnn distance {c['nn_distance']:g} to that clip.")
+    return out + [""] if out else []
+
+
 def report(summary: dict) -> str:
     models, objective, sets = summary["models"], summary["valid_loss_objective"], summary["set"]
     names = [n for n in MODELS if n in models]
@@ -103,7 +114,7 @@ def report(summary: dict) -> str:
     n_valid = next((m["delta_vs_base"]["valid_loss"]["n"] for m in models.values()
                     if "valid_loss" in m.get("delta_vs_base", {})), 0)
     verdicts = [V.sentence(n, v) for n, v in summary.get("verdicts", {}).items()]
-    lines = ["# Run summary", "", *(f"**Verdict, {v}**" for v in verdicts), "",
+    lines = ["# Run summary", "", *(f"**Verdict, {v}**" for v in verdicts), "", *copy_lines(summary),
              f"Best epoch: {summary['best_epoch']}. Training objective on the valid split: base {objective['base']:.4f}, "
              f"best {objective['best']:.4f}, final {objective['final']:.4f}."
              + (f" Stopped early at epoch {summary['early_stop']['epoch']} of {summary['early_stop']['of']}: "
@@ -181,6 +192,7 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
                          for n in names if n != "base"}
     reference = read_reference(eval_dir / REFERENCE)
     summary["thresholds"] = reference["thresholds"]
+    summary["copies"] = copies_of(rows, reference.get("copy") or {})
     target_emb = load_file(str(eval_dir / "reference.safetensors"))["valid_musicnn_emb"]
     summary["target"] = {**summary["target"], "self_fd": S.self_distance(target_emb, boot["seed"])}
     if "best" in sets and "final" in sets:
