@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from musicgen_lora.metrics.plots import plot_losses
+
 PROMPTS = ["bright upbeat chiptune", "dark driving chiptune", "calm solo piano"]
 MODELS = ["base", "best", "final"]
 SR = 16000
@@ -63,8 +65,10 @@ def fake_run(root: Path) -> dict:
         (d / "index.json").write_text(json.dumps({**e, "prompts": sample_prompts, "files": ["00.wav", "01.wav"],
                                                   "seed": 0, "seconds": 0.5, "sample_rate": SR}))
     (samples / "index.json").write_text(json.dumps({"prompts": sample_prompts, "epochs": [0, 1, 2]}))
+    loss = root / "metrics/plots/loss.png"  # drawn as summarize draws it, shown on the page
+    plot_losses(epochs, loss, "training objective: real frames")
     return {"rows": rows, "eval_dir": eval_dir, "epochs": epochs, "summary": summary, "samples": samples,
-            "page": root / "metrics/report.html"}
+            "loss": loss, "page": root / "metrics/report.html"}
 
 
 def in_ci() -> bool:

@@ -54,7 +54,7 @@ def parse(page: Path) -> Collect:
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     r = fake_run(root)
-    write_run_page(r["page"], r["rows"], r["eval_dir"], r["epochs"], r["summary"], r["samples"])
+    write_run_page(r["page"], r["rows"], r["eval_dir"], r["loss"], r["summary"], r["samples"])
     return r
 
 
@@ -62,7 +62,7 @@ def test_links_are_relative_and_resolve(run):
     page = run["page"]
     c = parse(page)
     assert len(c.audio) == len(PROMPTS) * len(MODELS) + 3 * 2  # clips + training samples (3 epochs x 2)
-    assert len(c.img) == len(PROMPTS) * len(MODELS)
+    assert len(c.img) == len(PROMPTS) * len(MODELS) + 1  # and the loss figure
     for src in [a["src"] for a in c.audio] + c.img:
         assert not src.startswith(("/", "file:")) and "://" not in src, src
         assert (page.parent / src).resolve().is_file(), src
@@ -85,7 +85,8 @@ def test_numbers_flags_summary_and_timeline(run):
     text = run["page"].read_text()
     assert '<span class="flag">decaying</span>' in text and "decaying x1" in text
     assert "tail drop LU" in text and "code JS div" in text and "flatness" in text
-    assert '<li class="ok">best vs base: valid_loss: <b>better</b>' in text and '<svg class="loss"' in text
+    assert '<li class="ok">best vs base: valid_loss: <b>better</b>' in text
+    assert '<img class="loss" src="plots/loss.png"' in text  # summarize's loss figure, not a second drawing
     assert '<li class="">best vs base: style_fd: <b>no measurable difference</b>' in text
     assert '<li class="bad">final vs base: valid_loss: <b>worse</b>' in text
     assert "training objective" in text and "set: style FD" in text
@@ -109,7 +110,7 @@ def test_values_are_escaped(tmp_path):
     r = fake_run(tmp_path)
     odd = 'a <b>bold</b> & "quoted" prompt'
     rows = [{**x, "prompt": odd, "flags": ["<i>x</i>"]} if x["prompt"] == PROMPTS[0] else x for x in r["rows"]]
-    write_run_page(r["page"], rows, r["eval_dir"], r["epochs"], r["summary"], r["samples"])
+    write_run_page(r["page"], rows, r["eval_dir"], r["loss"], r["summary"], r["samples"])
     text = r["page"].read_text()
     assert "<b>bold</b>" not in text and "<i>x</i>" not in text
     assert "a &lt;b&gt;bold&lt;/b&gt; &amp; &#34;quoted&#34; prompt" in text
@@ -123,7 +124,7 @@ def test_spectrograms_are_small_and_the_page_is_deterministic(run, tmp_path):
     assert sorted(p.name for p in spec.iterdir()) == sorted(f"{m}_{i:02d}.png" for m in MODELS for i in range(3))
     assert Image.open(spec / "best_00.png").size == (300, 80)
     before = {p: p.read_bytes() for p in [run["page"], *spec.iterdir()]}
-    write_run_page(run["page"], run["rows"], run["eval_dir"], run["epochs"], run["summary"], run["samples"])
+    write_run_page(run["page"], run["rows"], run["eval_dir"], run["loss"], run["summary"], run["samples"])
     assert {p: p.read_bytes() for p in [run["page"], *spec.iterdir()]} == before
     assert not [p for p in run["page"].parent.rglob("*") if p.name.startswith(".") and "tmp" in p.name]
 
@@ -131,10 +132,10 @@ def test_spectrograms_are_small_and_the_page_is_deterministic(run, tmp_path):
 def test_samples_off_and_missing(tmp_path):
     r = fake_run(tmp_path)
     (r["samples"] / "index.json").write_text(json.dumps({"prompts": [], "epochs": []}))
-    write_run_page(r["page"], r["rows"][:3], r["eval_dir"], r["epochs"][:1], {}, r["samples"])
+    write_run_page(r["page"], r["rows"][:3], r["eval_dir"], None, {}, r["samples"])
     text = r["page"].read_text()
     assert "sample_prompts: []" in text and len(parse(r["page"]).audio) == 3
-    write_run_page(r["page"], r["rows"][:3], r["eval_dir"], [], {}, None)
+    write_run_page(r["page"], r["rows"][:3], r["eval_dir"], None, {}, None)
     assert 'id="samples"' not in r["page"].read_text()
 
 

@@ -35,10 +35,10 @@ def check(result: dict, console: list[str], audio: int) -> None:
 
 def test_run_page_loads_every_clip(browser, tmp_path):
     r = fake_run(tmp_path)
-    write_run_page(r["page"], r["rows"], r["eval_dir"], r["epochs"], r["summary"], r["samples"])
+    write_run_page(r["page"], r["rows"], r["eval_dir"], r["loss"], r["summary"], r["samples"])
     result, console = probe(browser, r["page"], tmp_path / "profile")
     check(result, console, len(PROMPTS) * len(MODELS) + 3 * 2)
-    assert result["images"] == len(PROMPTS) * len(MODELS)
+    assert result["images"] == len(PROMPTS) * len(MODELS) + 1  # the spectrograms and the loss figure
     assert sorted(set(result["durations"])) == [0.5, 1.0]  # samples, clips
     shot = screenshot(browser, r["page"], tmp_path / "page.png", tmp_path / "profile")
     shutil.copy(shot, SHOT)
@@ -60,7 +60,7 @@ def test_the_probe_sees_a_broken_link_and_a_console_error(browser, tmp_path):
     """The checks are not blind: a missing wav is a failed source and a load error, and a
     console.error shows in the probe and in Chromium's log."""
     r = fake_run(tmp_path)
-    write_run_page(r["page"], r["rows"], r["eval_dir"], r["epochs"], r["summary"], r["samples"])
+    write_run_page(r["page"], r["rows"], r["eval_dir"], r["loss"], r["summary"], r["samples"])
     (r["samples"] / "epoch_1/00.wav").unlink()
     r["page"].write_text(r["page"].read_text().replace("</body>", '<script>console.error("boom")</script></body>'))
     result, console = probe(browser, r["page"], tmp_path / "profile")

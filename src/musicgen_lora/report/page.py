@@ -15,12 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from markupsafe import Markup
-
 from ..core.files import atomic_dir, inside, write_text
 from ..metrics.registry import keys
 from ..metrics.verdict import explain
-from .figures import loss_svg, spectrogram_png
+from .figures import spectrogram_png
 from .html import CLIP_KEYS, href, label, render
 
 MODELS = ("base", "best", "final")
@@ -44,7 +42,7 @@ def models_of(rows: list[dict]) -> list[str]:
     return [m for m in MODELS if m in present] + sorted(present - set(MODELS))
 
 
-def summary_data(summary: dict, epochs: list[dict]) -> dict:
+def summary_data(summary: dict, loss_png: Path | None, page: Path) -> dict:
     """Losses (real frames, and the training objective), checks, loss curve, means per model.
     Checks (summary["checks"]: {"best_vs_base": {check: verdict}}): "better" green, "worse" red,
     "no measurable difference" plain."""
@@ -60,7 +58,7 @@ def summary_data(summary: dict, epochs: list[dict]) -> dict:
             "losses": [(n, means[n].get("valid_loss"), objective.get(n)) for n in names],
             "checks": [(VERDICT_CLASS.get(v, ""), name.replace("_vs_", " vs "), k, v)
                        for name, verdicts in (summary.get("checks") or {}).items() for k, v in (verdicts or {}).items()],
-            "loss_svg": Markup(loss_svg(epochs)),  # figures.py escapes what it writes
+            "loss_png": loss_png and href(loss_png, page),  # summarize's loss.png, the one loss figure
             "flags": [[f"{f} x{c}" for f, c in (models[n].get("flags") or {}).items()] for n in names]}
 
 
@@ -142,14 +140,15 @@ def copies_data(summary: dict, eval_dir: Path, page: Path) -> list[dict]:
     return out
 
 
-def write_run_page(page: Path, rows: list[dict], eval_dir: Path, epochs: list[dict], summary: dict,
+def write_run_page(page: Path, rows: list[dict], eval_dir: Path, loss_png: Path | None, summary: dict,
                    samples_dir: Path | None = None, title: str = "Run report") -> Path:
-    """Write the run's page at `page` (and its spectrograms beside it); returns `page`."""
+    """Write the run's page at `page` (and its spectrograms beside it), showing the loss figure
+    `loss_png` (metrics/plots/loss.png); returns `page`."""
     page, assets = Path(page), assets_dir(page)
     with atomic_dir(assets) as tmp:
         clips = clips_data(rows, eval_dir, page, tmp / "spec", assets / "spec")
     write_text(page, render("page.html.j2", title=title, audio_dir=href(eval_dir, page),
                             verdicts=verdicts_data(summary), copies=copies_data(summary, eval_dir, page),
-                            target=target_data(summary, page), summary=summary_data(summary, epochs), clips=clips,
+                            target=target_data(summary, page), summary=summary_data(summary, loss_png, page), clips=clips,
                             samples=samples_data(samples_dir, page)))
     return page

@@ -218,7 +218,7 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
     plot_losses(epochs, plots / "loss.png", objective)
     plot_loudness(clip_rows, plots / "loudness.png")
     plot_spectrograms([r for r in clip_rows if r.get("sample", 0) == 0], eval_dir, plots / "spectrograms.png")
-    write_run_page(page, clip_rows, eval_dir, epochs, summary, train_metrics / "samples")  # report/page.py
+    write_run_page(page, clip_rows, eval_dir, plots / "loss.png", summary, train_metrics / "samples")  # report/page.py
     return summary
 
 
