@@ -45,3 +45,33 @@ def test_metrics_with_a_damaged_reference_says_so(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().startswith("evaluation/reference.json: not the file `evaluate base` writes")
+
+
+ROW = {"prompt": "p", "model": "best", "sample": 0, "seed": 0, "length": "clip", "file": "best_model/a.wav",
+       "duration_s": 3.0, "valid_loss": 5.0, "flags": [], "metrics": {}, "made_on": {}}
+
+
+def test_results_set_metrics_and_summaries_are_read_through_their_records(tmp_path):
+    """comparison_results.jsonl, set_metrics.json, a train run's files and a run's summary: the
+    shape each stage writes reads back; another shape is one line naming the file."""
+    from musicgen_lora.core.artifacts import (parse_results, parse_summary, read_epochs, read_results,
+                                              read_set_metrics)
+
+    results = tmp_path / "comparison_results.jsonl"
+    results.write_text(json.dumps(ROW) + "\n")
+    assert read_results(results) == [ROW] and parse_results(json.dumps(ROW) + "\n\n", "rev:x") == [ROW]
+    results.write_text(json.dumps({k: v for k, v in ROW.items() if k != "made_on"}) + "\n")
+    with pytest.raises(UserError, match=r"comparison_results.jsonl: line 1: not a row evaluate writes \('made_on'"):
+        read_results(results)
+    sets = tmp_path / "set_metrics.json"
+    sets.write_text(json.dumps({"models": {}, "target": {}, "padded": None, "prompts": {}, "bootstrap": {}}))
+    assert read_set_metrics(sets).padded is None
+    sets.write_text(json.dumps({"models": {}}))
+    with pytest.raises(UserError, match="set_metrics.json: not the file `evaluate` writes"):
+        read_set_metrics(sets)
+    epochs = tmp_path / "epochs.json"
+    epochs.write_text(json.dumps([{"epoch": 0, "valid_loss": 5.0}]))
+    with pytest.raises(UserError, match="epochs.json: not the per-epoch losses `train` writes"):
+        read_epochs(epochs)
+    with pytest.raises(UserError, match="trial-1:metrics/summary.json: a summary from an older version"):
+        parse_summary(json.dumps({"models": {}}), "trial-1:metrics/summary.json")

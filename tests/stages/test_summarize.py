@@ -32,7 +32,8 @@ def rows_for(model: str, rng, style_shift: float, length: str = "clip", silence:
                           "past_loudness_change_lu": -20 * silence + rng.normal(0, 0.1), "past_silence_ratio": silence})
             rows.append({"prompt": prompt, "model": model, "sample": s, "seed": s * len(PROMPTS) + i, "length": length,
                          "file": f"{model}_model/{sub}{i:02d}_{s}.wav", "duration_s": 3.0,
-                         "valid_loss": {"base": 5.0, "best": 4.5, "final": 4.5}[model], "flags": [], "metrics": m})
+                         "valid_loss": {"base": 5.0, "best": 4.5, "final": 4.5}[model], "flags": [], "metrics": m,
+                         "made_on": {"device": "cpu", "dtype": "float32", "batch": 1}})
     return rows[:len(PROMPTS)] if length == "padded" else rows
 
 
@@ -63,7 +64,7 @@ def test_summary_intervals_checks_and_report(tmp_path):
         "models": sets, "target": {"top_tags": [["piano", 0.7]], "n": 12, "clips": [
             {"file": str(tmp_path / "segments/clips/000007.wav"), "source": "song.flac", "offset_s": 15.0,
              "top_tags": [["piano", 0.8], ["classical", 0.5]]}]},
-        "padded": {"clip_seconds": 3.0, "pad_to_seconds": 6.0},
+        "padded": {"clip_seconds": 3.0, "pad_to_seconds": 6.0}, "prompts": None,  # no off-style prompts: all count
         "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95}}))
     (ev / "reference.json").write_text(json.dumps({"thresholds": {
         "noisy_flatness": 0.3, "decaying_slope_lu_per_s": -0.5, "silent_tail_drop_lu": -10.0,

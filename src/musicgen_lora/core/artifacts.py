@@ -112,3 +112,152 @@ def read_reference(path: Path) -> dict:
     if bad:
         raise UserError(f"{path}: {bad} is not what `evaluate base` writes; {fix}")
     return ref
+
+
+def parse_json_object(text: str | None, where: str, what: str, regenerate: str) -> dict:
+    """A JSON object from `text` (a file's content, e.g. `git show REV:path`), or one line naming
+    `where` it came from, what it should be and how to remake it."""
+    if text is None:
+        raise UserError(f"{where}: missing; {regenerate}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{where}: not {what} (not JSON: {str(exc)[:60]}); {regenerate}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: not {what} (a JSON {type(data).__name__}, not an object); {regenerate}")
+    return data
+
+
+def _keys_of(kind: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(kind)}
+
+
+def record(data: dict, kind: type[Row], where: str, what: str, fix: str) -> Row:
+    """`data` as a `kind` record: exactly its fields (an old or hand-edited file is one line)."""
+    if set(data) != _keys_of(kind):
+        odd = sorted(set(data) ^ _keys_of(kind))
+        raise UserError(f"{where}: not {what} ({', '.join(map(repr, odd[:3]))} missing or unknown); {fix}")
+    return kind(**data)
+
+
+RESULTS = "comparison_results.jsonl"  # evaluation/: one ResultRow per generated clip
+SET_METRICS = "set_metrics.json"  # evaluation/: the set-level figures of each model
+EPOCHS = "epochs.json"  # metrics/train/: train and valid loss per epoch (0 = the base model)
+TRAIN_METRICS = "metrics.json"  # metrics/train/: the run's losses, best epoch, early stop (DVCLive's summary)
+SUMMARY = "summary.json"  # metrics/: every figure of the run with its interval, and the verdicts
+HEADLINE = "headline.json"  # metrics/: what `dvc exp show` reads
+REPRO = "regenerate it with `dvc repro {}`"
+
+
+@dataclass
+class ResultRow:
+    """One line of comparison_results.jsonl: one generation of a prompt by one model, and its measures."""
+
+    prompt: str
+    model: str
+    sample: int  # which of the prompt's samples_per_prompt generations
+    seed: int  # this clip's own seed: `generate --prompt P --seed S` regenerates it alone
+    length: str  # "clip" (evaluate.seconds) or "padded" (the padded training length)
+    file: str
+    duration_s: float
+    valid_loss: float
+    flags: list[str]
+    metrics: dict
+    # what the clip was sampled on: `generate --seed` rebuilds it where these match (on any CPU: float32,
+    # per-row sampling, the batch moving only the codec's last bits); a GPU's kernels and bf16 differ
+    made_on: dict
+
+
+def read_results(path: Path) -> list[dict]:
+    """comparison_results.jsonl's rows (as dicts: the metrics and reports index them by key), each
+    checked to be a ResultRow."""
+    return _result_rows(read_jsonl(path), str(path))
+
+
+def parse_results(text: str, where: str) -> list[dict]:
+    """The same rows from the file's text (another revision's, read through DVC)."""
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        try:
+            rows.append(json.loads(line) if line.strip() else None)
+        except ValueError:
+            raise UserError(f"{where}: line {n} is not JSON; " + REPRO.format("evaluate")) from None
+    return _result_rows([r for r in rows if r is not None], where)
+
+
+def _result_rows(rows: list, where: str) -> list[dict]:
+    out = []
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise UserError(f"{where}: line {n} is not a JSON object; " + REPRO.format("evaluate"))
+        out.append(dataclasses.asdict(record(row, ResultRow, f"{where}: line {n}", "a row evaluate writes",
+                                             REPRO.format("evaluate"))))
+    return out
+
+
+@dataclass(frozen=True)
+class SetMetrics:
+    """evaluation/set_metrics.json: per model its set-level figures (style distances, valid losses),
+    the target clips, the padded evaluation, which prompts are in and off style, and how the
+    intervals are drawn."""
+
+    models: dict
+    target: dict
+    padded: dict | None
+    prompts: dict | None  # {in_style, off_style}; None: every prompt counts as in-style
+    bootstrap: dict
+
+
+def read_set_metrics(path: Path) -> SetMetrics:
+    fix = REPRO.format("evaluate")
+    return record(read_json_object(path, "the file `evaluate` writes", fix), SetMetrics, str(path),
+                  "the file `evaluate` writes", fix)
+
+
+def read_epochs(path: Path) -> list[dict]:
+    """metrics/train/epochs.json: [{epoch, train_loss, valid_loss}], epoch 0 first."""
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        rows = None
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(r, dict) and {"epoch", "train_loss", "valid_loss"} <= set(r) for r in rows):
+        raise UserError(f"{path}: not the per-epoch losses `train` writes; " + REPRO.format("train"))
+    return rows
+
+
+def read_train_metrics(path: Path) -> dict:
+    """metrics/train/metrics.json: the run's best epoch, losses and early stop, as train writes them."""
+    data = read_json_object(path, "the metrics `train` writes", REPRO.format("train"))
+    if not {"best_epoch", "valid_loss_objective"} <= set(data):
+        raise UserError(f"{path}: not the metrics `train` writes (no best_epoch or valid_loss_objective); "
+                        + REPRO.format("train"))
+    return data
+
+
+# summary.json's keys that every reader may rely on (stages/summarize.py writes more)
+SUMMARY_KEYS = ("prompts", "best_epoch", "valid_loss_objective", "models", "bootstrap", "target", "set", "checks",
+                "thresholds", "copies", "verdicts", "per_clip")
+
+
+def parse_summary(text: str | None, where: str) -> dict:
+    """A run's metrics/summary.json (from a file or `git show`), checked for the keys readers use;
+    one line for a run from before a key existed."""
+    fix = "re-run it with this version (`dvc exp run`, or `make trials` for the trials)"
+    data = parse_json_object(text, where, "a run's summary", fix)
+    missing = [k for k in SUMMARY_KEYS if k not in data]
+    if missing:
+        raise UserError(f"{where}: a summary from an older version (no {', '.join(missing[:3])}); {fix}")
+    return data
+
+
+@dataclass(frozen=True)
+class Headline:
+    """metrics/headline.json: the few figures `dvc exp show` lists per experiment."""
+
+    verdict: dict
+    style_share_pct: dict
+    style_fd: dict
+    valid_loss_real: dict
+    flagged: dict
+    best_epoch: int

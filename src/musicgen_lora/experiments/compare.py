@@ -37,6 +37,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..core.artifacts import HEADLINE, RESULTS, SUMMARY, TRAIN_METRICS  # noqa: E402
+from ..core.artifacts import parse_json_object, parse_results, parse_summary  # noqa: E402
 from ..core.errors import UserError  # noqa: E402
 from ..core.files import atomic_dir, atomic_path, inside  # noqa: E402
 from ..metrics import bootstrap as B  # noqa: E402
@@ -45,11 +47,16 @@ from ..metrics.plots import save_png  # noqa: E402
 from ..report.trials import write_trials_page  # noqa: E402
 from .trials import MANIFEST, git, load_trials, require_git  # noqa: E402
 
-LOSS_TSV = "metrics/train/plots/metrics/{}/loss.tsv"
-TRAIN_METRICS = "metrics/train/metrics.json"
+LOSS_TSV = "metrics/train/plots/metrics/{}/loss.tsv"  # DVCLive's
 EVAL_DIR = "evaluation"
-RESULTS = "evaluation/comparison_results.jsonl"
-SUMMARY = "metrics/summary.json"
+RESULTS_AT, SUMMARY_AT = f"{EVAL_DIR}/{RESULTS}", f"metrics/{SUMMARY}"  # where a run keeps them
+TRAIN_METRICS_AT, HEADLINE_AT = f"metrics/train/{TRAIN_METRICS}", f"metrics/{HEADLINE}"
+OLDER = "re-run it with this version (`dvc exp run`)"
+
+
+def at(rev: str, path: str, what: str) -> dict:
+    """A JSON file of a revision (an empty object where the revision has none: a failed or older run)."""
+    return parse_json_object(git("show", f"{rev}:{path}", check=False) or "{}", f"{rev}:{path}", what, OLDER)
 
 
 def exp_rows(show: list) -> dict[str, dict]:
@@ -84,7 +91,7 @@ def epoch_losses(tag: str, split: str) -> list[float]:
     text = git("show", f"{tag}:{LOSS_TSV.format(split)}", check=False)
     losses = [float(r["loss"]) for r in csv.DictReader(io.StringIO(text), delimiter="\t")] if text else []
     if split == "valid" and losses:
-        train_metrics = json.loads(git("show", f"{tag}:{TRAIN_METRICS}", check=False) or "{}")
+        train_metrics = at(tag, TRAIN_METRICS_AT, "the metrics `train` writes")
         base = train_metrics.get("valid_loss_objective", {}).get("base")
         losses = ([base] if base is not None else []) + losses
     return losses
@@ -113,7 +120,7 @@ def committed(rev: str) -> dict:
     from ruamel.yaml import YAML
 
     params = YAML(typ="safe").load(git("show", f"{rev}:params.yaml", check=False) or "{}") or {}
-    return {"params": params, "metrics": json.loads(git("show", f"{rev}:metrics/headline.json", check=False) or "{}")}
+    return {"params": params, "metrics": at(rev, HEADLINE_AT, "the headline `summarize` writes")}
 
 
 def experiment_runs() -> list[tuple[str, str]]:
@@ -124,7 +131,7 @@ def experiment_runs() -> list[tuple[str, str]]:
     require_git("compare")
     rows = exp_show(".")
     head = git("rev-parse", "HEAD").strip()
-    runs = [("baseline", head)] if git("ls-tree", head, SUMMARY, check=False).strip() else []
+    runs = [("baseline", head)] if git("ls-tree", head, SUMMARY_AT, check=False).strip() else []
     exps = [r for r in rows if r.get("typ") in ("branch_commit", "branch_base") and r.get("Experiment")
             and r.get("State") in (None, "Success")]
     return runs + [(r["Experiment"], r["rev"]) for r in sorted(exps, key=lambda r: str(r.get("Created") or ""))]
@@ -163,8 +170,8 @@ def resolve(revs: list[str]) -> list[tuple[str, str]]:
         if not commit:
             raise UserError(f"compare: '{rev}' is no experiment (`dvc exp list`), tag, branch or commit here; "
                             "name one of those")
-        if not git("ls-tree", commit, SUMMARY, check=False):
-            raise UserError(f"compare: '{rev}' has no {SUMMARY} (a commit without a finished run); "
+        if not git("ls-tree", commit, SUMMARY_AT, check=False):
+            raise UserError(f"compare: '{rev}' has no {SUMMARY_AT} (a commit without a finished run); "
                             "name a run's commit, or run it first (`dvc exp run`)")
         out.append((rev, commit))
     return out
@@ -177,14 +184,14 @@ def collect(runs: list[tuple[str, str]]) -> list[dict]:
     rows = exp_rows(show)
     out = []
     for name, rev in runs:
-        summary = json.loads(git("show", f"{rev}:{SUMMARY}", check=False) or "{}")
         found = rows.get(rev) or rows.get(name) or committed(rev)
         # every model's figures from the run's summary.json (headline.json, what dvc exp show has,
-        # holds base and best only)
+        # holds base and best only); a run from an older version: what dvc exp show has
         try:
+            summary = parse_summary(git("show", f"{rev}:{SUMMARY_AT}", check=False) or None, f"{rev}:{SUMMARY_AT}")
             figures = C.figures(summary)
-        except (KeyError, TypeError):  # a run from before a figure existed: what dvc exp show has
-            figures = found["metrics"]
+        except UserError:
+            summary, figures = {}, found["metrics"]
         out.append({"name": name, "rev": rev, **found, "figures": figures,
                     "train_losses": epoch_losses(rev, "train"), "valid_losses": epoch_losses(rev, "valid"),
                     "summary": summary})
@@ -202,10 +209,10 @@ def extract_best_audio(runs: list[tuple[str, str]], out_dir: Path) -> dict[str, 
     with atomic_dir(out_dir) as tmp:
         for name, rev in runs:
             fs = DVCFileSystem(".", rev=rev)
-            if not fs.exists(RESULTS):
+            if not fs.exists(RESULTS_AT):
                 out[name] = []
                 continue
-            rows = [json.loads(line) for line in fs.read_text(RESULTS, encoding="utf-8").splitlines() if line.strip()]
+            rows = parse_results(fs.read_text(RESULTS_AT, encoding="utf-8"), f"{rev}:{RESULTS_AT}")
             folder = re.sub(r"[^A-Za-z0-9._-]", "_", name)
             out[name] = []
             for r in (r for r in rows if r["model"] == "best" and r.get("length", "clip") == "clip"

@@ -11,16 +11,17 @@ the interval excludes zero: with 8-16 generated clips a difference of means is o
 from __future__ import annotations
 
 import html
-import json
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file
 
 from ..core.args import stage_paths
-from ..core.artifacts import REFERENCE, read_reference
-from ..core.files import read_jsonl, write_json, write_text
+from ..core.artifacts import (EPOCHS, REFERENCE, TRAIN_METRICS, Headline, SetMetrics, read_epochs, read_reference,
+                              read_results, read_set_metrics, read_train_metrics)
+from ..core.files import write_json, write_text
 from ..metrics import bootstrap as B
 from ..metrics import comparison as C
 from ..metrics import registry as M
@@ -67,7 +68,7 @@ def model_means(rows: list[dict], sets: dict, boot: dict, prompts: dict | None =
     return out
 
 
-def headline(summary: dict) -> dict:
+def headline(summary: dict) -> Headline:
     """What `dvc exp show` shows per experiment, kept narrow so that `dvc exp show --only-changed`
     of a few experiments fits a terminal: the verdicts, how far best got, and the figures behind
     them for base and best (base's are the same in every experiment of one corpus, so
@@ -79,9 +80,9 @@ def headline(summary: dict) -> dict:
     def base_best(key: str) -> dict:
         return {n: v for n, v in every[key].items() if n in ("base", "best")}
 
-    return {"verdict": every["verdict"], "style_share_pct": {"best": every["style_share_pct"].get("best")},
-            "style_fd": base_best("style_fd"), "valid_loss_real": base_best("valid_loss_real"),
-            "flagged": base_best("flagged"), "best_epoch": every["best_epoch"]}
+    return Headline(verdict=every["verdict"], style_share_pct={"best": every["style_share_pct"].get("best")},
+                    style_fd=base_best("style_fd"), valid_loss_real=base_best("valid_loss_real"),
+                    flagged=base_best("flagged"), best_epoch=every["best_epoch"])
 
 
 def _ci(d: dict | None, fmt: str = "{:+.3g}") -> str:
@@ -173,28 +174,20 @@ def report(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, out_json: Path, out_headline: Path,
-        out_md: Path, plots: Path, page: Path) -> dict:
-    epochs = json.loads((train_metrics / "epochs.json").read_text(encoding="utf-8"))
-    live = json.loads((train_metrics / "metrics.json").read_text(encoding="utf-8"))
-    rows = read_jsonl(results)
-    evaluated = json.loads(set_metrics.read_text(encoding="utf-8"))
-    sets, boot = evaluated["models"], evaluated["bootstrap"]
-    prompts = evaluated.get("prompts")
+def build_summary(epochs: list[dict], live: dict, rows: list[dict], evaluated: SetMetrics, reference: dict,
+                  target_emb: np.ndarray) -> dict:
+    """Every figure of the run with its interval against base, the checks and the verdicts."""
+    sets, boot, prompts = evaluated.models, evaluated.bootstrap, evaluated.prompts
     models = model_means(rows, sets, boot, prompts)
     names = [n for n in MODELS if n in models]
     summary = {"prompts": prompts, "best_epoch": live["best_epoch"], "valid_loss_objective": live["valid_loss_objective"],
-               "early_stop": live.get("early_stop"),
-               "mask_padding": live.get("mask_padding"),
-               "models": models, "bootstrap": boot, "target": evaluated["target"],
-               "set": {n: {k: v for k, v in sets[n].items() if k != "valid_losses"} for n in names}}
-    summary["checks"] = {f"{n}_vs_base": C.checks(models[n]["delta_vs_base"], sets[n].get("style_fd_vs_base"))
-                         for n in names if n != "base"}
-    reference = read_reference(eval_dir / REFERENCE)
-    summary["thresholds"] = reference["thresholds"]
-    summary["copies"] = copies_of(rows, reference.get("copy") or {})
-    target_emb = load_file(str(eval_dir / "reference.safetensors"))["valid_musicnn_emb"]
-    summary["target"] = {**summary["target"], "self_fd": S.self_distance(target_emb, boot["seed"])}
+               "early_stop": live.get("early_stop"), "mask_padding": live.get("mask_padding"),
+               "models": models, "bootstrap": boot,
+               "target": {**evaluated.target, "self_fd": S.self_distance(target_emb, boot["seed"])},
+               "set": {n: {k: v for k, v in sets[n].items() if k != "valid_losses"} for n in names},
+               "checks": {f"{n}_vs_base": C.checks(models[n]["delta_vs_base"], sets[n].get("style_fd_vs_base"))
+                          for n in names if n != "base"},
+               "thresholds": reference["thresholds"], "copies": copies_of(rows, reference.get("copy") or {})}
     if "best" in sets and "final" in sets:
         summary["final_vs_best_valid_loss"] = C.valid_loss_interval(sets["best"].get("valid_losses", []),
                                                                     sets["final"].get("valid_losses", []), boot)
@@ -205,12 +198,21 @@ def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, o
     summary["per_clip"] = {"pairs": [list(k) for k in base_pairs], **{
         key: {n: [C.paired(rows, n).get(k, {}).get("metrics", {}).get(key) for k in base_pairs] for n in names}
         for key in STYLE_KEYS}}
-    padded = evaluated.get("padded")
-    if padded:
+    if evaluated.padded:
         cmp = C.padded_comparison(rows, "best" if "best" in models else names[-1], boot)
-        summary["padded"] = cmp and {**padded, **cmp}
+        summary["padded"] = cmp and {**evaluated.padded, **cmp}
+    return summary
+
+
+def run(train_metrics: Path, results: Path, set_metrics: Path, eval_dir: Path, out_json: Path, out_headline: Path,
+        out_md: Path, plots: Path, page: Path) -> dict:
+    epochs, live = read_epochs(train_metrics / EPOCHS), read_train_metrics(train_metrics / TRAIN_METRICS)
+    rows = read_results(results)
+    target_emb = load_file(str(eval_dir / "reference.safetensors"))["valid_musicnn_emb"]
+    summary = build_summary(epochs, live, rows, read_set_metrics(set_metrics), read_reference(eval_dir / REFERENCE),
+                            target_emb)
     write_json(out_json, summary)
-    write_json(out_headline, headline(summary))
+    write_json(out_headline, asdict(headline(summary)))
     write_text(out_md, report(summary))
     objective = "training objective: padded frames counted" if live.get("mask_padding") is False \
         else "training objective: real frames"
