@@ -18,10 +18,10 @@ def in_root(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny():
     """The embedded tiny MusicGen and its tokenizer, loaded through `from_pretrained`."""
-    from musicgen_lora.core.params import ModelParams
+    from musicgen_lora.core.params import project_params
     from musicgen_lora.model.musicgen import load_model
 
-    return load_model(ModelParams(name=str(ROOT / "assets/tiny-musicgen")))
+    return load_model(project_params("model", name=str(ROOT / "assets/tiny-musicgen")))
 
 
 def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
@@ -70,12 +70,12 @@ def tiny_adapter(tmp_path_factory) -> Path:
     import torch
     from peft import get_peft_model
 
-    from musicgen_lora.core.params import ModelParams, TrainParams
+    from musicgen_lora.core.params import project_params
     from musicgen_lora.model.lora import lora_config
     from musicgen_lora.model.musicgen import load_model
 
-    model, _ = load_model(ModelParams(name=str(ROOT / "assets/tiny-musicgen")))
-    peft_model = get_peft_model(model, lora_config(TrainParams(rank=4, alpha=8.0), model))
+    model, _ = load_model(project_params("model", name=str(ROOT / "assets/tiny-musicgen")))
+    peft_model = get_peft_model(model, lora_config(project_params("train", rank=4, alpha=8.0), model))
     peft_model.peft_config["default"].base_model_name_or_path = "assets/tiny-musicgen"  # as train, run from the root
     torch.manual_seed(0)
     with torch.no_grad():

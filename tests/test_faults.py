@@ -12,14 +12,14 @@ from safetensors.torch import load_file, save_file
 
 from musicgen_lora import __main__ as cli
 from musicgen_lora.core.errors import UserError
-from musicgen_lora.core.params import EncodeParams, ModelParams, TrainParams
+from musicgen_lora.core.params import project_params
 from musicgen_lora.model.lora import check_adapter_dir, load_adapters, lora_config
 from musicgen_lora.model.tokens import INDEX, TokenSplit, load_tokens
 from musicgen_lora.stages import encode
 
 from conftest import ROOT
 
-TINY = ModelParams(name=str(ROOT / "assets/tiny-musicgen"))
+TINY = project_params("model", name=str(ROOT / "assets/tiny-musicgen"))
 
 
 def one_line(capsys) -> str:
@@ -68,7 +68,7 @@ def test_a_clip_listed_but_missing_is_named(tmp_path):
     sf.write(seg / "clips/000000.wav", np.zeros(16000, dtype=np.float32), 16000)
     manifest(seg, [clip_row(0, "clips/000000.wav"), clip_row(1, "clips/000001.wav")])
     with pytest.raises(UserError, match=r"clips/000001.wav: listed in .*manifest.jsonl but not on disk"):
-        encode.run(seg, tmp_path / "tokens", EncodeParams(), TINY)
+        encode.run(seg, tmp_path / "tokens", project_params("encode"), TINY)
     assert not (tmp_path / "tokens").exists()  # nothing half-written
 
 
@@ -86,7 +86,7 @@ def adapter(tmp_path_factory):
 
     model, _ = load_model(TINY)  # its own copy: get_peft_model wraps the model in place
     folder = tmp_path_factory.mktemp("adapter")
-    get_peft_model(model, lora_config(TrainParams(rank=4, alpha=8.0), model)).save_pretrained(folder)
+    get_peft_model(model, lora_config(project_params("train", rank=4, alpha=8.0), model)).save_pretrained(folder)
     return folder
 
 
@@ -120,7 +120,7 @@ def test_target_modules_matching_nothing_fail_before_the_weights_load(monkeypatc
 
     monkeypatch.setattr(musicgen, "load_model", lambda *a, **k: pytest.fail("weights loaded"))
     with pytest.raises(ParamsError, match="match no module"):
-        lora_config(TrainParams(target_modules=["q_prj"]), load_config(TINY))
+        lora_config(project_params("train", target_modules=["q_prj"]), load_config(TINY))
 
 
 def test_ctrl_c_ends_with_one_line(monkeypatch, capsys):

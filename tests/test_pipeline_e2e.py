@@ -128,11 +128,12 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert row["made_on"]["batch"] >= 1
 
     # A row's prompt and seed regenerate its clip alone: evaluate generated both prompts in one batch
-    ep = YAML(typ="safe").load(tmp_path / "params.yaml")["evaluate"]
+    params = YAML(typ="safe").load(tmp_path / "params.yaml")
+    ep, gp = params["evaluate"], params["generation"]
     clip = next(r for r in rows if r["model"] == "best" and r["seed"] == 3)
     sh(["python", "-m", "musicgen_lora", "generate", "--adapter", "models/best_model", "--prompt", clip["prompt"],
-        "--seed", "3", "--seconds", str(ep["seconds"]), "--guidance", str(ep["guidance_scale"]), "--temperature",
-        str(ep["temperature"]), "--top-k", str(ep["top_k"]), "--out", "again.wav"], tmp_path, env)
+        "--seed", "3", "--seconds", str(ep["seconds"]), "--guidance", str(gp["guidance_scale"]), "--temperature",
+        str(gp["temperature"]), "--top-k", str(gp["top_k"]), "--out", "again.wav"], tmp_path, env)
     again, original = sf.read(tmp_path / "again.wav")[0], sf.read(tmp_path / "evaluation" / clip["file"])[0]
     assert again.shape == original.shape and abs(again - original).max() < 1e-3  # a batched decode: last-bit noise
     status = sh(["dvc", "status"], tmp_path, env)

@@ -40,6 +40,10 @@ def test_defaults_load_typed(tmp_path, monkeypatch):
     ("train", "bogus", 1, "unknown key train.bogus"),
     ("evaluate", "prompts", [], "evaluate.prompts"),
     ("encode", "pad_to_seconds", 10.0, "encode.pad_to_seconds"),
+    ("generation", "guidance_scale", 0.5, "generation.guidance_scale must be >= 1"),
+    ("generation", "temperature", 0, "generation.temperature must be finite and > 0"),
+    ("generation", "top_k", -1, "generation.top_k must be >= 0"),
+    ("evaluate", "guidance_scale", 3.0, "unknown key evaluate.guidance_scale"),  # moved to generation
 ])
 def test_bad_value_exits_2_naming_key(tmp_path, monkeypatch, capsys, section, key, value, needle):
     write_params(tmp_path, monkeypatch, lambda d: d[section].__setitem__(key, value))

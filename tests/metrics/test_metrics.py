@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from musicgen_lora.core.params import project_params
 from musicgen_lora.metrics import cli as CLI
 from musicgen_lora.metrics import clip as M
 from musicgen_lora.metrics import flags as F
 from musicgen_lora.metrics import style as S
 
 SR = 16000
+TH = project_params("evaluate").thresholds()  # the project's flag limits
 DUR = 15.0
 T = np.arange(int(DUR * SR)) / SR
 RNG = np.random.default_rng(1234)
@@ -56,8 +58,8 @@ def test_slope_steady_vs_decaying(m):
     assert abs(m["tone"]["loudness_slope_lu_per_s"]) < 0.05
     assert m["decay"]["loudness_slope_lu_per_s"] == pytest.approx(-30.0 / DUR, abs=0.1)
     assert M.loudness_slope(DECAY, SR) == pytest.approx(m["decay"]["loudness_slope_lu_per_s"])
-    assert "decaying" in F.flags(m["decay"], F.FlagThresholds())
-    assert "decaying" not in F.flags(m["tone"], F.FlagThresholds())
+    assert "decaying" in F.flags(m["decay"], TH)
+    assert "decaying" not in F.flags(m["tone"], TH)
 
 
 def test_thirds_delta(m):
@@ -70,8 +72,8 @@ def test_tail_drop_fade_vs_steady(m):
     assert abs(m["tone"]["tail_drop_lu"]) < 0.5
     assert m["fade"]["tail_drop_lu"] < -10.0
     assert M.tail_drop(FADE, SR) == pytest.approx(m["fade"]["tail_drop_lu"])
-    assert "silent_tail" in F.flags(m["fade"], F.FlagThresholds())
-    assert F.flags(m["tone"], F.FlagThresholds()) == []
+    assert "silent_tail" in F.flags(m["fade"], TH)
+    assert F.flags(m["tone"], TH) == []
     with pytest.raises(ValueError, match="tail_s"):
         M.tail_drop(TONE, SR, tail_s=0.1)
 
@@ -82,7 +84,7 @@ def test_silence_ratio_and_rms_per_second(m):
     assert M.silence_ratio(HALF, SR, threshold_dbfs=-60.0, frame_s=0.1) == pytest.approx(0.5, abs=0.01)
     mostly = TONE.copy()
     mostly[: int(0.7 * T.size)] = 0.0
-    assert "mostly_silent" in F.flags(M.clip_metrics(mostly, SR), F.FlagThresholds())
+    assert "mostly_silent" in F.flags(M.clip_metrics(mostly, SR), TH)
     rms = M.rms_per_second(TONE, SR)
     assert len(rms) == 15 and np.allclose(rms, 20 * np.log10(0.5 / np.sqrt(2)), atol=0.01)
     assert M.rms_per_second(SILENCE[: SR * 2], SR) == [M.DBFS_FLOOR] * 2
@@ -96,8 +98,8 @@ def test_flatness_and_chroma_noise_vs_tone(m):
     assert m["noise"]["spectral_flatness"] > 0.5
     assert m["tone"]["spectral_flatness"] < 0.05
     assert M.spectral_flatness(NOISE, SR) == pytest.approx(m["noise"]["spectral_flatness"])
-    assert "noisy" in F.flags(m["noise"], F.FlagThresholds())
-    assert "noisy" not in F.flags(m["tone"], F.FlagThresholds())
+    assert "noisy" in F.flags(m["noise"], TH)
+    assert "noisy" not in F.flags(m["tone"], TH)
     assert m["noise"]["chroma_entropy"] > 0.95
     assert m["tone"]["chroma_entropy"] < 0.1
     assert M.chroma_entropy(TONE, SR) == pytest.approx(m["tone"]["chroma_entropy"])
@@ -209,7 +211,7 @@ def test_silence_code_share():
 
 
 def test_flags_and_calibration(m):
-    base = F.FlagThresholds()
+    base = TH
     with pytest.raises(ValueError, match="lack keys"):
         F.flags({"tail_drop_lu": 0.0}, base)
     with pytest.raises(ValueError):
@@ -230,7 +232,7 @@ def test_flags_and_calibration(m):
 def test_music_whose_recordings_fade_out_is_not_flagged_for_fading_out(m):
     """The clips sampled for calibration are mid-song (steady), but every recording ends in a fade:
     the endings set the silent_tail limit, so a clip that fades as the user's songs do is no defect."""
-    base = F.FlagThresholds()
+    base = TH
     assert m["fade"]["tail_drop_lu"] < base.silent_tail_drop_lu and "silent_tail" in F.flags(m["fade"], base)
     assert F.calibrate_thresholds([m["tone"]] * 20, base) == base  # mid-song clips alone: still flagged
     cal = F.calibrate_thresholds([m["tone"]] * 20, base, endings=[m["fade"]] * 3 + [m["tone"]] * 2)
@@ -249,7 +251,7 @@ def _write(path, audio, sr=SR):
 def test_metrics_cli_json(tmp_path, capsys):
     tone = _write(tmp_path / "tone.wav", np.stack([TONE, TONE], axis=1))  # stereo, downmixed
     noise = _write(tmp_path / "noise.wav", NOISE)
-    assert CLI.metrics_cli([tone, noise, "--json"], F.FlagThresholds()) == 0
+    assert CLI.metrics_cli([tone, noise, "--json"], TH) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2
     rows = [json.loads(line) for line in out]
@@ -268,7 +270,7 @@ def test_metrics_cli_table_and_errors(tmp_path, capsys):
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
     missing = str(tmp_path / "missing.wav")
-    assert CLI.metrics_cli([str(bad), good, nan, missing], F.FlagThresholds()) == 1
+    assert CLI.metrics_cli([str(bad), good, nan, missing], TH) == 1
     cap = capsys.readouterr()
     for path in (str(bad), nan, missing):
         assert path in cap.err
@@ -276,9 +278,9 @@ def test_metrics_cli_table_and_errors(tmp_path, capsys):
     lines = cap.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("file") and "flags" in lines[0]
     assert lines[1].startswith(good) and "silent_tail" in lines[1]
-    assert CLI.metrics_cli([good], F.FlagThresholds()) == 0
+    assert CLI.metrics_cli([good], TH) == 0
     capsys.readouterr()
-    assert CLI.metrics_cli([], F.FlagThresholds()) == 2  # usage error returns, does not exit
+    assert CLI.metrics_cli([], TH) == 2  # usage error returns, does not exit
 
 
 def test_stereo_clips_are_measured_on_the_mid_channel():
@@ -295,7 +297,7 @@ def test_metrics_on_a_missing_file_or_a_pipe_is_one_line(tmp_path, capsys):
     from musicgen_lora.metrics.cli import metrics_cli
 
     os.mkfifo(tmp_path / "pipe.wav")
-    assert metrics_cli([str(tmp_path / "nope.wav"), str(tmp_path / "pipe.wav")]) == 1
+    assert metrics_cli([str(tmp_path / "nope.wav"), str(tmp_path / "pipe.wav")], TH) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].endswith("nope.wav: no such file") and "dvc" not in err[0]
     assert err[1].endswith("pipe.wav: not a regular file (a folder, pipe or device)") and len(err) == 2

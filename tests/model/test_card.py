@@ -11,15 +11,15 @@ import soundfile as sf
 from huggingface_hub import ModelCard
 
 from conftest import ROOT
-from musicgen_lora.core.params import ModelParams, TrainParams
+from musicgen_lora.core.params import project_params
 from musicgen_lora.model.card import write_cards
 
 ROWS = [{"epoch": 0, "train_loss": None, "valid_loss": 5.583535},
         {"epoch": 1, "train_loss": 5.236828, "valid_loss": 5.017372},
         {"epoch": 2, "train_loss": 5.003244, "valid_loss": 4.980815},
         {"epoch": 3, "train_loss": 4.981093, "valid_loss": 4.990001}]
-TP = TrainParams(rank=4, alpha=8.0, dropout=0.05, target_modules=["q_proj", "v_proj"], lr=3e-4, batch_size=2,
-                 grad_accum=4, epochs=3, warmup_steps=5, mask_padding=True, seed=7)
+TP = project_params("train", rank=4, alpha=8.0, dropout=0.05, target_modules=["q_proj", "v_proj"], lr=3e-4,
+                    batch_size=2, grad_accum=4, epochs=3, warmup_steps=5, mask_padding=True, seed=7)
 # The best card of `project` below after its YAML header, as card.py wrote it before the card became a
 # huggingface_hub ModelCard (a hand-written f-string): the template must keep every section and figure.
 BEST_BODY = """
@@ -123,7 +123,7 @@ def test_card_has_the_params_losses_and_where_to_look(tmp_path, tiny_adapter, mo
     monkeypatch.chdir(tmp_path)
     best, final, tokens = project(tmp_path, tiny_adapter)
     (best / "README.md").write_text("# Model Card for Model ID\n[More Information Needed]\n")  # peft's template
-    write_cards(best.relative_to(tmp_path), final.relative_to(tmp_path), ROWS, TP, ModelParams(),
+    write_cards(best.relative_to(tmp_path), final.relative_to(tmp_path), ROWS, TP, project_params("model"),
                 tokens.relative_to(tmp_path))
     card = (best / "README.md").read_text()
     assert "More Information Needed" not in card
@@ -151,10 +151,10 @@ def test_card_is_deterministic_and_names_the_base_as_given(tmp_path, tiny_adapte
     best, final, tokens = project(tmp_path, tiny_adapter)
     config = json.loads((best / "adapter_config.json").read_text())
     (best / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/abs/elsewhere"}))
-    write_cards(best, None, ROWS, TP, ModelParams(), tokens)
+    write_cards(best, None, ROWS, TP, project_params("model"), tokens)
     first = {p.name: p.read_bytes() for p in best.iterdir()}
     assert (final / "README.md").read_bytes() == (tiny_adapter / "README.md").read_bytes()  # None: left alone
-    write_cards(best, None, ROWS, TP, ModelParams(), tokens)
+    write_cards(best, None, ROWS, TP, project_params("model"), tokens)
     assert {p.name: p.read_bytes() for p in best.iterdir()} == first
     assert json.loads(first["adapter_config.json"])["base_model_name_or_path"] == "assets/tiny-musicgen"
     assert not re.search(r"20\d\d-\d\d-\d\d|\d\d:\d\d:\d\d", first["README.md"].decode())  # no date, no time
@@ -163,7 +163,7 @@ def test_card_is_deterministic_and_names_the_base_as_given(tmp_path, tiny_adapte
 def test_the_card_snippet_runs_with_plain_transformers_and_peft(tmp_path, tiny_adapter, monkeypatch):
     monkeypatch.chdir(tmp_path)
     best, _, tokens = project(tmp_path, tiny_adapter)
-    write_cards(best.relative_to(tmp_path), None, ROWS, TP, ModelParams(), tokens.relative_to(tmp_path))
+    write_cards(best.relative_to(tmp_path), None, ROWS, TP, project_params("model"), tokens.relative_to(tmp_path))
     snippet = re.search(r"```python\n(.*?)```", (best / "README.md").read_text(), re.S).group(1)
     assert "max_new_tokens=503" in snippet  # 10 s at 50 frames/s + 3 delay steps; run 0.5 s here
     exec(compile(snippet.replace("max_new_tokens=503", "max_new_tokens=28"), "card-snippet", "exec"), {})
@@ -173,7 +173,7 @@ def test_the_card_snippet_runs_with_plain_transformers_and_peft(tmp_path, tiny_a
 def test_card_is_a_hub_model_card_whose_body_is_unchanged(tmp_path, tiny_adapter, monkeypatch):
     monkeypatch.chdir(tmp_path)
     best, final, tokens = project(tmp_path, tiny_adapter)
-    write_cards(best.relative_to(tmp_path), final.relative_to(tmp_path), ROWS, TP, ModelParams(),
+    write_cards(best.relative_to(tmp_path), final.relative_to(tmp_path), ROWS, TP, project_params("model"),
                 tokens.relative_to(tmp_path))
     for folder in (best, final):
         card = ModelCard.load(folder / "README.md")  # a local file: no network

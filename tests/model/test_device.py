@@ -21,7 +21,7 @@ def two_gpus(monkeypatch):
 
 
 def device(name: str) -> torch.device:
-    return resolve_device(P.ModelParams(device=name))
+    return resolve_device(P.project_params("model", device=name))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CPU-only behaviour")
@@ -92,6 +92,6 @@ def test_one_process_trains_on_its_one_gpu_without_dataparallel(two_gpus, monkey
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     stock = TrainingArguments(output_dir=str(tmp_path / "a"), report_to="none")
     assert stock.n_gpu == 2 and stock.device == torch.device("cuda", 0)  # what the stage must not inherit
-    args = training_arguments(P.TrainParams(), torch.device("cuda", 1), tmp_path / "b")
+    args = training_arguments(P.project_params("train"), torch.device("cuda", 1), tmp_path / "b")
     assert args.n_gpu == 1
     assert args.device == torch.device("cuda", 1) and pinned[-1] == torch.device("cuda", 1)

@@ -279,7 +279,7 @@ def test_untrainable_checkpoint_type_fails_at_load_in_one_line(tmp_path, model_t
 def lora_params_on_meta(config, rank: int) -> int:
     with torch.device("meta"):
         model = families.model_class(config)(config)
-        peft = get_peft_model(model, lora_config(P.TrainParams(rank=rank, alpha=2.0 * rank), config))
+        peft = get_peft_model(model, lora_config(P.project_params("train", rank=rank, alpha=2.0 * rank), config))
     return sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from musicgen_lora.core.params import ModelParams
+from musicgen_lora.core.params import project_params
 from musicgen_lora.model import musicgen
 from musicgen_lora.model.delay import forward_loss
 from musicgen_lora.tiny.bootstrap import lm_batch
@@ -27,7 +27,7 @@ def test_a_half_precision_config_still_loads_float32_weights(tmp_path):
     for sub in ("text_encoder", "audio_encoder", "decoder"):
         config[sub]["dtype"] = config[sub]["torch_dtype"] = "float16"
     (ckpt / "config.json").write_text(json.dumps(config))
-    model, _ = musicgen.load_model(ModelParams(name=str(ckpt)), "cpu")
+    model, _ = musicgen.load_model(project_params("model", name=str(ckpt)), "cpu")
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
@@ -68,12 +68,12 @@ def test_encode_moves_only_the_codec(monkeypatch):
         return real_to(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.Module, "to", spy)
-    model, _ = musicgen.load_model(ModelParams(), "cpu", codec_only=True)
+    model, _ = musicgen.load_model(project_params("model"), "cpu", codec_only=True)
     assert moved == ["EncodecModel"]
     codes = musicgen.encode_audio(model, torch.zeros(1, 16000))
     assert codes.shape[:2] == (1, model.config.decoder.num_codebooks)
     moved.clear()
-    musicgen.load_model(ModelParams(), "cpu")
+    musicgen.load_model(project_params("model"), "cpu")
     assert moved == ["MusicgenForConditionalGeneration"]
 
 
@@ -115,9 +115,9 @@ def test_the_host_copy_is_handed_back_after_the_move_to_a_gpu(monkeypatch):
     monkeypatch.setattr(musicgen, "release", lambda: released.append(True))
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
     monkeypatch.setattr(torch.nn.Module, "to", lambda self, *args, **kwargs: moved.append(args) or self)
-    musicgen.load_model(ModelParams(name=musicgen.TINY_NAME), "cuda")
+    musicgen.load_model(project_params("model", name=musicgen.TINY_NAME), "cuda")
     assert moved == [(torch.device("cuda"),)] and released == [True]
     monkeypatch.undo()
     monkeypatch.setattr(musicgen, "release", lambda: released.append(True))
-    musicgen.load_model(ModelParams(name=musicgen.TINY_NAME), "cpu")
+    musicgen.load_model(project_params("model", name=musicgen.TINY_NAME), "cpu")
     assert released == [True]  # on the CPU the weights stay where they were built: nothing to return

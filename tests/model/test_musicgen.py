@@ -3,7 +3,7 @@ from peft import PeftModel, get_peft_model
 
 from musicgen_lora.model.delay import (IGNORE, codebook_loss, decoder_input_ids, delay_pattern_labels,
                                         forward_loss, text_inputs)
-from musicgen_lora.core.params import ParamsError, TrainParams
+from musicgen_lora.core.params import ParamsError, project_params
 from musicgen_lora.model.lora import lora_config
 
 import pytest
@@ -62,7 +62,7 @@ def test_adapter_save_load_round_trip(tiny, tmp_path):
     model, tok = tiny
     batch = text_inputs(tok, ["upbeat chiptune"])
     batch["labels"] = delay_pattern_labels(torch.randint(0, 200, (1, 4, 20)), torch.ones(1, 20, dtype=torch.bool), True)
-    peft = get_peft_model(model, lora_config(TrainParams(rank=4, alpha=8.0), model))
+    peft = get_peft_model(model, lora_config(project_params("train", rank=4, alpha=8.0), model))
     with torch.no_grad():
         for n, p in peft.named_parameters():
             if "lora_B" in n:
@@ -81,11 +81,11 @@ def test_adapter_save_load_round_trip(tiny, tmp_path):
 
 def test_lora_targets_only_decoder(tiny):
     model, _ = tiny
-    cfg = lora_config(TrainParams(), model)
+    cfg = lora_config(project_params("train"), model)
     names = [n for n, _ in model.named_modules() if __import__("re").fullmatch(cfg.target_modules, n)]
     assert names and all(n.startswith("decoder.") for n in names)
     with pytest.raises(ParamsError, match="train.target_modules"):
-        lora_config(TrainParams(target_modules=["q_proj", "nonexistent"]), model)
+        lora_config(project_params("train", target_modules=["q_proj", "nonexistent"]), model)
 
 
 def test_generate_falls_back_to_re_encoded_codes_when_the_capture_sees_none(tiny, monkeypatch):
@@ -109,15 +109,14 @@ def test_checkpointing_every_nth_decoder_layer_gives_the_same_gradients_bit_for_
     """`checkpoint_decoder` recomputes only every n-th decoder layer, and the recomputation
     changes no bit of the loss or of any LoRA gradient (train.gradient_checkpointing_every)."""
     from conftest import ROOT
-    from musicgen_lora.core.params import ModelParams
     from musicgen_lora.model.musicgen import checkpoint_decoder, load_model
 
     def grads(every):
-        model, tok = load_model(ModelParams(name=str(ROOT / "assets/tiny-musicgen")))
+        model, tok = load_model(project_params("model", name=str(ROOT / "assets/tiny-musicgen")))
         if every:
             checkpoint_decoder(model, every)
         torch.manual_seed(2)  # lora_A's initialisation, then the text encoder's dropout draws
-        peft_model = get_peft_model(model, lora_config(TrainParams(rank=4, alpha=8.0), model)).train()
+        peft_model = get_peft_model(model, lora_config(project_params("train", rank=4, alpha=8.0), model)).train()
         with torch.no_grad():
             for name, p in peft_model.named_parameters():
                 if "lora_B" in name:
@@ -198,10 +197,10 @@ def test_the_frozen_text_encoder_conditions_training_as_it_conditions_generation
     """In train mode (Trainer sets it on the whole model) T5's dropout would noise the text
     states; without it they equal the eval-mode states that generation conditions on."""
     from conftest import ROOT
-    from musicgen_lora.core.params import ModelParams
     from musicgen_lora.model.musicgen import load_model, text_encoder_without_dropout
 
-    model, tok = load_model(ModelParams(name=str(ROOT / "assets/tiny-musicgen")))  # not the shared one: a hook stays
+    # not the shared one: a hook stays
+    model, tok = load_model(project_params("model", name=str(ROOT / "assets/tiny-musicgen")))
     inputs = text_inputs(tok, ["bright chiptune with square wave arpeggios"])
     with torch.no_grad():
         model.eval()

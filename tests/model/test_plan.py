@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from musicgen_lora.core.params import TrainParams
+from musicgen_lora.core.params import TrainParams, project_params
 from musicgen_lora.model import plan
 from musicgen_lora.model.configs import encodec_32khz, family_config
 from transformers import T5Config
@@ -25,8 +25,8 @@ def config():
 
 
 def params(precision: str, batch: int, every: int) -> TrainParams:
-    return TrainParams(rank=16, alpha=32.0, batch_size=batch, grad_accum=1, mixed_precision=precision,
-                       gradient_checkpointing=every > 0, gradient_checkpointing_every=every or 1)
+    return project_params("train", rank=16, alpha=32.0, batch_size=batch, grad_accum=1, mixed_precision=precision,
+                          gradient_checkpointing=every > 0, gradient_checkpointing_every=every or 1)
 
 
 MEASURE = """

@@ -29,9 +29,9 @@ def test_packed_linear_matches_linear_for_any_row_count_and_gives_its_weight_bac
 
 
 def test_fast_generation_matches_stock_and_restores_the_model():
-    model, tok = load_model(P.ModelParams(name=str(ROOT / "assets/tiny-musicgen")))
+    model, tok = load_model(P.project_params("model", name=str(ROOT / "assets/tiny-musicgen")))
     dec = model.config.decoder
-    peft_model = get_peft_model(model, lora_config(P.TrainParams(rank=4, alpha=8.0), model)).eval()
+    peft_model = get_peft_model(model, lora_config(P.project_params("train", rank=4, alpha=8.0), model)).eval()
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:

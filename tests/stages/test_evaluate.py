@@ -18,10 +18,11 @@ def _loss(model, batch, dec) -> float:
 
 
 def test_merged_adapters_match_unmerged_and_restore_the_wrappers():
-    model, tok = load_model(P.ModelParams(name=str(ROOT / "assets/tiny-musicgen")))
+    model, tok = load_model(P.project_params("model", name=str(ROOT / "assets/tiny-musicgen")))
     dec = model.config.decoder
-    peft_model = get_peft_model(model, lora_config(P.TrainParams(rank=4, alpha=8.0), model), adapter_name="best")
-    peft_model.add_adapter("final", lora_config(P.TrainParams(rank=4, alpha=8.0), model))
+    peft_model = get_peft_model(model, lora_config(P.project_params("train", rank=4, alpha=8.0), model),
+                                adapter_name="best")
+    peft_model.add_adapter("final", lora_config(P.project_params("train", rank=4, alpha=8.0), model))
     torch.manual_seed(0)
     with torch.no_grad():  # LoRA B starts at zero (a no-op adapter); give both adapters an effect
         for name, p in peft_model.named_parameters():
@@ -78,7 +79,6 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     the copy check's figures land in every row; the padded set is measured past the real length."""
     import numpy as np
 
-    from musicgen_lora.core.params import FlagThresholds
     from musicgen_lora.metrics.musicnn import Tagger
     from musicgen_lora.model.musicgen import codec_info
     from musicgen_lora.metrics.copying import CopyCheck, TrainingIndex
@@ -87,16 +87,18 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     model, tok = tiny
     info = codec_info(model.config)
     rng = np.random.default_rng(0)
-    ep = P.EvaluateParams(prompts=["bright chiptune"], off_style_prompts=["calm piano"], samples_per_prompt=2,
-                          seconds=3.0, batch_size=2)
+    ep = P.project_params("evaluate", prompts=["bright chiptune"], off_style_prompts=["calm piano"],
+                          samples_per_prompt=2, seconds=3.0, batch_size=2)
+    gp = P.project_params("generation")
     ref = {"train_code_hist": np.full((info.num_codebooks, info.codebook_size), 1 / info.codebook_size),
            "silence_codes": np.zeros(info.num_codebooks, dtype=np.int64), "valid_mfcc": rng.normal(size=(5, 40)),
            "valid_musicnn_tags": rng.uniform(0, 1, (5, 50)), "valid_musicnn_emb": rng.normal(size=(5, 200))}
     training = [rng.integers(0, info.codebook_size, (info.num_codebooks, 150)) for _ in range(3)]
     ref["copy"] = CopyCheck(TrainingIndex.build(training), ref["silence_codes"], info.frame_rate,
                             rng.normal(size=(3, 200)), nn_limit=0.5, run_limit_s=1.0)
-    th = FlagThresholds()
-    rows, clips = generate_set(model, tok, ep, info, info.frames(3.0), tmp_path, "base_model", "base", 5.0, th, ref, 2)
+    th = P.project_params("evaluate").thresholds()
+    rows, clips = generate_set(model, tok, ep, gp, info, info.frames(3.0), tmp_path, "base_model", "base", 5.0, th,
+                               ref, 2)
     assert [(r.prompt, r.sample, r.seed, r.length) for r in rows] == [
         ("bright chiptune", 0, 0, "clip"), ("calm piano", 0, 1, "clip"),
         ("bright chiptune", 1, 2, "clip"), ("calm piano", 1, 3, "clip")]
@@ -112,8 +114,8 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     assert all(-1 <= r.metrics["style_similarity"] <= 1 and r.metrics["tag_kl"] >= 0 for r in rows)
     assert (tmp_path / "musicnn.safetensors").stat().st_size > 4 * 250 * 4
 
-    padded, _ = generate_set(model, tok, ep, info, info.frames(4.0), tmp_path, "base_model", "base", 5.0, th, ref, 1,
-                             {"clip_seconds": 3.0, "pad_to_seconds": 4.0})
+    padded, _ = generate_set(model, tok, ep, gp, info, info.frames(4.0), tmp_path, "base_model", "base", 5.0, th,
+                             ref, 1, {"clip_seconds": 3.0, "pad_to_seconds": 4.0})
     assert [r.length for r in padded] == ["padded", "padded"] and padded[0].file.startswith("base_model/padded/")
     assert padded[0].duration_s == 4.0 and 0 <= padded[0].metrics["past_silence_code_share"] <= 1
     assert np.isfinite(padded[0].metrics["past_loudness_change_lu"])

@@ -11,7 +11,7 @@ import torch
 import torchaudio.functional as AF
 
 from musicgen_lora.core.audio import as_channels
-from musicgen_lora.core.params import FlagThresholds, SegmentParams
+from musicgen_lora.core.params import project_params
 from musicgen_lora.core.stream import load_audio, stream_audio
 from musicgen_lora.metrics import cli
 from musicgen_lora.metrics.musicnn import Tagger
@@ -41,7 +41,7 @@ def peak_bytes(fn) -> int:
 
 
 def test_segment_with_tag_captions_holds_a_block_not_the_file(tmp_path):
-    seg = SegmentParams(clip_seconds=15.0, min_clip_seconds=5.0, captions="tags", valid_fraction=0.0)
+    seg = project_params("segment", clip_seconds=15.0, min_clip_seconds=5.0, captions="tags", valid_fraction=0.0)
     peaks = {}
     for minutes in (1, 4):
         raw = tmp_path / f"raw{minutes}"
@@ -57,11 +57,11 @@ def test_segment_with_tag_captions_holds_a_block_not_the_file(tmp_path):
 
 def test_metrics_measures_a_long_file_part_by_part(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "PART_S", 30.0)
-    peaks, rows = {}, {}
+    peaks, rows, thresholds = {}, {}, project_params("evaluate").thresholds()
     for minutes in (1, 4):
         mix(tmp_path / f"{minutes}.wav", minutes)
         peaks[minutes] = peak_bytes(lambda: rows.setdefault(minutes, list(cli.file_rows(tmp_path / f"{minutes}.wav",
-                                                                                         FlagThresholds()))))
+                                                                                         thresholds))))
     assert [r["file"].split(" ", 1)[1] for r in rows[4]][:3] == ["[0-30 s]", "[30-60 s]", "[60-90 s]"]
     assert len(rows[4]) == 8 and peaks[4] < 1.25 * peaks[1], peaks
     # a part is measured as the file cut there would be

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from musicgen_lora.core.errors import UserError
 from musicgen_lora.core.files import inside
-from musicgen_lora.core.params import SegmentParams
+from musicgen_lora.core.params import project_params
 from musicgen_lora.stages.segment import run
 
 SR = 16000
@@ -59,7 +59,7 @@ def messy(tmp_path):
 def test_messy_folder_keeps_every_good_file(messy, tmp_path, capfd):
     raw, good = messy
     out = tmp_path / "seg"
-    summary = run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=1.5, valid_fraction=0.2), SR)
+    summary = run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=1.5, valid_fraction=0.2), SR)
     rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
     skipped = {json.loads(x)["source"]: json.loads(x)["reason"]
                for x in (out / "skipped.jsonl").read_text(encoding="utf-8").splitlines()}
@@ -88,7 +88,7 @@ def test_nothing_usable_is_a_clear_error(tmp_path):
     raw.mkdir()
     (raw / "bad.wav").write_bytes(b"RIFF")
     with pytest.raises(UserError, match="no usable clip"):
-        run(raw, tmp_path / "seg", SegmentParams(), SR)
+        run(raw, tmp_path / "seg", project_params("segment"), SR)
     assert not (tmp_path / "seg").exists()  # nothing half-written
 
 

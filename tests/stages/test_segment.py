@@ -4,7 +4,7 @@ import numpy as np
 import soundfile as sf
 
 from musicgen_lora.model.tokens import frame_mask
-from musicgen_lora.core.params import SegmentParams
+from musicgen_lora.core.params import project_params
 from musicgen_lora.stages.segment import cut, run, split_sources
 
 SR = 16000
@@ -62,8 +62,8 @@ def test_run_writes_manifest_skips_bad_and_keeps_files_apart(tmp_path):
     sf.write(raw / "latin1.wav", tone(5.0), SR)
     (raw / "latin1.txt").write_bytes("caf\xe9 chiptune".encode("latin-1"))
     out = tmp_path / "seg"
-    summary = run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
-                                          default_caption="music", captions="sidecar"), SR)
+    summary = run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
+                                           default_caption="music", captions="sidecar"), SR)
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     skipped = {json.loads(line)["source"]: json.loads(line)["reason"]
                for line in (out / "skipped.jsonl").read_text().splitlines()}
@@ -105,7 +105,8 @@ def test_captions_from_tags_where_no_caption_file(tmp_path):
 
     def captions(mode):
         out = tmp_path / mode
-        run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34, captions=mode), SR)
+        run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
+                                     captions=mode), SR)
         rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
         skipped = [json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines()]
         return {r["source"]: (r["caption"], r["caption_source"]) for r in rows}, skipped
@@ -146,7 +147,8 @@ def test_links_pipes_and_huge_captions_never_leak_in(tmp_path):
     (raw / "linked").symlink_to(outside, target_is_directory=True)
     os.mkfifo(raw / "pipe.wav")
     out = tmp_path / "seg"
-    run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34, captions="sidecar"), SR)
+    run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
+                                 captions="sidecar"), SR)
     manifest = (out / "manifest.jsonl").read_text()
     assert "SECRET" not in manifest and "xxxx" not in manifest and len(manifest) < 5000
     rows = [json.loads(x) for x in manifest.splitlines()]
@@ -171,7 +173,8 @@ def test_a_link_into_the_dvc_cache_is_read(tmp_path):
     raw.mkdir(parents=True)
     (raw / "song.wav").symlink_to(obj)
     out = tmp_path / "seg"
-    run(raw, out, SegmentParams(clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.0, captions="sidecar"), SR)
+    run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.0,
+                                 captions="sidecar"), SR)
     assert [json.loads(x)["source"] for x in (out / "manifest.jsonl").read_text().splitlines()] == ["song.wav"]
 
 

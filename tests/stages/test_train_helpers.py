@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import torch
 
-from musicgen_lora.core.params import ModelParams, TrainParams
+from musicgen_lora.core.params import project_params
 from musicgen_lora.model.delay import IGNORE
 from musicgen_lora.model.tokens import INDEX
 from transformers import TrainerControl, TrainerState, TrainingArguments
@@ -100,9 +100,9 @@ def test_checkpoint_discovery_takes_the_newest_complete_one(tmp_path):
 
 def test_run_key_changes_with_params_and_data_only(tmp_path, monkeypatch):
     (tmp_path / INDEX).write_text('{"clips": 1}')
-    tp, mp = TrainParams(), ModelParams()
+    tp, mp = project_params("train"), project_params("model")
     key = run_key(tp, mp, tmp_path)
-    assert key == run_key(TrainParams(), ModelParams(), tmp_path)
+    assert key == run_key(project_params("train"), project_params("model"), tmp_path)
     assert key != run_key(replace(tp, lr=tp.lr / 2), mp, tmp_path)
     # a checkpoint written in another precision or by another number of processes (another effective
     # batch) is not resumed: a new run starts

@@ -184,11 +184,11 @@ def generation(peft_model, tokenizer, device: str, frames: int) -> dict:
 
 def measure(name: str, device: str, quick: bool) -> dict:
     """Training steps and generation on checkpoint `name` (a LoRA of rank 16 on it)."""
-    from ..core.params import ModelParams
+    from ..core.params import project_params
     from ..model.musicgen import load_model
     from .models import lora_model
 
-    model, tokenizer = load_model(ModelParams(name=name, device=device), device)
+    model, tokenizer = load_model(project_params("model", name=name, device=device), device)
     peft_model = lora_model(model, rank=16, alpha=32.0)
     result = {"training": training(peft_model, tokenizer, device, 50 if quick else 750, 2 if quick else 10)}
     result["generation_8_prompts"] = generation(peft_model, tokenizer, device, 10 if quick else 250)

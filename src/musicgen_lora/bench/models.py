@@ -90,7 +90,7 @@ def lora_model(model, rank: int, alpha: float, checkpointing_every: int = 0):
     text_encoder_without_dropout(model)
     if checkpointing_every:
         checkpoint_decoder(model, checkpointing_every)
-    return get_peft_model(model, lora_config(P.TrainParams(rank=rank, alpha=alpha), model))
+    return get_peft_model(model, lora_config(P.project_params("train", rank=rank, alpha=alpha), model))
 
 
 def text_batch(tokenizer, device: str, batch: int = 1) -> dict[str, torch.Tensor]:

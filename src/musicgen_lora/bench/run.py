@@ -80,7 +80,7 @@ def entry(name: str, value, unit: str, target, better: str, **details) -> dict:
 def tiny_model(rank: int, alpha: float):
     from ..model.musicgen import load_model
 
-    model, tokenizer = load_model(P.ModelParams(name=str(ROOT / "assets" / "tiny-musicgen")))
+    model, tokenizer = load_model(P.project_params("model", name=str(ROOT / "assets" / "tiny-musicgen")))
     return BM.lora_model(model, rank, alpha), tokenizer
 
 
@@ -94,8 +94,7 @@ def run(args) -> dict:
     t_start = time.monotonic()
     work = args.work / "project"
     logs = args.work / "logs"
-    ep = P.load("evaluate")[0] if (ROOT / "params.yaml").exists() else P.EvaluateParams()
-    tp = P.load("train")[0] if (ROOT / "params.yaml").exists() else P.TrainParams()
+    ep, tp, gp = P.project_params("evaluate"), P.project_params("train"), P.project_params("generation")
     prompts = (list(ep.all_prompts) * args.prompts)[: args.prompts]
     only = set(args.only or BENCHES)
     info = machine()
@@ -158,7 +157,7 @@ def run(args) -> dict:
             peaks["tiny_epoch"] = round(peak_rss_gb(), 2)
         if "generate" in only:
             details["generate_tiny"] = BM.generation_arms(peft_tiny, tok, prompts, args.tiny_gen_seconds,
-                                                          ep.guidance_scale, ep.top_k, repeats=args.tiny_gen_repeats)
+                                                          gp.guidance_scale, gp.top_k, repeats=args.tiny_gen_repeats)
             print(f"[bench] tiny generate: {details['generate_tiny']}", flush=True)
             peaks["tiny_generate"] = round(peak_rss_gb(), 2)
         del peft_tiny
@@ -199,11 +198,11 @@ def run(args) -> dict:
             release()
         if "generate" in only:
             details["generate_small"] = BM.generation_arms(peft_small, tok, prompts, args.small_gen_seconds,
-                                                           ep.guidance_scale, ep.top_k, repeats=args.small_gen_repeats)
+                                                           gp.guidance_scale, gp.top_k, repeats=args.small_gen_repeats)
             print(f"[bench] small generate: {details['generate_small']}", flush=True)
             if args.cache_seconds > 0:
-                details["kv_cache"] = BM.cache_arms(peft_small, tok, prompts, args.cache_seconds, ep.guidance_scale,
-                                                    ep.top_k)
+                details["kv_cache"] = BM.cache_arms(peft_small, tok, prompts, args.cache_seconds, gp.guidance_scale,
+                                                    gp.top_k)
                 print(f"[bench] small generate, kv cache: {details['kv_cache']}", flush=True)
             peaks["small_generate"] = round(peak_rss_gb(), 2)
             release()

@@ -16,12 +16,13 @@ import math
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ruamel.yaml import YAML, YAMLError
 
 PARAMS_FILE = Path("params.yaml")
+PROJECT_PARAMS_FILE = Path(__file__).resolve().parents[3] / "params.yaml"  # the repository's own (project_params)
 CAPTION_MODES = ("sidecar", "tags", "sidecar_or_tags")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
@@ -66,12 +67,12 @@ class ModelParams:
     """Which MusicGen to load: `tiny` (the project's embedded model), a hub id or a local directory;
     and the device every stage runs it on (`auto`: CUDA when available, else CPU)."""
 
-    name: str = "tiny"
-    revision: str | None = None
-    device: str = "auto"
+    name: str
+    revision: str | None
+    device: str
     # torch threads on CPU for the whole process (model.musicgen.cpu_threads); null: 2 for the
     # tiny model, every core for real checkpoints
-    cpu_threads: int | None = None
+    cpu_threads: int | None
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [(bool(self.name.strip()), "name", "a non-empty model id or directory"),
@@ -81,15 +82,15 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class SegmentParams:
-    clip_seconds: float = 15.0
-    min_clip_seconds: float = 5.0
-    default_caption: str = "music"
+    clip_seconds: float
+    min_clip_seconds: float
+    default_caption: str
     # where a clip's caption comes from: its recording's .txt (sidecar), musicnn tags of the
     # recording (tags), or the .txt where there is one and the tags otherwise
-    captions: str = "sidecar_or_tags"
-    valid_fraction: float = 0.15
-    min_loudness_lufs: float = -50.0
-    seed: int = 0
+    captions: str
+    valid_fraction: float
+    min_loudness_lufs: float
+    seed: int
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
@@ -105,8 +106,8 @@ class SegmentParams:
 @dataclass(frozen=True)
 class EncodeParams:
     # null = no padding beyond the clip length; trial-1 padded 15 s clips to 30 s.
-    pad_to_seconds: float | None = None
-    batch_size: int = 8
+    pad_to_seconds: float | None
+    batch_size: int
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
@@ -116,40 +117,57 @@ class EncodeParams:
 
 
 @dataclass(frozen=True)
+class GenerationParams:
+    """How every generation samples: train's samples after each epoch and evaluate's clips (the
+    `generate` command's defaults too), so what train plays is what evaluate measures."""
+
+    guidance_scale: float  # classifier-free guidance (1 = none)
+    temperature: float
+    top_k: int  # 0 = off
+
+    def rules(self) -> list[tuple[bool, str, str]]:
+        return [
+            (_finite(self.guidance_scale) and self.guidance_scale >= 1, "guidance_scale", ">= 1 (1 = no guidance)"),
+            (_finite(self.temperature) and self.temperature > 0, "temperature", "finite and > 0"),
+            (self.top_k >= 0, "top_k", ">= 0 (0 = off)"),
+        ]
+
+
+@dataclass(frozen=True)
 class TrainParams:
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
-    lr: float = 1e-3
-    batch_size: int = 1
-    grad_accum: int = 8
-    epochs: int = 3
+    rank: int
+    alpha: float
+    dropout: float
+    target_modules: list[str]
+    lr: float
+    batch_size: int
+    grad_accum: int
+    epochs: int
     # stop when the real-frames valid loss has not improved for this many epochs (null: train every epoch)
-    early_stopping_patience: int | None = None
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    mask_padding: bool = True
-    text_dropout: float = 0.0
-    checkpoint_every: int = 50
-    mixed_precision: str = "no"  # "bf16" or "fp16" on GPUs
-    gradient_checkpointing: bool = False  # recompute activations: less memory, more compute
+    early_stopping_patience: int | None
+    warmup_steps: int
+    weight_decay: float
+    max_grad_norm: float
+    mask_padding: bool
+    text_dropout: float
+    checkpoint_every: int
+    mixed_precision: str  # "bf16" or "fp16" on GPUs
+    gradient_checkpointing: bool  # recompute activations: less memory, more compute
     # with it: only every N-th decoder layer recomputes (1: all, +50% step time on the musicgen-small
     # shape; 4: a quarter of them, -0.4 GB for +10%); the adapter comes out bit for bit the same
-    gradient_checkpointing_every: int = 1
-    torch_compile: bool = False  # torch.compile the model (worth it on GPUs; attention is SDPA already)
+    gradient_checkpointing_every: int
+    torch_compile: bool  # torch.compile the model (worth it on GPUs; attention is SDPA already)
     # generated at the end of every epoch (and before training) to hear the adapter drift; [] = off
-    sample_prompts: list[str] = field(default_factory=list)
-    sample_seconds: float = 5.0
+    sample_prompts: list[str]
+    sample_seconds: float
     # continue training this adapter (a folder under adapters/, which the train stage depends on)
-    init_adapter: str | None = None
-    seed: int = 0
+    init_adapter: str | None
+    seed: int
     # processes per machine and machines (GPUs: one process each); above 1 the train stage launches
     # itself under accelerate with these (model/launch.py); the effective batch is
     # batch_size x grad_accum x processes x machines
-    processes: int = 1
-    machines: int = 1
+    processes: int
+    machines: int
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [
@@ -192,29 +210,27 @@ class FlagThresholds:
     mostly_silent: silence_ratio > limit; noisy: flatness > limit. silence_threshold_dbfs
     is the frame level used when measuring silence_ratio."""
 
-    decaying_slope_lu_per_s: float = -0.5
-    silent_tail_drop_lu: float = -10.0
-    mostly_silent_ratio: float = 0.5
-    noisy_flatness: float = 0.3
-    silence_threshold_dbfs: float = -60.0
+    decaying_slope_lu_per_s: float
+    silent_tail_drop_lu: float
+    mostly_silent_ratio: float
+    noisy_flatness: float
+    silence_threshold_dbfs: float
 
 
 @dataclass(frozen=True)
 class EvaluateParams(FlagThresholds):
-    """Generation settings; the flag thresholds are `FlagThresholds`' fields (declared there once)."""
+    """What evaluate generates and measures (how it samples is `GenerationParams`); the flag
+    thresholds are `FlagThresholds`' fields (declared there once)."""
 
-    prompts: list[str] = field(default_factory=lambda: ["upbeat chiptune"])  # in the target style: the style checks
+    prompts: list[str]  # in the target style: the style checks
     # other styles: the adapter should still follow them (the verdict's "forgets prompts" check)
-    off_style_prompts: list[str] = field(default_factory=list)
-    samples_per_prompt: int = 2  # seeds per prompt: pairs for the bootstrap intervals
-    seconds: float = 15.0
-    guidance_scale: float = 3.0
-    temperature: float = 1.0
-    top_k: int = 250
-    batch_size: int = 8
-    seed: int = 0
-    cpu_prepack: bool = True
-    half_precision: bool = False  # bf16 generation (fp16 on GPUs without bf16)
+    off_style_prompts: list[str]
+    samples_per_prompt: int  # seeds per prompt: pairs for the bootstrap intervals
+    seconds: float
+    batch_size: int
+    seed: int
+    cpu_prepack: bool
+    half_precision: bool  # bf16 generation (fp16 on GPUs without bf16)
 
     @property
     def all_prompts(self) -> list[str]:
@@ -234,9 +250,6 @@ class EvaluateParams(FlagThresholds):
             (self.samples_per_prompt >= 1, "samples_per_prompt", ">= 1"),
             # the decoder's position limit is checked against the model (evaluate, validate)
             (2.4 <= self.seconds <= 600, "seconds", "in [2.4, 600] (the clip metrics need 2.4 s)"),
-            (_finite(self.guidance_scale) and self.guidance_scale >= 1, "guidance_scale", ">= 1 (1 = no guidance)"),
-            (_finite(self.temperature) and self.temperature > 0, "temperature", "finite and > 0"),
-            (self.top_k >= 0, "top_k", ">= 0 (0 = off)"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (_seed_ok(self.seed), "seed", SEED_RANGE),
         ] + [(_finite(getattr(self, f.name)), f.name, "finite") for f in dataclasses.fields(FlagThresholds)]
@@ -247,7 +260,7 @@ class NumericsParams:
     """The CPU numerical path of every stage (runtime/numerics.py): `avx2` gives the same tokens,
     adapters and audio on any x86 machine with AVX2; `native` is faster and machine-dependent."""
 
-    cpu_isa: str = "avx2"
+    cpu_isa: str
 
     def rules(self) -> list[tuple[bool, str, str]]:
         return [(self.cpu_isa in ("avx2", "native"), "cpu_isa", "one of avx2, native")]
@@ -258,6 +271,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelParams,
     "segment": SegmentParams,
     "encode": EncodeParams,
+    "generation": GenerationParams,
     "train": TrainParams,
     "evaluate": EvaluateParams,
 }
@@ -406,6 +420,14 @@ def load(*names: str, path: Path = PARAMS_FILE) -> tuple:
     """Load and validate the named sections, in order."""
     data = read_params(path)
     return tuple(parse_section(n, data.get(n)) for n in names)
+
+
+def project_params(section: str, **changes):
+    """Section `section` of the repository's own params.yaml (validated as a stage loads it), with
+    `changes` applied: for code that runs without a workspace (the bench, the tests), so even they
+    take their values from params.yaml rather than from a second set of defaults."""
+    (params,) = load(section, path=PROJECT_PARAMS_FILE)
+    return dataclasses.replace(params, **changes)
 
 
 def problems(path: Path = PARAMS_FILE) -> list[str]:

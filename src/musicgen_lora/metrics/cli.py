@@ -49,7 +49,7 @@ def file_rows(path: Path, thresholds: FlagThresholds) -> Iterator[dict]:
         yield {"file": label, **m, "flags": flags(m, thresholds)}
 
 
-def metrics_cli(argv: list[str], thresholds: FlagThresholds = FlagThresholds()) -> int:
+def metrics_cli(argv: list[str], thresholds: FlagThresholds) -> int:
     """`musicgen-lora metrics FILE... [--json]`; `argv` are the arguments after `metrics`.
 
     Reads each file with soundfile (channels averaged; over PART_S, part by part), prints an aligned
@@ -85,10 +85,10 @@ def metrics_cli(argv: list[str], thresholds: FlagThresholds = FlagThresholds()) 
 
 def main(argv: list[str]) -> int:
     """Thresholds: calibrated ones from the last `evaluate base` run when
-    `evaluation/reference.json` exists, else those in params.yaml (or the defaults)."""
+    `evaluation/reference.json` exists, else those in ./params.yaml (or the project's own)."""
     calibrated = Path("evaluation/reference.json")
     if calibrated.exists():
         th = FlagThresholds(**read_reference(calibrated)["thresholds"])
     else:
-        th = P.load("evaluate")[0].thresholds() if P.PARAMS_FILE.exists() else FlagThresholds()
+        th = (P.load("evaluate")[0] if P.PARAMS_FILE.exists() else P.project_params("evaluate")).thresholds()
     return metrics_cli(argv, th)

@@ -29,7 +29,7 @@ def _scalars(metrics: dict, what: str) -> list[float]:
     return vals
 
 
-def flags(metrics: dict, thresholds: FlagThresholds = FlagThresholds()) -> list[str]:
+def flags(metrics: dict, thresholds: FlagThresholds) -> list[str]:
     """Subset of ["decaying", "silent_tail", "mostly_silent", "noisy"] whose threshold is crossed (strictly)."""
     slope, tail, silence, flat = _scalars(metrics, "flags")
     hit = (slope < thresholds.decaying_slope_lu_per_s, tail < thresholds.silent_tail_drop_lu,
@@ -37,7 +37,7 @@ def flags(metrics: dict, thresholds: FlagThresholds = FlagThresholds()) -> list[
     return [name for name, h in zip(FLAG_NAMES, hit) if h]
 
 
-def calibrate_thresholds(reference_metrics: list[dict], base: FlagThresholds = FlagThresholds(), *,
+def calibrate_thresholds(reference_metrics: list[dict], base: FlagThresholds, *,
                          endings: list[dict] = (), slope_margin: float = 0.25, tail_margin: float = 3.0,
                          silence_margin: float = 0.1, flatness_margin: float = 0.05, low_pct: float = 5.0,
                          high_pct: float = 95.0) -> FlagThresholds:

@@ -26,11 +26,9 @@ from transformers import TrainerCallback
 
 from ..core.audio import write_wav
 from ..core.files import atomic_dir, write_json
+from ..core.params import GenerationParams
 from .musicgen import codec_info, generate
 
-# train reads only the `train` and `model` sections, so evaluate's sampling settings are not
-# available here: MusicGen's published defaults (the same as params.yaml's evaluate section).
-GUIDANCE_SCALE, TEMPERATURE, TOP_K = 3.0, 1.0, 250
 INDEX = "index.json"
 
 
@@ -46,11 +44,13 @@ def train_loss_of(log_history: list[dict], epoch: int) -> float | None:
 
 class SampleCallback(TrainerCallback):
     """On every evaluation (the base model's before training, then each epoch's), generate
-    `prompts` for `seconds` with `seed` and write them under `out_dir/epoch_<e>/`."""
+    `prompts` for `seconds` with `seed`, sampled as `generation` says (params.yaml's section, which
+    evaluate samples with too), and write them under `out_dir/epoch_<e>/`."""
 
-    def __init__(self, tokenizer, prompts: list[str], seconds: float, seed: int, out_dir: Path):
+    def __init__(self, tokenizer, prompts: list[str], seconds: float, seed: int, generation: GenerationParams,
+                 out_dir: Path):
         self.tokenizer, self.prompts, self.seconds, self.seed = tokenizer, list(prompts), seconds, seed
-        self.out_dir = Path(out_dir)
+        self.generation, self.out_dir = generation, Path(out_dir)
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         if not self.prompts or model is None or not state.is_world_process_zero:
@@ -79,8 +79,9 @@ class SampleCallback(TrainerCallback):
         try:
             with torch.random.fork_rng(devices=devices), torch.no_grad():
                 model.eval()
-                audio, _ = generate(model, self.tokenizer, self.prompts, info.frames(self.seconds), GUIDANCE_SCALE,
-                                    TEMPERATURE, TOP_K, self.seed)
+                g = self.generation
+                audio, _ = generate(model, self.tokenizer, self.prompts, info.frames(self.seconds), g.guidance_scale,
+                                    g.temperature, g.top_k, self.seed)
         finally:
             model.train(was_training)
             random.setstate(py_state)

@@ -91,9 +91,9 @@ def valid_losses(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int)
     return losses
 
 
-def generate_set(model, tokenizer, ep: P.EvaluateParams, info, frames: int, tmp: Path, out_name: str, name: str,
-                 loss: float, th: P.FlagThresholds, ref: dict, samples: int, padded: dict | None = None
-                 ) -> tuple[list[ResultRow], list[np.ndarray]]:
+def generate_set(model, tokenizer, ep: P.EvaluateParams, gp: P.GenerationParams, info, frames: int, tmp: Path,
+                 out_name: str, name: str, loss: float, th: P.FlagThresholds, ref: dict, samples: int,
+                 padded: dict | None = None) -> tuple[list[ResultRow], list[np.ndarray]]:
     """Generate every prompt `samples` times into `tmp` (`tmp/padded` for the padded set); one row
     per clip, measured. Sample s of prompt i has its own seed, evaluate.seed + s * P + i (P prompts),
     whatever batch it shares (`model/sampling.py`): sample 0 keeps the seeds of a one-sample
@@ -109,10 +109,10 @@ def generate_set(model, tokenizer, ep: P.EvaluateParams, info, frames: int, tmp:
             for b0 in tqdm(range(0, n, ep.batch_size), desc=f"generate {name} {sub or ''}{s + 1}/{samples}",
                            unit="batch"):
                 prompts, seed = ep.all_prompts[b0 : b0 + ep.batch_size], ep.seed + s * n + b0
-                audio, codes = generate(model, tokenizer, prompts, frames, ep.guidance_scale, ep.temperature,
-                                        ep.top_k, seed)
-                guided = None if tune is None else generate(model, tokenizer, prompts, frames, ep.guidance_scale,
-                                                            ep.temperature, ep.top_k, seed, torch.from_numpy(tune))[0]
+                audio, codes = generate(model, tokenizer, prompts, frames, gp.guidance_scale, gp.temperature,
+                                        gp.top_k, seed)
+                guided = None if tune is None else generate(model, tokenizer, prompts, frames, gp.guidance_scale,
+                                                            gp.temperature, gp.top_k, seed, torch.from_numpy(tune))[0]
                 for j, (prompt, clip, clip_codes) in enumerate(zip(prompts, audio, codes)):
                     fname = f"{b0 + j:02d}_{s}_{slug(prompt)}.wav"
                     write_wav(tmp / sub / fname, clip, sr)
@@ -282,7 +282,7 @@ def padded_length(tokens_dir: Path, config) -> tuple[dict | None, int | None]:
 
 
 def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, ref_path: Path,
-             mp: P.ModelParams, ep: P.EvaluateParams) -> None:
+             mp: P.ModelParams, ep: P.EvaluateParams, gp: P.GenerationParams) -> None:
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
     padded, padded_frames = padded_length(tokens_dir, config)
@@ -294,12 +294,12 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     losses = valid_losses(model, tokenizer, tokens_dir, info.pad_id, model.config.decoder.decoder_start_token_id)
     loss, th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
     with atomic_dir(out_dir) as tmp:
-        rows, clips = generate_set(model, tokenizer, ep, info, frames, tmp, out_dir.name, "base", loss, th, ref,
+        rows, clips = generate_set(model, tokenizer, ep, gp, info, frames, tmp, out_dir.name, "base", loss, th, ref,
                                    ep.samples_per_prompt)
         dist, ref["base_musicnn_emb"] = measure_style(rows, clips, info.sample_rate, tmp, ref, tagger,
                                                       in_style(rows, ep))
         if padded:
-            rows += generate_set(model, tokenizer, ep, info, padded_frames, tmp, out_dir.name, "base", loss, th,
+            rows += generate_set(model, tokenizer, ep, gp, info, padded_frames, tmp, out_dir.name, "base", loss, th,
                                  ref, 1, padded)[0]
     base_runs = [r.metrics.get("copy_longest_s", 0.0) for r in rows]
     copy_ref.update(base_longest_s=max(base_runs, default=0.0),
@@ -327,7 +327,8 @@ def copy_twin(twin_rows: list[ResultRow], twin_dir: Path, out_dir: Path, name: s
 
 
 def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], base_rows: Path, ref_path: Path,
-                 results: Path, set_metrics: Path, mp: P.ModelParams, ep: P.EvaluateParams) -> None:
+                 results: Path, set_metrics: Path, mp: P.ModelParams, ep: P.EvaluateParams,
+                 gp: P.GenerationParams) -> None:
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
     summary = read_reference(ref_path.with_suffix(".json"))
@@ -360,12 +361,12 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
                 losses = valid_losses(merged_model, tokenizer, tokens_dir, info.pad_id, start_id)
                 loss = float(np.mean(losses))
                 with atomic_dir(out_dir) as tmp:
-                    rows, clips = generate_set(merged_model, tokenizer, ep, info, frames, tmp, out_dir.name, name,
+                    rows, clips = generate_set(merged_model, tokenizer, ep, gp, info, frames, tmp, out_dir.name, name,
                                                loss, th, ref, ep.samples_per_prompt)
                     mask = in_style(rows, ep)
                     dist, emb = measure_style(rows, clips, info.sample_rate, tmp, ref, tagger, mask)
                     if padded and name == padded_for:
-                        rows += generate_set(merged_model, tokenizer, ep, info, padded_frames, tmp, out_dir.name, name,
+                        rows += generate_set(merged_model, tokenizer, ep, gp, info, padded_frames, tmp, out_dir.name, name,
                                              loss, th, ref, 1, padded)[0]
             fd = TM.style_fd_interval(ref["base_musicnn_emb"][mask], emb[mask], ref["valid_musicnn_emb"], ep.seed)
             distances[name] = {**dist, "valid_losses": [round(x, 6) for x in losses],
@@ -393,14 +394,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--results", type=Path)
     ap.add_argument("--set-metrics", type=Path, help="adapters mode: set-level figures per model (JSON)")
     args = ap.parse_args(argv)
-    mp, ep = P.load("model", "evaluate")
+    mp, ep, gp = P.load("model", "evaluate", "generation")
     for tracked in (args.segments, args.tokens):  # inputs as their stages wrote them, not a corrupt checkout
         if tracked is not None:
             verify_tracked(tracked)
     if args.which == "base":
-        run_base(args.segments, args.tokens, args.out, args.base_rows, args.reference, mp, ep)
+        run_base(args.segments, args.tokens, args.out, args.base_rows, args.reference, mp, ep, gp)
     else:
         adapters = dict(a.split("=", 1) for a in args.adapter)
         run_adapters(args.tokens, args.out, {k: Path(v) for k, v in adapters.items()}, args.base_rows,
-                     args.reference, args.results, args.set_metrics, mp, ep)
+                     args.reference, args.results, args.set_metrics, mp, ep, gp)
     return 0

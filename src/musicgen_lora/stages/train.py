@@ -157,7 +157,7 @@ def epoch_losses(log_history: list[dict]) -> list[dict]:
 
 
 def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp: P.TrainParams,
-        mp: P.ModelParams) -> list[dict]:
+        mp: P.ModelParams, gp: P.GenerationParams) -> list[dict]:
     torch.manual_seed(tp.seed)
     train_clips, valid_clips = TokenSplit(tokens_dir, "train"), TokenSplit(tokens_dir, "valid")
     index = train_clips.index
@@ -188,7 +188,7 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     trainer = LoraTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set, data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
                                      LiveCallback(metrics_dir / "live", ckpt_dir / "epoch0.json"),
-                                     SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed,
+                                     SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed, gp,
                                                     ckpt_dir / "samples")]
                           + ([EarlyStoppingCallback(tp.early_stopping_patience)] if tp.early_stopping_patience else []),
                           pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
@@ -271,11 +271,11 @@ def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainPara
 def main(argv: list[str]) -> int:
     args = stage_paths("train", __doc__, argv, "--tokens", "--best", "--final", "--metrics")
     verify_tracked(args.tokens)  # the tokens as encode wrote them, not a corrupt checkout
-    mp, tp = P.load("model", "train")
+    mp, tp, gp = P.load("model", "train", "generation")
     if tp.processes * tp.machines > 1 and not launched():
         return launch(tp, ["train", *argv])
     check_launcher_settings(tp)
-    rows = run(args.tokens, args.best, args.final, args.metrics, tp, mp)
+    rows = run(args.tokens, args.best, args.final, args.metrics, tp, mp, gp)
     if rows:
         best = min(rows[1:] or rows, key=lambda r: r["valid_loss"])
         print(f"train: best epoch {best['epoch']} (valid loss {best['valid_loss']:.4f}) -> {args.best}; "

@@ -11,8 +11,10 @@ prompted with the last `window - stride` seconds of codes and adds `--stride` se
 0.6 x window: 18 s of a 30 s window, audiocraft's default). Every seam is measured (loudness and
 spectral jump across it, `metrics/seams.py`) and printed, one line per seam.
 
-The model is params.yaml's `model` section unless `--model` names one (then params.yaml is not
-read); the adapter is loaded from safetensors only and merged for generation.
+The model is params.yaml's `model` section unless `--model` names one (then that section is not
+read); the adapter is loaded from safetensors only and merged for generation. `--guidance`,
+`--temperature` and `--top-k` default to params.yaml's `generation` section (how train's samples
+and evaluate's clips are sampled) when ./params.yaml has one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from ..runtime.kernels import fast_generation
 
 MIN_SECONDS = 0.1  # a few codec frames: less decodes to nothing
 MAX_SECONDS = 3600.0  # an hour: 180,000 decoder steps on musicgen-small, hours on a CPU
+# the sampling defaults where ./params.yaml has no `generation` section (outside a project): MusicGen's
+# published defaults, the numbers the project's params.yaml starts with
+FALLBACK = P.GenerationParams(guidance_scale=3.0, temperature=1.0, top_k=250)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -54,11 +59,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                                  "holds)")
     ap.add_argument("--stride", type=float, help="new seconds per continuation window (default 0.6 x window)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off; default 3)")
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--top-k", type=int, default=250, help="0 = off (default 250)")
+    ap.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off; default: params.yaml's "
+                                                   f"generation.guidance_scale, else {FALLBACK.guidance_scale:g})")
+    ap.add_argument("--temperature", type=float,
+                    help=f"default: params.yaml's generation.temperature, else {FALLBACK.temperature:g}")
+    ap.add_argument("--top-k", type=int, help=f"0 = off (default: params.yaml's generation.top_k, else {FALLBACK.top_k})")
     ap.add_argument("--force", action="store_true", help="overwrite a file a pipeline stage wrote (DVC tracks it)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if None in (args.guidance, args.temperature, args.top_k):  # params.yaml is read only for a value not given
+        gp = generation_defaults()
+        args.guidance = gp.guidance_scale if args.guidance is None else args.guidance
+        args.temperature = gp.temperature if args.temperature is None else args.temperature
+        args.top_k = gp.top_k if args.top_k is None else args.top_k
+    return args
+
+
+def generation_defaults() -> P.GenerationParams:
+    """The `generation` section of ./params.yaml (validated) when the file has one, else FALLBACK."""
+    data = P.read_params() if P.PARAMS_FILE.exists() else {}
+    return P.parse_section("generation", data["generation"]) if "generation" in data else FALLBACK
 
 
 def check_args(args: argparse.Namespace) -> list[Path]:
@@ -132,7 +151,9 @@ def seam_line(i: int, seam: S.Seam, typical: dict) -> str:
 def main(argv: list[str]) -> int:
     args = parse(argv)
     files = check_args(args)
-    mp = P.ModelParams(name=args.model) if args.model else P.load("model")[0]
+    # --model: that checkpoint's default branch on the auto device and threads, params.yaml's model section unread
+    mp = P.ModelParams(name=args.model, revision=None, device="auto", cpu_threads=None) if args.model \
+        else P.load("model")[0]
     if args.adapter is not None:
         check_adapter_dir(args.adapter)
     config = model_config(mp)
