@@ -58,9 +58,9 @@ def test_copy_twin_renames_rows_and_copies_audio(tmp_path):
     (twin_dir / "01_b.wav").write_bytes(b"RIFF-two")
     (twin_dir / "padded").mkdir()
     (twin_dir / "padded/00_a.wav").write_bytes(b"RIFF-long")
-    rows = [ResultRow("a", "best", 0, 0, "clip", "best_model/00_a.wav", 15.0, 4.9, [], {"x": 1.0}),
-            ResultRow("b", "best", 1, 8, "clip", "best_model/01_b.wav", 15.0, 4.9, ["noisy"], {"x": 2.0}),
-            ResultRow("a", "best", 0, 0, "padded", "best_model/padded/00_a.wav", 30.0, 4.9, [], {"x": 1.0})]
+    rows = [ResultRow("a", "best", 0, 0, "clip", "best_model/00_a.wav", 15.0, 4.9, [], {"x": 1.0}, {}),
+            ResultRow("b", "best", 1, 8, "clip", "best_model/01_b.wav", 15.0, 4.9, ["noisy"], {"x": 2.0}, {}),
+            ResultRow("a", "best", 0, 0, "padded", "best_model/padded/00_a.wav", 30.0, 4.9, [], {"x": 1.0}, {})]
     out = copy_twin(rows, twin_dir, tmp_path / "final_model", "final")
     assert [r.model for r in out] == ["final", "final"]  # only best is generated at the padded length
     assert [r.file for r in out] == ["final_model/00_a.wav", "final_model/01_b.wav"]
@@ -82,7 +82,7 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     from musicgen_lora.metrics.musicnn import Tagger
     from musicgen_lora.model.musicgen import codec_info
     from musicgen_lora.metrics.copying import CopyCheck, TrainingIndex
-    from musicgen_lora.stages.evaluate import generate_set, in_style, measure_style
+    from musicgen_lora.stages.evaluate import Evaluation, in_style, measure_style
 
     model, tok = tiny
     info = codec_info(model.config)
@@ -97,15 +97,15 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     ref["copy"] = CopyCheck(TrainingIndex.build(training), ref["silence_codes"], info.frame_rate,
                             rng.normal(size=(3, 200)), nn_limit=0.5, run_limit_s=1.0)
     th = P.project_params("evaluate").thresholds()
-    rows, clips = generate_set(model, tok, ep, gp, info, info.frames(3.0), tmp_path, "base_model", "base", 5.0, th,
-                               ref, 2)
+    tagger = Tagger.load("MTT_musicnn")
+    ev = Evaluation(model, tok, ep, gp, info, tagger, ref, th)
+    rows, clips = ev.generate_set(info.frames(3.0), tmp_path, "base_model", "base", 5.0, 2)
     assert [(r.prompt, r.sample, r.seed, r.length) for r in rows] == [
         ("bright chiptune", 0, 0, "clip"), ("calm piano", 0, 1, "clip"),
         ("bright chiptune", 1, 2, "clip"), ("calm piano", 1, 3, "clip")]
     assert rows[2].file == "base_model/00_1_bright-chiptune.wav" and (tmp_path / "00_1_bright-chiptune.wav").exists()
     assert not np.array_equal(clips[0], clips[2])  # another seed, another clip
-    figures, emb = measure_style(rows, clips, info.sample_rate, tmp_path, ref, Tagger.load("MTT_musicnn"),
-                                 in_style(rows, ep))
+    figures, emb = measure_style(rows, clips, info.sample_rate, tmp_path, ref, tagger, in_style(rows, ep))
     assert emb.shape == (4, 200) and figures["n_generated"] == 2 and figures["n_target"] == 5  # in-style only
     assert all(r.metrics["copy_longest_s"] == 0 and r.metrics["copy_share"] == 0 for r in rows)  # random codes
     assert all(0 <= r.metrics["copy_nn_distance"] <= 2 and r.metrics["copy_nn_clip"] in (0, 1, 2) for r in rows)
@@ -114,8 +114,8 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     assert all(-1 <= r.metrics["style_similarity"] <= 1 and r.metrics["tag_kl"] >= 0 for r in rows)
     assert (tmp_path / "musicnn.safetensors").stat().st_size > 4 * 250 * 4
 
-    padded, _ = generate_set(model, tok, ep, gp, info, info.frames(4.0), tmp_path, "base_model", "base", 5.0, th,
-                             ref, 1, {"clip_seconds": 3.0, "pad_to_seconds": 4.0})
+    padded, _ = ev.generate_set(info.frames(4.0), tmp_path, "base_model", "base", 5.0, 1,
+                                {"clip_seconds": 3.0, "pad_to_seconds": 4.0})
     assert [r.length for r in padded] == ["padded", "padded"] and padded[0].file.startswith("base_model/padded/")
     assert padded[0].duration_s == 4.0 and 0 <= padded[0].metrics["past_silence_code_share"] <= 1
     assert np.isfinite(padded[0].metrics["past_loudness_change_lu"])

@@ -22,7 +22,7 @@ import argparse
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..core import params as P
 from ..core.audio import write_wav
 from ..core.stream import load_mono
-from ..core.artifacts import read_manifest, read_reference
+from ..core.artifacts import ResultRow, read_manifest, read_reference
 from ..core.tracked import verify_tracked
 from ..core.files import atomic_dir, atomic_path, inside, read_jsonl, slug, write_json, write_jsonl
 from ..metrics import bootstrap as B
@@ -58,25 +58,6 @@ TARGET_CLIPS_SHOWN = 3  # target clips the run page plays beside the models' cli
 PROFILES = "musicnn.safetensors"  # per model directory: each clip's tags and embedding, in row order
 
 
-@dataclass
-class ResultRow:
-    """One line of comparison_results.jsonl: one generation of a prompt by one model, and its measures."""
-
-    prompt: str
-    model: str
-    sample: int  # which of the prompt's samples_per_prompt generations
-    seed: int  # this clip's own seed: `generate --prompt P --seed S` regenerates it alone
-    length: str  # "clip" (evaluate.seconds) or "padded" (the padded training length)
-    file: str
-    duration_s: float
-    valid_loss: float
-    flags: list[str]
-    metrics: dict
-    # what the clip was sampled on: `generate --seed` rebuilds it where these match (on any CPU: float32,
-    # per-row sampling, the batch moving only the codec's last bits); a GPU's kernels and bf16 differ
-    made_on: dict = field(default_factory=dict)
-
-
 @torch.no_grad()
 def valid_losses(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int) -> list[float]:
     """Loss of each valid clip over real frames only (padding always masked here, so a model that
@@ -91,48 +72,88 @@ def valid_losses(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int)
     return losses
 
 
-def generate_set(model, tokenizer, ep: P.EvaluateParams, gp: P.GenerationParams, info, frames: int, tmp: Path,
-                 out_name: str, name: str, loss: float, th: P.FlagThresholds, ref: dict, samples: int,
-                 padded: dict | None = None) -> tuple[list[ResultRow], list[np.ndarray]]:
-    """Generate every prompt `samples` times into `tmp` (`tmp/padded` for the padded set); one row
-    per clip, measured. Sample s of prompt i has its own seed, evaluate.seed + s * P + i (P prompts),
-    whatever batch it shares (`model/sampling.py`): sample 0 keeps the seeds of a one-sample
-    evaluation. Melody models also generate each clip-length prompt on the reference melody
-    (under melody/), with the same seed."""
-    sr = info.sample_rate
-    sub = "padded/" if padded else ""
-    tune = None if padded else ref.get("melody_chroma")
-    (tmp / sub).mkdir(exist_ok=True)
-    rows, clips, n = [], [], len(ep.all_prompts)
-    with fast_generation(model, ep.cpu_prepack):
-        for s in range(samples):
-            for b0 in tqdm(range(0, n, ep.batch_size), desc=f"generate {name} {sub or ''}{s + 1}/{samples}",
-                           unit="batch"):
-                prompts, seed = ep.all_prompts[b0 : b0 + ep.batch_size], ep.seed + s * n + b0
-                audio, codes = generate(model, tokenizer, prompts, frames, gp.guidance_scale, gp.temperature,
-                                        gp.top_k, seed)
-                guided = None if tune is None else generate(model, tokenizer, prompts, frames, gp.guidance_scale,
-                                                            gp.temperature, gp.top_k, seed, torch.from_numpy(tune))[0]
-                for j, (prompt, clip, clip_codes) in enumerate(zip(prompts, audio, codes)):
-                    fname = f"{b0 + j:02d}_{s}_{slug(prompt)}.wav"
-                    write_wav(tmp / sub / fname, clip, sr)
-                    m = M.clip_metrics(clip, sr, ep.silence_threshold_dbfs)
-                    m.update(token_health(clip_codes, ref))
-                    if "copy" in ref:  # verbatim runs of training codes (metrics/copying.py)
-                        m.update(ref["copy"].measure(clip_codes))
-                    if guided is not None:  # written under melody/, measured against the reference's chroma
-                        (tmp / "melody").mkdir(exist_ok=True)
-                        write_wav(tmp / "melody" / fname, guided[j], sr)
-                        m.update(melody.similarity(model, clip, guided[j], sr, tune))
-                    if padded:
-                        m.update({k: round(v, 5) for k, v in past_length_metrics(
-                            clip, sr, clip_codes, info.frame_rate, padded["clip_seconds"], ref["silence_codes"].tolist(),
-                            ep.silence_threshold_dbfs).items()})
-                    rows.append(ResultRow(prompt, name, s, seed + j, "padded" if padded else "clip",
-                                          f"{out_name}/{sub}{fname}", round(len(clip) / sr, 3), loss, flags(m, th), m,
-                                          made_on(model, len(prompts))))
-                    clips.append(clip)
-    return rows, clips
+@dataclass
+class Evaluation:
+    """What every generated set of one evaluation needs: the model (base, or an adapter merged
+    in), its tokenizer, the evaluate params, the codec, the tagger, the reference measures and the
+    flag thresholds. One object, so the steps below take it instead of a dozen arguments."""
+
+    model: object
+    tokenizer: object
+    ep: P.EvaluateParams
+    gp: P.GenerationParams
+    info: object  # model.musicgen.CodecInfo
+    tagger: Tagger
+    ref: dict
+    th: P.FlagThresholds | None = None
+
+    def generate_set(self, frames: int, tmp: Path, out_name: str, name: str, loss: float, samples: int,
+                     padded: dict | None = None) -> tuple[list[ResultRow], list[np.ndarray]]:
+        """Generate every prompt `samples` times into `tmp` (`tmp/padded` for the padded set); one
+        row per clip, measured. Sample s of prompt i has its own seed, evaluate.seed + s * P + i (P
+        prompts), whatever batch it shares (`model/sampling.py`): sample 0 keeps the seeds of a
+        one-sample evaluation. Melody models also generate each clip-length prompt on the
+        reference melody (under melody/), with the same seed."""
+        model, ep, gp, ref, sr = self.model, self.ep, self.gp, self.ref, self.info.sample_rate
+        sub = "padded/" if padded else ""
+        tune = None if padded else ref.get("melody_chroma")
+        (tmp / sub).mkdir(exist_ok=True)
+        rows, clips, n = [], [], len(ep.all_prompts)
+        with fast_generation(model, ep.cpu_prepack):
+            for s in range(samples):
+                for b0 in tqdm(range(0, n, ep.batch_size), desc=f"generate {name} {sub or ''}{s + 1}/{samples}",
+                               unit="batch"):
+                    prompts, seed = ep.all_prompts[b0 : b0 + ep.batch_size], ep.seed + s * n + b0
+                    audio, codes = generate(model, self.tokenizer, prompts, frames, gp.guidance_scale, gp.temperature,
+                                            gp.top_k, seed)
+                    guided = None if tune is None else generate(model, self.tokenizer, prompts, frames,
+                                                                gp.guidance_scale, gp.temperature, gp.top_k, seed,
+                                                                torch.from_numpy(tune))[0]
+                    for j, (prompt, clip, clip_codes) in enumerate(zip(prompts, audio, codes)):
+                        fname = f"{b0 + j:02d}_{s}_{slug(prompt)}.wav"
+                        write_wav(tmp / sub / fname, clip, sr)
+                        m = self.clip_measures(clip, clip_codes, padded)
+                        if guided is not None:  # written under melody/, measured against the reference's chroma
+                            (tmp / "melody").mkdir(exist_ok=True)
+                            write_wav(tmp / "melody" / fname, guided[j], sr)
+                            m.update(melody.similarity(model, clip, guided[j], sr, tune))
+                        rows.append(ResultRow(prompt, name, s, seed + j, "padded" if padded else "clip",
+                                              f"{out_name}/{sub}{fname}", round(len(clip) / sr, 3), loss,
+                                              flags(m, self.th), m, made_on(model, len(prompts))))
+                        clips.append(clip)
+        return rows, clips
+
+    def clip_measures(self, clip: np.ndarray, codes: np.ndarray, padded: dict | None) -> dict:
+        """One generated clip's measures: the signal's, its tokens' health, its verbatim runs of
+        training codes (metrics/copying.py) and, at the padded length, what is past the clip."""
+        ep, ref, sr = self.ep, self.ref, self.info.sample_rate
+        m = M.clip_metrics(clip, sr, ep.silence_threshold_dbfs)
+        m.update(token_health(codes, ref))
+        if "copy" in ref:
+            m.update(ref["copy"].measure(codes))
+        if padded:
+            m.update({k: round(v, 5) for k, v in past_length_metrics(
+                clip, sr, codes, self.info.frame_rate, padded["clip_seconds"], ref["silence_codes"].tolist(),
+                ep.silence_threshold_dbfs).items()})
+        return m
+
+    def generate_measured(self, tmp: Path, out_name: str, name: str, loss: float, frames: int,
+                          padded: dict | None, padded_frames: int | None) -> tuple[list[ResultRow], dict, np.ndarray]:
+        """The prompt set at the clip length, measured (rows, set figures, musicnn embeddings), then
+        one sample of it at the padded length where there is one."""
+        rows, clips = self.generate_set(frames, tmp, out_name, name, loss, self.ep.samples_per_prompt)
+        figures, emb = measure_style(rows, clips, self.info.sample_rate, tmp, self.ref, self.tagger,
+                                     in_style(rows, self.ep))
+        if padded:
+            rows += self.generate_set(padded_frames, tmp, out_name, name, loss, 1, padded)[0]
+        return rows, figures, emb
+
+
+def open_evaluation(mp: P.ModelParams, ep: P.EvaluateParams, gp: P.GenerationParams) -> Evaluation:
+    """The base model (seeded), its codec facts and the tagger; the reference comes after."""
+    torch.manual_seed(ep.seed)
+    model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
+    return Evaluation(model, tokenizer, ep, gp, codec_info(model.config), Tagger.load(TM.TAGGER), {})
 
 
 def made_on(model, batch: int) -> dict:
@@ -286,30 +307,23 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
     padded, padded_frames = padded_length(tokens_dir, config)
-    torch.manual_seed(ep.seed)
-    model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
-    info, tagger = codec_info(model.config), Tagger.load(TM.TAGGER)
-    ref, calibrated, extra = build_reference(model, seg_dir, tokens_dir, info, ep, tagger)
-    copy_ref = extra["copy"]
-    losses = valid_losses(model, tokenizer, tokens_dir, info.pad_id, model.config.decoder.decoder_start_token_id)
-    loss, th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
+    ev = open_evaluation(mp, ep, gp)
+    ev.ref, calibrated, extra = build_reference(ev.model, seg_dir, tokens_dir, ev.info, ep, ev.tagger)
+    losses = valid_losses(ev.model, ev.tokenizer, tokens_dir, ev.info.pad_id, ev.model.config.decoder.decoder_start_token_id)
+    loss, ev.th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
     with atomic_dir(out_dir) as tmp:
-        rows, clips = generate_set(model, tokenizer, ep, gp, info, frames, tmp, out_dir.name, "base", loss, th, ref,
-                                   ep.samples_per_prompt)
-        dist, ref["base_musicnn_emb"] = measure_style(rows, clips, info.sample_rate, tmp, ref, tagger,
-                                                      in_style(rows, ep))
-        if padded:
-            rows += generate_set(model, tokenizer, ep, gp, info, padded_frames, tmp, out_dir.name, "base", loss, th,
-                                 ref, 1, padded)[0]
+        rows, dist, ev.ref["base_musicnn_emb"] = ev.generate_measured(tmp, out_dir.name, "base", loss, frames, padded,
+                                                                      padded_frames)
+    copy_ref = extra["copy"]
     base_runs = [r.metrics.get("copy_longest_s", 0.0) for r in rows]
     copy_ref.update(base_longest_s=max(base_runs, default=0.0),
                     run_limit_s=run_limit([copy_ref["valid_longest_s"], max(base_runs, default=0.0)]))
     with atomic_path(ref_path.with_suffix(".safetensors")) as tmp:
-        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in ref.items() if k != "copy"}, str(tmp))
+        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in ev.ref.items() if k != "copy"}, str(tmp))
     write_json(ref_path.with_suffix(".json"), {
         "thresholds": calibrated, "base": {**dist, "valid_losses": [round(x, 6) for x in losses]},
         "base_valid_loss": loss,
-        "target": {"top_tags": TM.top_tags(ref["valid_musicnn_tags"], tagger.tags), "n": len(ref["valid_mfcc"]),
+        "target": {"top_tags": TM.top_tags(ev.ref["valid_musicnn_tags"], ev.tagger.tags), "n": len(ev.ref["valid_mfcc"]),
                    "clips": extra["listen"]},
         "padded": padded, "copy": copy_ref})
     write_jsonl(rows_path, (asdict(r) for r in rows))
@@ -334,52 +348,60 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
     summary = read_reference(ref_path.with_suffix(".json"))
     padded = summary.get("padded")  # evaluate base decided: base and best share the padded evaluation
     padded_frames = padded and check_generation_length(config, padded["pad_to_seconds"], "encode.pad_to_seconds")
-    torch.manual_seed(ep.seed)
-    model, tokenizer = load_model(mp, resolve_device(mp), ep.half_precision)
-    info, tagger = codec_info(model.config), Tagger.load(TM.TAGGER)
-    start_id = model.config.decoder.decoder_start_token_id
-    ref = {k: v for k, v in load_file(str(ref_path.with_suffix(".safetensors"))).items()}
-    if summary.get("copy"):
-        _, codes, mask, _ = load_tokens(tokens_dir, "train")
-        ref["copy"] = copy_check(codes, mask, info.frame_rate, ref, summary["copy"])
-    th = P.FlagThresholds(**summary["thresholds"])
-    names = list(adapters)
-    padded_for = "best" if "best" in names else names[0]
-    peft_model = load_adapters(model, adapters)
+    ev = open_evaluation(mp, ep, gp)
+    ev.ref, ev.th = load_reference(ref_path, summary, tokens_dir, ev.info), P.FlagThresholds(**summary["thresholds"])
+    peft_model = load_adapters(ev.model, adapters)
     all_rows = [ResultRow(**r) for r in read_jsonl(base_rows)]
     distances = {"base": summary["base"]}
     done: dict[str, tuple[str, list[ResultRow]]] = {}  # adapter weights digest -> (name, rows)
-    for name in names:
+    for name in adapters:
         out_dir = eval_dir / f"{name}_model"
         digest = hashlib.sha256((adapters[name] / "adapter_model.safetensors").read_bytes()).hexdigest()
         if digest in done:  # final is best (valid loss still falling at the end): same weights, same audio
             twin, twin_rows = done[digest]
             rows, distances[name] = copy_twin(twin_rows, eval_dir / f"{twin}_model", out_dir, name), distances[twin]
-            loss = rows[0].valid_loss
         else:
             with merged(peft_model, name) as merged_model:
-                losses = valid_losses(merged_model, tokenizer, tokens_dir, info.pad_id, start_id)
-                loss = float(np.mean(losses))
-                with atomic_dir(out_dir) as tmp:
-                    rows, clips = generate_set(merged_model, tokenizer, ep, gp, info, frames, tmp, out_dir.name, name,
-                                               loss, th, ref, ep.samples_per_prompt)
-                    mask = in_style(rows, ep)
-                    dist, emb = measure_style(rows, clips, info.sample_rate, tmp, ref, tagger, mask)
-                    if padded and name == padded_for:
-                        rows += generate_set(merged_model, tokenizer, ep, gp, info, padded_frames, tmp, out_dir.name, name,
-                                             loss, th, ref, 1, padded)[0]
-            fd = TM.style_fd_interval(ref["base_musicnn_emb"][mask], emb[mask], ref["valid_musicnn_emb"], ep.seed)
-            distances[name] = {**dist, "valid_losses": [round(x, 6) for x in losses],
-                               "style_fd_vs_base": fd and fd.as_dict(4)}
+                rows, distances[name] = evaluate_adapter(replace(ev, model=merged_model), tokens_dir, out_dir, name,
+                                                         frames, padded if name == padded_for(adapters) else None,
+                                                         padded_frames)
             done[digest] = (name, rows)
         all_rows += rows
-        print(f"evaluate {name}: valid loss {loss:.4f}" + (f" (same weights as {done[digest][0]})"
-                                                          if done[digest][0] != name else ""))
+        print(f"evaluate {name}: valid loss {rows[0].valid_loss:.4f}" + (f" (same weights as {done[digest][0]})"
+                                                                         if done[digest][0] != name else ""))
     write_jsonl(results, (asdict(r) for r in all_rows))
     # set-level figures, one per model (not copied onto every clip), and how the intervals are drawn
     write_json(set_metrics, {"models": distances, "target": summary["target"], "padded": padded,
                              "prompts": {"in_style": ep.prompts, "off_style": ep.off_style_prompts},
                              "bootstrap": {"seed": ep.seed, "resamples": B.RESAMPLES, "level": B.LEVEL}})
+
+
+def padded_for(adapters: dict) -> str:
+    """The adapter generated at the padded length too (beside base): best, where there is one."""
+    return "best" if "best" in adapters else next(iter(adapters))
+
+
+def load_reference(ref_path: Path, summary: dict, tokens_dir: Path, info) -> dict:
+    """What `evaluate base` measured (arrays), with the copy check rebuilt over the training codes."""
+    ref = {k: v for k, v in load_file(str(ref_path.with_suffix(".safetensors"))).items()}
+    if summary.get("copy"):
+        _, codes, mask, _ = load_tokens(tokens_dir, "train")
+        ref["copy"] = copy_check(codes, mask, info.frame_rate, ref, summary["copy"])
+    return ref
+
+
+def evaluate_adapter(ev: Evaluation, tokens_dir: Path, out_dir: Path, name: str, frames: int, padded: dict | None,
+                     padded_frames: int | None) -> tuple[list[ResultRow], dict]:
+    """One merged adapter: its valid losses, its generated set measured into `out_dir`, and its
+    set figures with the style distance's interval against base."""
+    losses = valid_losses(ev.model, ev.tokenizer, tokens_dir, ev.info.pad_id,
+                          ev.model.config.decoder.decoder_start_token_id)
+    with atomic_dir(out_dir) as tmp:
+        rows, dist, emb = ev.generate_measured(tmp, out_dir.name, name, float(np.mean(losses)), frames, padded,
+                                               padded_frames)
+    mask = in_style([r for r in rows if r.length == "clip"], ev.ep)
+    fd = TM.style_fd_interval(ev.ref["base_musicnn_emb"][mask], emb[mask], ev.ref["valid_musicnn_emb"], ev.ep.seed)
+    return rows, {**dist, "valid_losses": [round(x, 6) for x in losses], "style_fd_vs_base": fd and fd.as_dict(4)}
 
 
 def main(argv: list[str]) -> int:
