@@ -160,7 +160,6 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
         mp: P.ModelParams, gp: P.GenerationParams) -> list[dict]:
     torch.manual_seed(tp.seed)
     train_clips, valid_clips = TokenSplit(tokens_dir, "train"), TokenSplit(tokens_dir, "valid")
-    index = train_clips.index
     if not len(train_clips) or not len(valid_clips):
         raise UserError(f"train: need clips in both splits (train {len(train_clips)}, valid {len(valid_clips)}); "
                          f"add recordings or raise segment.valid_fraction")
@@ -168,6 +167,31 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     if tp.init_adapter:
         check_adapter_dir(Path(tp.init_adapter))  # so does a missing start adapter
     device = resolve_device(mp)
+    model, tokenizer, start = lora_model(tokens_dir, train_clips.index, lora, tp, mp, device)
+    ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
+    trainer = make_trainer(model, tokenizer, train_clips, valid_clips, tp, gp, device, ckpt_dir, metrics_dir)
+    last = last_complete_checkpoint(ckpt_dir)
+    epoch0 = ckpt_dir / "epoch0.json"  # the base model's valid loss: the curve's starting point
+    main_process = trainer.is_world_process_zero()
+    trainer.accelerator.wait_for_everyone()
+    if not epoch0.exists():
+        evaluate_epoch0(trainer, epoch0, device, main_process, start)
+    diverged = train_to_end(trainer, last)
+    trainer.accelerator.wait_for_everyone()
+    if not main_process:
+        return []
+    rows = [json.loads(epoch0.read_text())] + epoch_losses(trainer.state.log_history)
+    publish_run(model, trainer, rows, ckpt_dir, best_dir, final_dir, metrics_dir, tokens_dir, tp, mp, device, start,
+                diverged)
+    if diverged:
+        raise UserError(diverged)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return rows
+
+
+def lora_model(tokens_dir: Path, index: dict, lora, tp: P.TrainParams, mp: P.ModelParams, device: torch.device):
+    """The base model on `device` with the LoRA attached (or the start adapter continued): (peft
+    model, tokenizer, {path, sha256} of the start adapter or None)."""
     if device.type == "cuda":
         torch.cuda.set_device(device)  # Trainer (accelerate) places the model on the current device
     model, tokenizer = load_model(mp, device)
@@ -181,50 +205,63 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     start = None  # the adapter this run continues, and its weights' sha256 (provenance)
     if tp.init_adapter:
         start = {"path": tp.init_adapter, "sha256": continue_from(model, Path(tp.init_adapter), resolve_name(mp))}
-    ckpt_dir = CHECKPOINTS / run_key(tp, mp, tokens_dir)
+    return model, tokenizer, start
+
+
+def make_trainer(model, tokenizer, train_clips: TokenSplit, valid_clips: TokenSplit, tp: P.TrainParams,
+                 gp: P.GenerationParams, device: torch.device, ckpt_dir: Path, metrics_dir: Path) -> LoraTrainer:
+    """Trainer with the project's callbacks: the best adapter per epoch, live curves, samples,
+    early stopping where asked, and a quiet progress bar."""
     collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed, audio_channels(model.config))
-    args = training_arguments(tp, device, ckpt_dir)
-    train_set, valid_set = ClipDataset(train_clips), ClipDataset(valid_clips, training=False)
-    trainer = LoraTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=valid_set, data_collator=collator,
+    trainer = LoraTrainer(model=model, args=training_arguments(tp, device, ckpt_dir), train_dataset=ClipDataset(train_clips),
+                          eval_dataset=ClipDataset(valid_clips, training=False), data_collator=collator,
                           callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
                                      LiveCallback(metrics_dir / "live", ckpt_dir / "epoch0.json"),
                                      SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed, gp,
                                                     ckpt_dir / "samples")]
                           + ([EarlyStoppingCallback(tp.early_stopping_patience)] if tp.early_stopping_patience else []),
-                          pad_id=index["codec"]["pad_id"], start_id=model.config.decoder.decoder_start_token_id)
+                          pad_id=train_clips.index["codec"]["pad_id"],
+                          start_id=model.config.decoder.decoder_start_token_id)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)
-    last = last_complete_checkpoint(ckpt_dir)
-    epoch0 = ckpt_dir / "epoch0.json"  # the base model's valid loss: the curve's starting point
-    main_process = trainer.is_world_process_zero()
-    trainer.accelerator.wait_for_everyone()
-    if not epoch0.exists():
-        # Iterating a DataLoader draws from torch's global RNG, and the training shuffle draws next:
-        # the base-model evaluation must leave the RNG as it found it, or a run restarted after a kill
-        # (which finds epoch0.json and skips this) would shuffle, and so train, differently.
-        with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
-            loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
-        if main_process:
-            write_json(epoch0, {"epoch": 0, "valid_loss": loss, "train_loss": None})
-            tqdm.write(f"train: epoch 0 ({'the start adapter' if start else 'the base model'}): valid loss {loss:.4f}")
-    diverged = None
+    return trainer
+
+
+def evaluate_epoch0(trainer: LoraTrainer, epoch0: Path, device: torch.device, main_process: bool,
+                    start: dict | None) -> None:
+    """The valid loss before training (epoch 0 of the curve), recorded once per run."""
+    # Iterating a DataLoader draws from torch's global RNG, and the training shuffle draws next:
+    # the base-model evaluation must leave the RNG as it found it, or a run restarted after a kill
+    # (which finds epoch0.json and skips this) would shuffle, and so train, differently.
+    with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
+        loss = trainer.evaluate()["eval_loss"]  # collective: every process takes part
+    if main_process:
+        write_json(epoch0, {"epoch": 0, "valid_loss": loss, "train_loss": None})
+        tqdm.write(f"train: epoch 0 ({'the start adapter' if start else 'the base model'}): valid loss {loss:.4f}")
+
+
+def train_to_end(trainer: LoraTrainer, last: str | None) -> str | None:
+    """Train (from the last complete checkpoint, if any); a non-finite loss ends it with its message."""
     try:
         trainer.train(resume_from_checkpoint=last)
     except NonFiniteLoss as exc:
-        diverged = str(exc)  # keep what was good: the best adapter so far and the losses logged
         for callback in trainer.callback_handler.callbacks:  # Trainer closes its bar only on a normal end
             if isinstance(callback, ProgressCallback) and callback.training_bar is not None:
                 callback.training_bar.close()
-    trainer.accelerator.wait_for_everyone()
-    if not main_process:
-        return []
+        return str(exc)  # keep what was good: the best adapter so far and the losses logged
+    return None
+
+
+def publish_run(model, trainer: LoraTrainer, rows: list[dict], ckpt_dir: Path, best_dir: Path, final_dir: Path,
+                metrics_dir: Path, tokens_dir: Path, tp: P.TrainParams, mp: P.ModelParams, device: torch.device,
+                start: dict | None, diverged: str | None) -> None:
+    """The adapters (final only after a finite end), the metrics, samples, provenance and cards."""
     if diverged is None:
         with atomic_dir(final_dir) as tmp:
             model.save_pretrained(tmp)
     if (ckpt_dir / "best_adapter").exists():
         with atomic_dir(best_dir) as tmp:
             shutil.copytree(ckpt_dir / "best_adapter", tmp, dirs_exist_ok=True)
-    rows = [json.loads(epoch0.read_text())] + epoch_losses(trainer.state.log_history)
     log_metrics(metrics_dir, rows, trainer.state.global_step, tp, diverged)
     publish(ckpt_dir / "samples", metrics_dir / "samples", tp.sample_prompts)
     write_json(metrics_dir / "environment.json",
@@ -232,10 +269,6 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
                 "init_adapter": start})
     write_cards(best_dir if (ckpt_dir / "best_adapter").exists() else None, None if diverged else final_dir,
                 rows, tp, mp, tokens_dir)
-    if diverged:
-        raise UserError(diverged)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return rows
 
 
 def early_stop(rows: list[dict], tp: P.TrainParams, best_epoch: int, diverged: str | None) -> dict | None:
