@@ -248,57 +248,71 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
     cache_dirs = dvc_cache_dirs(raw_dir)  # the only place links may point: `dvc config cache.type symlink`
     sources, skipped = find_sources(raw_dir, cache_dirs)
     rows: list[ClipRow] = []
-    dropped: Counter = Counter()
+    quiet = 0
     tags = TagCaptions()
     with atomic_dir(out_dir) as tmp:
         (tmp / "clips").mkdir()
         for path in tqdm(sources, desc="segment", unit="file"):
-            source = path.relative_to(raw_dir).as_posix()
-            kept: list = []
-            try:
-                kept, quiet, seen = clips_of(path, tmp / "clips", len(rows), sample_rate, channels, seg)
-                if not kept and not quiet:
-                    skipped.append(SkipRow(source, f"shorter than min_clip_seconds ({seen / sample_rate:.2f} s)"))
-                    continue
-                if kept:
-                    caption, caption_source, problem = choose_caption(path, seg, tags, cache_dirs)
-            except AudioError as exc:
-                for cid, *_ in kept:  # the caption's read failed after the clips were written
-                    (tmp / "clips" / f"{cid}.wav").unlink(missing_ok=True)
-                skipped.append(SkipRow(source, str(exc).removeprefix(f"{path}: ")))
-                continue
-            dropped["quiet"] += quiet
-            if not kept:
-                skipped.append(SkipRow(source, f"every clip quieter than min_loudness_lufs ({seg.min_loudness_lufs:g} "
-                                               f"LUFS): silence?"))
-                continue
-            if problem:
-                skipped.append(SkipRow(path.with_suffix(".txt").relative_to(raw_dir).as_posix(), problem))
-            for cid, start, real, n in kept:
-                rows.append(ClipRow(cid, f"clips/{cid}.wav", source, round(start / sample_rate, 4),
-                                    round(real / sample_rate, 4), round(1 - real / n, 4), caption, caption_source, ""))
+            new, skips, dropped = segment_file(path, raw_dir, tmp / "clips", len(rows), sample_rate, channels, seg,
+                                               tags, cache_dirs)
+            rows, skipped, quiet = rows + new, skipped + skips, quiet + dropped
         if not rows:
             raise UserError(f"segment: no usable clip in {raw_dir} ({len(skipped)} files skipped, "
-                            f"{dropped['quiet']} clips below {seg.min_loudness_lufs} LUFS); see the reasons above")
-        durations: dict[str, float] = Counter()
-        for r in rows:
-            durations[r.source] += r.duration_s
-        splits = split_sources(dict(durations), seg.valid_fraction, seg.seed)
-        rows = [replace(r, split=splits[r.source]) for r in rows]
+                            f"{quiet} clips below {seg.min_loudness_lufs} LUFS); see the reasons above")
+        rows = with_splits(rows, seg)
         write_jsonl(tmp / MANIFEST, (asdict(r) for r in rows))
         write_jsonl(tmp / SKIPPED, (asdict(s) for s in skipped))
     for s in skipped:
         print(f"segment: skipped {s.source}: {s.reason}")
     for warning in split_warnings(rows):
         print(f"segment: warning: {warning}")
+    return outcome(rows, sources, skipped, quiet, out_dir)
+
+
+def segment_file(path: Path, raw_dir: Path, clips_dir: Path, first: int, sample_rate: int, channels: int,
+                 seg: P.SegmentParams, tags: TagCaptions, cache_dirs) -> tuple[list[ClipRow], list[SkipRow], int]:
+    """One recording cut into clips under `clips_dir` (numbered from `first`), with their caption:
+    (its clips, what was skipped and why, how many clips were too quiet). A file that cannot be
+    read is a skip row, never the end of the run."""
+    source = path.relative_to(raw_dir).as_posix()
+    kept: list = []
+    try:
+        kept, quiet, seen = clips_of(path, clips_dir, first, sample_rate, channels, seg)
+        if not kept and not quiet:
+            return [], [SkipRow(source, f"shorter than min_clip_seconds ({seen / sample_rate:.2f} s)")], 0
+        if kept:
+            caption, caption_source, problem = choose_caption(path, seg, tags, cache_dirs)
+    except AudioError as exc:
+        for cid, *_ in kept:  # the caption's read failed after the clips were written
+            (clips_dir / f"{cid}.wav").unlink(missing_ok=True)
+        return [], [SkipRow(source, str(exc).removeprefix(f"{path}: "))], 0
+    if not kept:
+        return [], [SkipRow(source, f"every clip quieter than min_loudness_lufs ({seg.min_loudness_lufs:g} "
+                                    f"LUFS): silence?")], quiet
+    skips = [SkipRow(path.with_suffix(".txt").relative_to(raw_dir).as_posix(), problem)] if problem else []
+    return [ClipRow(cid, f"clips/{cid}.wav", source, round(start / sample_rate, 4), round(real / sample_rate, 4),
+                    round(1 - real / n, 4), caption, caption_source, "") for cid, start, real, n in kept], skips, quiet
+
+
+def with_splits(rows: list[ClipRow], seg: P.SegmentParams) -> list[ClipRow]:
+    """Each clip's split, decided by recording (`split_sources`)."""
+    durations: dict[str, float] = Counter()
+    for r in rows:
+        durations[r.source] += r.duration_s
+    splits = split_sources(dict(durations), seg.valid_fraction, seg.seed)
+    return [replace(r, split=splits[r.source]) for r in rows]
+
+
+def outcome(rows: list[ClipRow], sources: list, skipped: list, quiet: int, out_dir: Path) -> dict:
+    """The run's counts, printed in one line and returned."""
     counts = Counter(r.split for r in rows)
     valid_s = sum(r.duration_s for r in rows if r.split == "valid")
     summary = {"clips": len(rows), "train": counts["train"], "valid": counts["valid"], "sources": len(sources),
-               "skipped": len(skipped), "dropped_quiet_clips": dropped["quiet"],
+               "skipped": len(skipped), "dropped_quiet_clips": quiet,
                "valid_share_of_duration": round(valid_s / sum(r.duration_s for r in rows), 4)}
     print(f"segment: {len(rows)} clips ({counts['train']} train / {counts['valid']} valid, "
-          f"{summary['valid_share_of_duration']:.0%} of the audio held out) from {len(durations)} of "
-          f"{len(sources)} audio files; {len(skipped)} lines in {out_dir / SKIPPED}; dropped {dropped['quiet']} quiet clips")
+          f"{summary['valid_share_of_duration']:.0%} of the audio held out) from {len({r.source for r in rows})} of "
+          f"{len(sources)} audio files; {len(skipped)} lines in {out_dir / SKIPPED}; dropped {quiet} quiet clips")
     return summary
 
 
