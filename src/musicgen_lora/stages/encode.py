@@ -35,9 +35,8 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     if missing:
         raise UserError(f"{missing}: listed in {seg_dir / MANIFEST} but not on disk; regenerate it (`dvc repro segment`)")
     model, _ = load_model(model_params, resolve_device(model_params), codec_only=True)
-    info, channels, melody = codec_info(model.config), audio_channels(model.config), is_melody(model.config)
-    clip_samples = len(read_audio(files[0])[0])
-    clip_s = clip_samples / info.sample_rate
+    info = codec_info(model.config)
+    clip_s = len(read_audio(files[0])[0]) / info.sample_rate
     pad_s = enc.pad_to_seconds if enc.pad_to_seconds is not None else clip_s
     if pad_s + 1e-6 < clip_s:
         raise P.ParamsError(f"params.yaml: encode.pad_to_seconds must be >= the clip length {clip_s:g} s "
@@ -48,24 +47,9 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     index_rows, shard_names = [], []
     with atomic_dir(out_dir) as tmp, tqdm(total=len(clips), desc="encode", unit="clip") as progress:
         for s0 in range(0, len(clips), SHARD_CLIPS):
-            shard = clips[s0 : s0 + SHARD_CLIPS]
-            codes, masks, chromas = [], [], []
-            for b0 in range(0, len(shard), enc.batch_size):
-                batch = shard[b0 : b0 + enc.batch_size]
-                audio = np.zeros((len(batch), channels, total), dtype=np.float32)
-                for i, file in enumerate(files[s0 + b0 : s0 + b0 + len(batch)]):
-                    data = as_channels(read_audio(file)[0], channels)  # (channels, N)
-                    audio[i, :, : data.shape[1]] = data[:, :total]
-                codes.append(encode_audio(model, torch.from_numpy(audio)).to(torch.int16))
-                if melody:  # each clip's chroma conditions its own training (model/melody.py)
-                    chromas.append(chroma(model.chroma_extractor, audio.mean(axis=1), info.sample_rate))
-                progress.update(len(batch))
-                masks += [frame_mask(r.duration_s, frames, info.frame_rate) for r in batch]
-            name = shard_name(len(shard_names))
-            tensors = {"codes": torch.cat(codes), "frame_mask": torch.from_numpy(np.stack(masks))}
-            if melody:
-                tensors["chroma"] = torch.cat(chromas)
-            save_file(tensors, str(tmp / name))
+            shard, name = clips[s0 : s0 + SHARD_CLIPS], shard_name(len(shard_names))
+            save_file(encode_shard(model, shard, files[s0 : s0 + len(shard)], enc, total, frames, progress),
+                      str(tmp / name))
             shard_names.append(name)
             index_rows += [{"id": r.id, "split": r.split, "caption": r.caption, "shard": name, "row": i}
                            for i, r in enumerate(shard)]
@@ -76,6 +60,29 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     print(f"encode: {len(clips)} clips -> {frames} frames x {info.num_codebooks} codebooks "
           f"(padded to {pad_s:g} s) in {len(shard_names)} shard{'s' if len(shard_names) != 1 else ''}")
     return index
+
+
+def encode_shard(model, shard: list, files: list[Path], enc: P.EncodeParams, total: int, frames: int,
+                 progress) -> dict[str, torch.Tensor]:
+    """One shard's tensors: each clip's codes (int16), its real-frame mask and (melody models) its
+    chroma, encoded `enc.batch_size` clips at a time, each padded with zeros to `total` samples."""
+    info, channels, melody = codec_info(model.config), audio_channels(model.config), is_melody(model.config)
+    codes, masks, chromas = [], [], []
+    for b0 in range(0, len(shard), enc.batch_size):
+        batch = shard[b0 : b0 + enc.batch_size]
+        audio = np.zeros((len(batch), channels, total), dtype=np.float32)
+        for i, file in enumerate(files[b0 : b0 + len(batch)]):
+            data = as_channels(read_audio(file)[0], channels)  # (channels, N)
+            audio[i, :, : data.shape[1]] = data[:, :total]
+        codes.append(encode_audio(model, torch.from_numpy(audio)).to(torch.int16))
+        if melody:  # each clip's chroma conditions its own training (model/melody.py)
+            chromas.append(chroma(model.chroma_extractor, audio.mean(axis=1), info.sample_rate))
+        progress.update(len(batch))
+        masks += [frame_mask(r.duration_s, frames, info.frame_rate) for r in batch]
+    tensors = {"codes": torch.cat(codes), "frame_mask": torch.from_numpy(np.stack(masks))}
+    if melody:
+        tensors["chroma"] = torch.cat(chromas)
+    return tensors
 
 
 def main(argv: list[str]) -> int:
