@@ -12,16 +12,19 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from .errors import UserError
 from .files import read_jsonl
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MANIFEST = "manifest.jsonl"  # data/segments: one ClipRow per clip
 SKIPPED = "skipped.jsonl"  # data/segments: one SkipRow per file (or caption) left out
 TOKEN_INDEX = "index.json"  # data/tokens: codec, frames and one entry per clip (model/tokens.py)
 
-Row = TypeVar("Row")
+Row = TypeVar("Row", bound="DataclassInstance")  # a row dataclass
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class SkipRow:
 def rows_of(path: Path, kind: type[Row]) -> list[Row]:
     """Every line of the JSON Lines file `path` as a `kind` record: the same keys, each value of
     the field's type (ints are accepted as floats)."""
-    fields = {f.name: f.type for f in dataclasses.fields(kind)}
+    # each field's annotation as written: a string (`from __future__ import annotations`)
+    fields = {f.name: cast(str, f.type) for f in dataclasses.fields(kind)}
     types = {"str": (str,), "float": (float, int), "int": (int,), "bool": (bool,)}
     out = []
     for n, row in enumerate(read_jsonl(path), 1):

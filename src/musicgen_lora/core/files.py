@@ -81,7 +81,7 @@ def read_jsonl(path: Path) -> list[dict]:
     except FileNotFoundError:
         raise UserError(f"{path}: missing; run the stage that writes it (`dvc repro`)") from None
     except jsonlines.InvalidLineError as exc:
-        raise UserError(f"{path}: line {exc.line_number} is not JSON; regenerate it (`dvc repro`)") from None
+        raise UserError(f"{path}: line {exc.lineno} is not JSON; regenerate it (`dvc repro`)") from None
 
 
 def write_text(path: Path, text: str) -> None:

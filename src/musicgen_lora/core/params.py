@@ -439,7 +439,8 @@ def problems(path: Path = PARAMS_FILE) -> list[str]:
     for name in SECTIONS:
         parsed[name], found = section_problems(name, data.get(name))
         out += found
-    seg, enc = parsed["segment"], parsed["encode"]
+    seg = typing.cast("SegmentParams | None", parsed["segment"])
+    enc = typing.cast("EncodeParams | None", parsed["encode"])
     if seg and enc and enc.pad_to_seconds is not None and enc.pad_to_seconds < seg.clip_seconds:
         out.append(f"params.yaml: encode.pad_to_seconds must be null or >= segment.clip_seconds "
                    f"({seg.clip_seconds:g}) (got {enc.pad_to_seconds!r})")

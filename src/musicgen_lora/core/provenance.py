@@ -30,9 +30,7 @@ def machine(device: torch.device | str | None = None) -> dict:
     """The numerical path of this process: CPU model and the instruction set torch dispatches to,
     thread counts, allocator, the device the model ran on (None: the one `model.device: auto`
     would pick), Python and package versions."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    on = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
     info = {
         "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector ISA torch's kernels use
@@ -41,12 +39,12 @@ def machine(device: torch.device | str | None = None) -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "allocator": active(),
         "launched_with": dict(sorted(LAUNCH_OPTIONS.items())),  # pinned ISA variables, mimalloc options
-        "device": str(device),
+        "device": str(on),
         "python": platform.python_version(),
         "packages": {p: md.version(p) for p in PACKAGES},
     }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
+    if on.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(on)
     return info
 
 

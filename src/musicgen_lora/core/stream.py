@@ -41,6 +41,7 @@ class Resampler:
 
     def _out(self, stop: int | None) -> np.ndarray:
         """Output for input [done, stop) (to the end: stop None), from a chunk with context."""
+        assert self.buf is not None  # called from push (after it sets buf) and from finish (buf checked)
         lo = max(0, self.done - self.context)
         chunk = self.buf[..., lo - self.buf_start: None if stop is None else stop + self.context - self.buf_start]
         out = AF.resample(torch.from_numpy(np.ascontiguousarray(chunk)), self.orig, self.new).numpy()
@@ -73,7 +74,7 @@ def stream_audio(path: Path, sample_rate: int, channels: int = 1, block: int = 0
     with opened(path) as f:
         sr, read, notes = f.samplerate, 0, []
         resampler = Resampler(sr, sample_rate) if sr != sample_rate else None
-        pending = np.zeros((channels, 0), np.float32)
+        pending: np.ndarray = np.zeros((channels, 0), np.float32)
         while True:
             data, caught = read_block(f, path, sr * 10)  # notes caught only around the read: the caller's are its own
             notes += caught
@@ -82,7 +83,7 @@ def stream_audio(path: Path, sample_rate: int, channels: int = 1, block: int = 0
             if not np.isfinite(data).all():
                 raise AudioError(f"{path}: contains NaN or infinite samples")
             read += len(data)
-            piece = as_channels(data, channels).astype(np.float32, copy=False)
+            piece: np.ndarray = as_channels(data, channels).astype(np.float32, copy=False)
             pending = np.concatenate([pending, resampler.push(piece) if resampler else piece], axis=-1)
             while pending.shape[-1] >= block:
                 yield _layout(pending[:, :block], channels)

@@ -14,12 +14,16 @@ is `stereo.py`, melody conditioning `melody.py`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from transformers import (AutoConfig, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration,
                           PretrainedConfig)
 
 from ..core.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 CLASSES = {"musicgen": MusicgenForConditionalGeneration, "musicgen_melody": MusicgenMelodyForConditionalGeneration}
 
@@ -61,7 +65,7 @@ def read_config(name: str, revision: str | None) -> PretrainedConfig:
     return config
 
 
-def model_class(config: PretrainedConfig, name: str = "model.name") -> type:
+def model_class(config: PretrainedConfig, name: str = "model.name") -> type[PreTrainedModel]:
     try:
         return CLASSES[config.model_type]
     except KeyError:
@@ -115,6 +119,9 @@ def load(name: str, revision: str | None):
     cls = model_class(config, name)
     # float32 whatever the config says (transformers 5 loads dtype "auto": a half-precision config
     # would give half weights, fp16 training without a scaler and a lossy merge)
-    model, info = cls.from_pretrained(name, revision=revision, output_loading_info=True, dtype=torch.float32)
+    # (transformers annotates from_pretrained as returning the model alone, and `revision` as str: with
+    # output_loading_info it returns (model, loading info), and revision None is the default branch)
+    model, info = cast("tuple[PreTrainedModel, dict]", cls.from_pretrained(
+        name, revision=revision, output_loading_info=True, dtype=torch.float32))
     check_loading(name, cls, info)
     return model

@@ -38,11 +38,13 @@ class PresizedLayer(DynamicLayer):
         self.keys, self.values = layer.keys, layer.values
         self.device, self.is_initialized = layer.device, True
         self.capacity = capacity
-        self._keys = self._values = None
+        self._keys: torch.Tensor | None = None
+        self._values: torch.Tensor | None = None
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized or self.keys is None:
             return super().update(key_states, value_states, *args, **kwargs)
+        assert self.values is not None  # DynamicLayer sets (and resets) keys and values together
         n = self.keys.shape[-2]
         m = n + key_states.shape[-2]
         if m > self.capacity:
@@ -52,6 +54,7 @@ class PresizedLayer(DynamicLayer):
             self._values = self.values.new_empty(*self.values.shape[:-2], self.capacity, self.values.shape[-1])
             self._keys[..., :n, :] = self.keys
             self._values[..., :n, :] = self.values
+        assert self._values is not None  # allocated together with _keys
         self._keys[..., n:m, :] = key_states
         self._values[..., n:m, :] = value_states
         self.keys, self.values = self._keys[..., :m, :], self._values[..., :m, :]

@@ -47,7 +47,9 @@ def lora_config(tp: TrainParams, model_or_config) -> LoraConfig:
     if tp.rank > width:  # LoRA's A is rank x width: a higher rank adds weights and no capacity
         raise ParamsError(f"params.yaml: train.rank must be at most the decoder's width {width} (got {tp.rank}; "
                           f"LoRA ranks of 4-64 are usual)")
-    return LoraConfig(r=tp.rank, lora_alpha=tp.alpha, lora_dropout=tp.dropout, target_modules=pattern, bias="none")
+    # peft annotates lora_alpha as int; it only divides by it (scaling alpha / r), and train.alpha is a float
+    return LoraConfig(r=tp.rank, lora_alpha=tp.alpha, lora_dropout=tp.dropout,
+                      target_modules=pattern, bias="none")
 
 
 def check_adapter_dir(path: Path) -> None:
@@ -131,7 +133,7 @@ def check_adapter_keys(peft_model, name: str, path: Path, tensors: dict) -> None
                         f"again with this model.name")
 
 
-def load_adapters(model, adapters: dict[str, Path]) -> PeftModel:
+def load_adapters(model, adapters: dict[str, Path]) -> PeftModel | None:
     """`model` with every adapter {name: folder} attached (safetensors only), each verified
     (`read_adapter_weights`, `check_adapter_keys`). An adapter made for another model shape is
     one line naming it."""

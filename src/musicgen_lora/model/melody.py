@@ -26,6 +26,7 @@ def chroma_extractor(name: str, revision: str | None, sample_rate: int) -> Music
     """The checkpoint's own feature extractor (preprocessor_config.json); a directory without one
     gets transformers' defaults at the codec's sample rate, said in one line."""
     try:
+        # revision None is the default branch (transformers annotates it as str)
         return MusicgenMelodyFeatureExtractor.from_pretrained(name, revision=revision)
     except OSError:
         print(f"melody: {name} has no preprocessor_config.json; chroma from MusicgenMelodyFeatureExtractor's "

@@ -214,7 +214,7 @@ def load_model(params: ModelParams, device: torch.device | str | None = None, ha
     only EnCodec goes to the device; T5 and the decoder stay on the CPU, unused (+2.4 GB of GPU
     memory saved on musicgen-small, ~13 GB on large)."""
     name = resolve_name(params)
-    device = resolve_device(params) if device is None else torch.device(device)
+    on = resolve_device(params) if device is None else torch.device(device)
     model = families.load(name, params.revision)
     tokenizer = AutoTokenizer.from_pretrained(name, revision=params.revision)
     # transformers 5 leaves decoder_start_token_id unset on some configs; training needs it.
@@ -222,15 +222,15 @@ def load_model(params: ModelParams, device: torch.device | str | None = None, ha
         model.config.decoder.decoder_start_token_id = model.config.decoder.pad_token_id
     if families.is_melody(model.config):
         model.chroma_extractor = melody.chroma_extractor(name, params.revision, model.config.audio_encoder.sampling_rate)
-    model.generation_dtype = generation_dtype(device, half_precision)
+    model.generation_dtype = generation_dtype(on, half_precision)
     set_threads(model.config, params.cpu_threads)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # what lands on "cuda" without an index (peft's adapter weights) goes here too
+    if on.type == "cuda":
+        torch.cuda.set_device(on)  # what lands on "cuda" without an index (peft's adapter weights) goes here too
     if codec_only:
-        model.audio_encoder.to(device)
+        model.audio_encoder.to(on)
     else:
-        model.to(device)
-    if device.type == "cuda":
+        model.to(on)
+    if on.type == "cuda":
         # the float32 copy from_pretrained made on the host is freed by the move; mimalloc would keep
         # it for an hour (runtime/allocator.py): 2.4-13 GB of host memory per process
         release()

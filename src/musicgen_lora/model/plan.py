@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -118,7 +119,7 @@ def training_forward(model, positions: int, dtype: torch.dtype | None, batch: in
         return codebook_loss(out.logits[:, -labels.shape[1]:], labels)
 
 
-def _fit(values: list[float]) -> tuple[float, float, float]:
+def _fit(values: Sequence[float]) -> tuple[float, float, float]:
     c, b, a = np.polyfit(PROBE_POSITIONS, values, 2)
     return float(a), float(b), float(max(c, 0.0))
 
@@ -132,7 +133,7 @@ def probe(config, tp: P.TrainParams, precision: str) -> Costs:
     layers, dtype = decoder.model.decoder.layers, DTYPES[precision]
     # (checkpointed, layers) -> bytes at each probe length; "largest": the largest kept tensor of the
     # first run (one plain layer: the loss's logits, the same at any depth)
-    counts = {}
+    counts: dict[tuple[bool, int] | str, list[int]] = {}
     for ckpt in (False, True):
         if ckpt:
             decoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -33,12 +33,13 @@ class RowSampling(LogitsProcessor):
                 "guidance_scale": self.guidance_scale,
                 "logits_processor": LogitsProcessorList([self])}
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         # MusicGen appends its guidance processor after the caller's, so the scores may still hold
         # the conditional and unconditional halves: guide them here, and hand the processor that
         # follows two equal halves, which it maps to themselves (u + (c - u) * g = u when c = u).
         pending = scores.shape[0] == 2 * input_ids.shape[0]
         if pending:
+            assert self.guidance is not None  # MusicGen doubles the rows only when guidance_scale > 1
             scores = self.guidance(input_ids, scores)
         rows = scores.float().reshape(len(self.seeds), -1, scores.shape[-1]) / self.temperature
         if self.top_k:

@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -26,6 +27,9 @@ from transformers.training_args import ParallelMode
 from ..core import params as P
 from ..core.files import write_text
 from .delay import forward_loss
+
+if TYPE_CHECKING:
+    from dvclive import Live
 
 
 class NonFiniteLoss(RuntimeError):
@@ -60,6 +64,10 @@ class StageArguments(TrainingArguments):
 
 
 def training_arguments(tp: P.TrainParams, device: torch.device, ckpt_dir: Path) -> StageArguments:
+    # early stopping reads the valid loss as Trainer's "best metric" (set only with it: a run
+    # without keeps the checkpoints it always kept)
+    best: dict[str, Any] = {"metric_for_best_model": "eval_loss", "greater_is_better": False} \
+        if tp.early_stopping_patience else {}
     return StageArguments(
         # eval batch 1: valid loss is the mean over clips, as in evaluate
         output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,
@@ -70,10 +78,7 @@ def training_arguments(tp: P.TrainParams, device: torch.device, ckpt_dir: Path) 
         report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
         dataloader_num_workers=0, use_cpu=device.type == "cpu", disable_tqdm=False,
         bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
-        torch_compile=tp.torch_compile, stage_device=str(device),
-        # early stopping reads the valid loss as Trainer's "best metric" (set only with it: a run
-        # without keeps the checkpoints it always kept)
-        **({"metric_for_best_model": "eval_loss", "greater_is_better": False} if tp.early_stopping_patience else {}),
+        torch_compile=tp.torch_compile, stage_device=str(device), **best,
     )
 
 
@@ -144,7 +149,8 @@ class LiveCallback(TrainerCallback):
     checkpoint dropped), so they come out as an uninterrupted run's."""
 
     def __init__(self, directory: Path, epoch0: Path):
-        self.directory, self.epoch0, self.live = directory, epoch0, None
+        self.directory, self.epoch0 = directory, epoch0
+        self.live: Live | None = None
 
     def _open(self, state) -> None:
         from dvclive import Live
@@ -155,6 +161,7 @@ class LiveCallback(TrainerCallback):
         self.live = Live(dir=str(self.directory), resume=resume, dvcyaml=None, save_dvc_exp=False, report=None)
 
     def _log(self, step: int, values: dict[str, float]) -> None:
+        assert self.live is not None  # opened first: on_train_begin and on_log call _open before _log
         self.live.step = step
         for name, value in values.items():
             self.live.log_metric(name, value)
