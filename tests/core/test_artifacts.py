@@ -75,3 +75,13 @@ def test_results_set_metrics_and_summaries_are_read_through_their_records(tmp_pa
         read_epochs(epochs)
     with pytest.raises(UserError, match="trial-1:metrics/summary.json: a summary from an older version"):
         parse_summary(json.dumps({"models": {}}), "trial-1:metrics/summary.json")
+
+
+def test_a_corrupt_jsonl_line_is_one_line_naming_it(tmp_path):
+    """(It was a traceback: the reader asked jsonlines' error for an attribute it does not have.)"""
+    from musicgen_lora.core.artifacts import read_results
+
+    results = tmp_path / "comparison_results.jsonl"
+    results.write_text(json.dumps(ROW) + "\n{not json\n")
+    with pytest.raises(UserError, match=r"comparison_results.jsonl: line 2 is not JSON; regenerate it"):
+        read_results(results)
