@@ -62,8 +62,10 @@ def test_processes_and_machines_are_params(tmp_path):
     # what a user types: an experiment with the param set, dvc.yaml untouched
     sh(["git", "add", "-A"], tmp_path, env)
     sh(["git", "commit", "-qm", "one process"], tmp_path, env)
-    out = sh(["dvc", "exp", "run", "train", "-S", "train.processes=2", "-S", "train.grad_accum=2"], tmp_path, env)
-    assert "2 process(es) x 1 machine(s) under accelerate launch" in out
+    proc = subprocess.run(["dvc", "exp", "run", "train", "-S", "train.processes=2", "-S", "train.grad_accum=2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "2 process(es) x 1 machine(s) under accelerate launch" in proc.stderr  # a note: logging, on stderr
     assert sh(["git", "diff", "--stat", "HEAD", "--", "dvc.yaml"], tmp_path, env) == ""
     two = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
     two_m = json.loads((tmp_path / "metrics/train/metrics.json").read_text())

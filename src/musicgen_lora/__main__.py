@@ -3,12 +3,15 @@
 `--help` lists every command; `<command> --help` shows its arguments. Errors a user can fix
 (params, data, adapters) end as one line on stderr with a non-zero exit; `--debug` before the
 command (or MUSICGEN_LORA_DEBUG=1) shows the traceback instead.
+Notes and warnings go through `logging` to stderr (configured once, in `main`); stdout carries
+each command's result.
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"musicgen_lora: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
     command = COMMANDS[argv[0]]
+    # notes and warnings (logging in the modules) on stderr, one plain line each; stdout keeps the command's result
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         return getattr(importlib.import_module(f"musicgen_lora.{command.module}"), command.func)(argv[1:]) or 0
     except ParamsError as exc:

@@ -121,7 +121,7 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     assert np.isfinite(padded[0].metrics["past_loudness_change_lu"])
 
 
-def test_padded_length_only_when_padded_and_generable(tiny, tmp_path, capsys):
+def test_padded_length_only_when_padded_and_generable(tiny, tmp_path, caplog):
     import json
 
     from musicgen_lora.stages.evaluate import padded_length
@@ -135,4 +135,7 @@ def test_padded_length_only_when_padded_and_generable(tiny, tmp_path, capsys):
     padded, frames = with_index(15.0, 30.0)
     assert padded == {"clip_seconds": 15.0, "pad_to_seconds": 30.0} and frames == 1500  # 50 frames/s
     assert with_index(15.0, 15.0) == (None, None)  # the default run: no padding, no extra cost
-    assert with_index(15.0, 200.0) == (None, None) and "no evaluation at the padded length" in capsys.readouterr().out
+    assert with_index(15.0, 200.0) == (None, None)
+    (warning,) = [r for r in caplog.records if r.name == "musicgen_lora.stages.evaluate"]  # stderr, not the result
+    assert warning.levelname == "WARNING"
+    assert warning.getMessage().startswith("evaluate: no evaluation at the padded length: ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ import soundfile as sf
 
 from .errors import UserError
 from .files import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 class AudioError(UserError):
@@ -90,9 +93,8 @@ def check_complete(path: Path, frames_read: int, f: sf.SoundFile) -> None:
 def warn_notes(path: Path, notes: list[str]) -> None:
     """Decoded, but the decoder saw damage: one line that names the file."""
     if notes:
-        print(f"{path}: warning: the decoder reported {notes[0]!r}"
-              + (f" and {len(notes) - 1} more notes" if len(notes) > 1 else "") + "; used what it decoded",
-              file=sys.stderr)
+        log.warning(f"{path}: warning: the decoder reported {notes[0]!r}"
+                    + (f" and {len(notes) - 1} more notes" if len(notes) > 1 else "") + "; used what it decoded")
 
 
 def _unreadable(path: Path, exc: Exception, notes: list[str]) -> str:

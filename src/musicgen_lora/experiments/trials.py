@@ -10,6 +10,7 @@ description and the overrides. `--queue -j N` sends the trials through DVC's own
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 import time
@@ -20,6 +21,8 @@ import numpy as np
 from ruamel.yaml import YAML
 
 from ..core.errors import UserError
+
+log = logging.getLogger(__name__)
 
 MANIFEST = Path("experiments/trials.yaml")
 RESTORED = ["params.yaml"]
@@ -102,7 +105,7 @@ def tag(trial: Trial, sha: str, force: bool, wall_s: float | None = None) -> Non
 def run_sequential(trials: list[Trial], force: bool) -> dict[str, str]:
     status = {}
     for trial in trials:  # --temp: the workspace (params.yaml included) is never touched
-        print(f"== {trial.name}: {trial.description}", flush=True)
+        log.info(f"== {trial.name}: {trial.description}")
         cmd = ["dvc", "exp", "run", "--temp", "--name", trial.name, *trial.set_params(), *(["-f"] if force else [])]
         start, baseline = time.time(), git("rev-parse", "HEAD")
         proc = subprocess.run(cmd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -16,6 +17,8 @@ from ..core.stream import opened, stream_audio
 from ..core.params import FlagThresholds
 from .clip import MIN_CLIP_S, clip_metrics
 from .flags import flags
+
+log = logging.getLogger(__name__)
 
 PART_S = 300.0    # a longer file is measured in parts of this length (memory flat in its length)
 
@@ -42,7 +45,7 @@ def file_rows(path: Path, thresholds: FlagThresholds) -> Iterator[dict]:
         label = str(path) if i == 0 and len(audio) < part else \
             f"{path} [{i * PART_S:.0f}-{(i * part + len(audio)) / sr:.0f} s]"
         if i and len(audio) < MIN_CLIP_S * sr:
-            print(f"note: {path}: the last {len(audio) / sr:.1f} s are too short to measure", file=sys.stderr)
+            log.info(f"note: {path}: the last {len(audio) / sr:.1f} s are too short to measure")
             return
         m = clip_metrics(audio, sr, thresholds.silence_threshold_dbfs)
         m.pop("loudness_curve_lufs")

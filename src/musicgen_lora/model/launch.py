@@ -11,6 +11,7 @@ MAIN_PROCESS_IP (or MASTER_ADDR) set; MAIN_PROCESS_PORT defaults to 29500.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from pathlib import Path
 from ..core import params as P
 from ..core.errors import UserError
 from .trainer import world_size
+
+log = logging.getLogger(__name__)
 
 
 def launched() -> bool:
@@ -59,7 +62,7 @@ def launch(tp: P.TrainParams, argv: list[str]) -> int:
         write_basic_config(mixed_precision="no", save_location=str(config))  # this machine's devices, nothing else
         cmd = [sys.executable, "-m", "accelerate.commands.launch", *accelerate_args(tp, config),
                "-m", "musicgen_lora", *argv]
-        print(f"train: {tp.processes} process(es) x {tp.machines} machine(s) under accelerate launch", flush=True)
+        log.info(f"train: {tp.processes} process(es) x {tp.machines} machine(s) under accelerate launch")
         return subprocess.run(cmd).returncode
 
 

@@ -17,9 +17,13 @@ too (`delay.forward_loss` keeps the last steps). Without a chroma, transformers 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from transformers import MusicgenMelodyFeatureExtractor
+
+log = logging.getLogger(__name__)
 
 
 def chroma_extractor(name: str, revision: str | None, sample_rate: int) -> MusicgenMelodyFeatureExtractor:
@@ -29,8 +33,8 @@ def chroma_extractor(name: str, revision: str | None, sample_rate: int) -> Music
         # revision None is the default branch (transformers annotates it as str)
         return MusicgenMelodyFeatureExtractor.from_pretrained(name, revision=revision)
     except OSError:
-        print(f"melody: {name} has no preprocessor_config.json; chroma from MusicgenMelodyFeatureExtractor's "
-              f"defaults at {sample_rate} Hz")
+        log.info(f"melody: {name} has no preprocessor_config.json; chroma from MusicgenMelodyFeatureExtractor's "
+                 f"defaults at {sample_rate} Hz")
         return MusicgenMelodyFeatureExtractor(sampling_rate=sample_rate)
 
 

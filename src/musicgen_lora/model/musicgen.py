@@ -29,6 +29,9 @@ from .delay import text_inputs
 from .kv_cache import presized_cache
 from .sampling import RowSampling
 
+log = logging.getLogger(__name__)
+
+
 class _MusicgenSpecialTokens(logging.Filter):
     """MusicGen's pad, bos and decoder-start ids are the codebook size (one past the vocabulary)
     by design; transformers' config check warns about that on every load. Drop exactly that
@@ -116,8 +119,8 @@ def generation_dtype(device: torch.device, half_precision: bool) -> torch.dtype 
     if not half_precision:
         return None
     if device.type != "cuda":
-        print("evaluate.half_precision: bf16 generation on the CPU (as on a GPU; faster than float32 only on "
-              "CPUs with bf16 instructions)")
+        log.info("evaluate.half_precision: bf16 generation on the CPU (as on a GPU; faster than float32 only on "
+                 "CPUs with bf16 instructions)")
         return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 

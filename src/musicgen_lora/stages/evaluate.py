@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -52,6 +53,8 @@ from ..model.musicgen import (check_generation_length, codec_info, decode_codes,
                               model_device, resolve_device)
 from ..model.tokens import load_chroma, load_tokens
 from ..runtime.kernels import fast_generation
+
+log = logging.getLogger(__name__)
 
 REFERENCE_CLIPS = 24  # training / valid clips measured for calibration and style reference
 TARGET_CLIPS_SHOWN = 3  # target clips the run page plays beside the models' clips
@@ -298,7 +301,7 @@ def padded_length(tokens_dir: Path, config) -> tuple[dict | None, int | None]:
         return {"clip_seconds": clip_s, "pad_to_seconds": pad_s}, check_generation_length(config, pad_s,
                                                                                           "encode.pad_to_seconds")
     except P.ParamsError as exc:
-        print(f"evaluate: no evaluation at the padded length: {exc}")
+        log.warning(f"evaluate: no evaluation at the padded length: {exc}")
         return None, None
 
 

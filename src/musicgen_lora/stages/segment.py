@@ -17,6 +17,7 @@ loaded only when a caption needs it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections import Counter
 from dataclasses import asdict, replace
@@ -39,6 +40,8 @@ from ..metrics.musicnn import Tagger
 from ..metrics.tagger_metrics import TAGGER, caption_from_tags, stream_profile
 from ..model.families import audio_channels
 from ..model.musicgen import codec_info, load_config, set_threads
+
+log = logging.getLogger(__name__)
 
 MIN_TARGET_CLIPS = 10  # fewer valid clips make a style target whose intervals cover almost anything
 MAX_CAPTION_BYTES = 2000  # a caption is a sentence or two; MusicGen's T5 reads at most 512 tokens
@@ -263,9 +266,9 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
         write_jsonl(tmp / MANIFEST, (asdict(r) for r in rows))
         write_jsonl(tmp / SKIPPED, (asdict(s) for s in skipped))
     for s in skipped:
-        print(f"segment: skipped {s.source}: {s.reason}")
+        log.warning(f"segment: skipped {s.source}: {s.reason}")
     for warning in split_warnings(rows):
-        print(f"segment: warning: {warning}")
+        log.warning(f"segment: warning: {warning}")
     return outcome(rows, sources, skipped, quiet, out_dir)
 
 

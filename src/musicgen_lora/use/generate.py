@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import logging
 import math
 from pathlib import Path
 
@@ -37,6 +38,8 @@ from ..model.continuation import generate_codes, plan
 from ..model.lora import adapter_base, check_adapter_dir, load_adapters, merged
 from ..model.musicgen import codec_info, decode_codes, load_config, load_model, resolve_name
 from ..runtime.kernels import fast_generation
+
+log = logging.getLogger(__name__)
 
 MIN_SECONDS = 0.1  # a few codec frames: less decodes to nothing
 MAX_SECONDS = 3600.0  # an hour: 180,000 decoder steps on musicgen-small, hours on a CPU
@@ -165,7 +168,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"generate: {exc}") from None
     base = resolve_name(mp)
     if args.adapter is not None and adapter_base(args.adapter) not in (None, base, mp.name):
-        print(f"generate: note: {args.adapter} was trained on {adapter_base(args.adapter)}; generating with {base}")
+        log.info(f"generate: note: {args.adapter} was trained on {adapter_base(args.adapter)}; generating with {base}")
     model, tokenizer = load_model(mp)
     samples = int(round(args.seconds * info.sample_rate))
     record = {"model": base, "model_revision": mp.revision, "adapter": None if args.adapter is None else str(args.adapter),
