@@ -227,6 +227,7 @@ def extract_best_audio(runs: list[tuple[str, str]], out_dir: Path) -> dict[str, 
 
 def write_page(rows: list[dict], out: Path, stem: str, descriptions: dict[str, str]) -> Path:
     """reports/<stem>.html with the audio extracted beside it (<stem>_audio/)."""
+    rows = sorted(rows, key=rank_key)  # the report's order: verdict, then style distance
     clips = extract_best_audio([(r["name"], r["rev"]) for r in rows], out / f"{stem}_audio")
     return write_trials_page(out / f"{stem}.html", [
         {"name": r["name"], "description": descriptions.get(r["name"], ""), "metrics": r["figures"],

@@ -1,4 +1,5 @@
-"""The cross-trial page (`reports/trials.html`): every trial's best adapter on the same prompt.
+"""The side-by-side page of runs (`reports/trials.html`, `reports/experiments.html`): every
+run's best adapter on the same prompt.
 
 Nothing else lets a user hear trial-3's best next to trial-4a's best for one prompt. Each
 prompt gets a table with one row per trial (player, valid loss, headline numbers, flags), and a
@@ -24,15 +25,18 @@ def overview(trials: list[dict]) -> tuple[list[tuple[str, str]], list[dict]]:
     metrics (metrics/headline.json at its tag, as `dvc exp show` reports them) and the means of its
     best adapter's clips on this page."""
     keys = [k for k in CLIP_KEYS if any(k in (r.get("metrics") or {}) for t in trials for r in t.get("rows", []))]
-    cols = [("trial", "text"), ("description", ""), ("best epoch", "num"), ("objective (best)", "num")]
+    cols = [("run", "text"), ("description", ""), ("verdict best / final", "text"), ("of the way (best), %", "num"),
+            ("best epoch", "num"), ("objective (best)", "num")]
     cols += [(f"valid loss {n}", "num") for n in MODELS] + [("style FD best (musicnn)", "num"),
                                                              ("flagged best", "num"), ("checks best vs base", "text")]
     cols += [(f"best: {label(k)}", "num") for k in keys]
     rows = []
     for t in trials:
         m, clips = t.get("metrics") or {}, t.get("rows", [])
+        verdict = m.get("verdict") or {}
         rows.append({"name": t["name"], "description": t.get("description", ""), "checks": checks_text(m.get("checks")),
-                     "numbers": [m.get("best_epoch"), m.get("loss_objective"),
+                     "verdict": f"{verdict.get('best', '-')} / {verdict.get('final', '-')}",
+                     "numbers": [(m.get("style_share_pct") or {}).get("best"), m.get("best_epoch"), m.get("loss_objective"),
                                  *((m.get("valid_loss_real") or {}).get(n) for n in MODELS),
                                  (m.get("style_fd") or {}).get("best"), (m.get("flagged") or {}).get("best")],
                      "means": [mean([(r.get("metrics") or {}).get(k) for r in clips]) for k in keys]})
@@ -54,7 +58,7 @@ def mean(values: list) -> float | None:
 def prompt_table(prompt: str, entries: list[tuple[str, dict]], page: Path) -> dict:
     """One row per trial for `prompt`; entries are (trial name, its best-model row with `path`)."""
     keys = [k for k in CLIP_KEYS if any(k in (r.get("metrics") or {}) for _, r in entries)]
-    cols = [("trial", "text"), ("best adapter", ""), ("valid loss", "num")] + [(label(k), "num") for k in keys] \
+    cols = [("run", "text"), ("best adapter", ""), ("valid loss", "num")] + [(label(k), "num") for k in keys] \
         + [("flags", "")]
     return {"prompt": prompt, "columns": cols,
             "entries": [{"name": name, "url": href(r["path"], page), "valid_loss": r.get("valid_loss"),
