@@ -31,3 +31,16 @@ def test_silence_and_windows_that_do_not_continue_do_not_count():
     got = copy_figures(glued, index, 50.0, silence)
     assert got["copy_longest_s"] == 30 / 50.0
     assert len(window_hashes(rng.integers(0, 9, (4, 5)))) == 0
+
+
+def test_a_copys_location_is_not_a_figure_that_moves():
+    """copy_clip / copy_frame / copy_nn_clip say where a copy is: a different index between base and
+    an adapter is not a change in the audio (it made trial-4b read "other figures moved")."""
+    from musicgen_lora.metrics.comparison import per_clip_intervals
+
+    def row(model, s, clip):
+        return {"prompt": "p", "model": model, "sample": s, "length": "clip", "flags": [],
+                "metrics": {"copy_clip": clip, "copy_nn_clip": clip, "copy_frame": clip, "copy_share": 0.0}}
+    rows = [row("base", s, 0) for s in range(6)] + [row("best", s, 5 + s) for s in range(6)]
+    out = per_clip_intervals(rows, "best", {"resamples": 200, "seed": 0, "level": 0.95})
+    assert set(out) == {"copy_share"}

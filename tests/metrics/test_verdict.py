@@ -106,3 +106,15 @@ def test_a_copy_has_its_own_word_and_is_not_counted_as_a_defect():
     v = judge(s, "best")
     assert v["words"] == ["improved", "copies training audio"] and "fewer epochs" in v["suggestion"]
     assert "2 clip(s) flagged near_copy" in " ".join(v["because"])
+
+
+def test_silence_codes_past_the_real_length_are_degraded():
+    """trial-1's lesson: padding in the loss, and the adapter generates silence codes where its
+    clips were padded; measurable, it is a defect whatever the clip-length figures say."""
+    s = summary()
+    s["padded"] = {"model": "best", "delta": {"past_silence_code_share": iv(0.0037, 0.0018, 0.0055, n=8)}}
+    best = judge(s, "best")
+    assert "degraded" in best["words"] and any("past the real-audio length" in b for b in best["because"])
+    assert "degraded" not in judge(s, "final")["words"]  # final was not generated at the padded length
+    s["padded"]["delta"]["past_silence_code_share"] = iv(0.0004, -0.001, 0.002, n=8)
+    assert judge(s, "best")["words"] == ["inert"]

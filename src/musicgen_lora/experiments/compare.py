@@ -43,6 +43,7 @@ from ..core.errors import UserError  # noqa: E402
 from ..core.files import atomic_dir, atomic_path, inside  # noqa: E402
 from ..metrics import bootstrap as B  # noqa: E402
 from ..metrics import comparison as C  # noqa: E402
+from ..metrics import verdict as V  # noqa: E402
 from ..metrics.plots import save_png  # noqa: E402
 from ..report.trials import write_trials_page  # noqa: E402
 from .trials import MANIFEST, git, load_trials, require_git  # noqa: E402
@@ -189,6 +190,8 @@ def collect(runs: list[tuple[str, str]]) -> list[dict]:
         # holds base and best only); a run from an older version: what dvc exp show has
         try:
             summary = parse_summary(git("show", f"{rev}:{SUMMARY_AT}", check=False) or None, f"{rev}:{SUMMARY_AT}")
+            # this version's verdict rules on the run's own figures (a run made earlier is judged alike)
+            summary["verdicts"] = {n: V.judge(summary, n) for n in summary["verdicts"]}
             figures = C.figures(summary)
         except UserError:
             summary, figures = {}, found["metrics"]

@@ -13,11 +13,17 @@ from collections import Counter
 import numpy as np
 
 from . import bootstrap as B
+from .copying import LOCATIONS
 from .registry import CHECKS, PAST_LENGTH  # check -> lower is better; style_fd's interval comes from evaluate (embeddings)
 
 
 def scalar(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def measure(key: str, v) -> bool:
+    """A per-clip figure to average and compare: a number that measures (not a copy's location)."""
+    return scalar(v) and key not in LOCATIONS
 
 
 def paired(rows: list[dict], model: str, length: str = "clip", prompts: set | None = None) -> dict[tuple, dict]:
@@ -34,7 +40,7 @@ def per_clip_intervals(rows: list[dict], model: str, boot: dict, length: str = "
     pairs = [k for k in base if k in other]
     if not pairs:
         return {}
-    keys = keys or [k for k, v in base[pairs[0]]["metrics"].items() if scalar(v)]
+    keys = keys or [k for k, v in base[pairs[0]]["metrics"].items() if measure(k, v)]
     out = {}
     for k in keys:
         a = [base[p]["metrics"].get(k) for p in pairs]

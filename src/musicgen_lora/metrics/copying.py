@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 COPY_FLAG = "near_copy"  # a clip's flag where both figures say it copies a training clip
+LOCATIONS = ("copy_clip", "copy_frame", "copy_nn_clip")  # where a copy is (indices), not measures: never averaged
 WINDOW = 10  # frames per hashed window: 0.2 s at 50 Hz; a run of them is a verbatim stretch
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 

@@ -49,6 +49,15 @@ def _fmt(iv: dict) -> str:
     return f"{iv['delta']:+.3g} [{lo:+.3g}, {hi:+.3g}]"
 
 
+def past_length_defect(summary: dict, model: str) -> dict | None:
+    """The interval of the rise in silence codes past the real-audio length, where it is measurable:
+    an adapter trained on padded clips with the padding in its loss generates padding (summarize's
+    padded comparison, best only)."""
+    padded = summary.get("padded") or {}
+    iv = (padded.get("delta") or {}).get("past_silence_code_share") if padded.get("model", "best") == model else None
+    return iv if _excludes_zero(iv) and iv["delta"] > 0 else None
+
+
 def style_share(fd_base: float | None, fd_model: float | None, fd_floor: float | None, iv: dict | None) -> dict | None:
     """How far style_fd moved from base toward the target's own floor, in % (0: base, 100: as close
     as two halves of the target are to each other), with the interval of the move on that scale."""
@@ -83,11 +92,14 @@ def judge(summary: dict, model: str) -> dict:
         return model_row["flagged_clips"] - model_row.get("copy_only_clips", 0)
 
     more_flagged = defects(m) > defects(base)
-    if worse_flags or more_flagged:
+    past = past_length_defect(summary, model)
+    if worse_flags or more_flagged or past:
         words.append("degraded")
         if more_flagged:
             because.append(f"{defects(m)} clips flagged for noise, decay or silence against base's {defects(base)}")
         because += [f"more {FLAG_WORDS[k]}: {_fmt(deltas[k])}" for k in worse_flags]
+        if past:
+            because.append(f"silence codes past the real-audio length (padding learned, trial-1's lesson): {_fmt(past)}")
     better = [k for k in STYLE if checks.get(k) == B.BETTER]
     worse = [k for k in STYLE if checks.get(k) == B.WORSE]
     moved = [k for k, iv in deltas.items() if k != "valid_loss" and _excludes_zero(iv)]

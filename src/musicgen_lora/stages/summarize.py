@@ -51,7 +51,7 @@ def model_means(rows: list[dict], sets: dict, boot: dict, prompts: dict | None =
         for r in rs:
             values["valid_loss"].append(r["valid_loss"])
             for k, v in r["metrics"].items():
-                if C.scalar(v) and (k not in STYLE_KEYS or in_style is None or r["prompt"] in in_style):
+                if C.measure(k, v) and (k not in STYLE_KEYS or in_style is None or r["prompt"] in in_style):
                     values[k].append(v)
         out[name] = {"mean": {k: round(float(np.mean(v)), 5) for k, v in values.items()},
                      "flags": dict(Counter(f for r in rs for f in r["flags"])),
