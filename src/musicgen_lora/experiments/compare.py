@@ -193,7 +193,7 @@ def collect(runs: list[tuple[str, str]]) -> list[dict]:
             # this version's verdict rules on the run's own figures (a run made earlier is judged alike)
             summary["verdicts"] = {n: V.judge(summary, n) for n in summary["verdicts"]}
             figures = C.figures(summary)
-        except UserError:
+        except (UserError, KeyError, TypeError):  # a summary of another shape: what dvc exp show has
             summary, figures = {}, found["metrics"]
         out.append({"name": name, "rev": rev, **found, "figures": figures,
                     "train_losses": epoch_losses(rev, "train"), "valid_losses": epoch_losses(rev, "valid"),
