@@ -85,13 +85,25 @@ REFERENCE_KEYS = {"thresholds": (dict,), "base": (dict,), "base_valid_loss": (fl
 def read_json_object(path: Path, what: str, regenerate: str) -> dict:
     """A JSON object from `path`, or one line naming the file, what it should be and how to remake it."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text: str | None = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UserError(f"{path}: missing; {regenerate}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = None
+    except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not {what} (not JSON: {str(exc)[:60]}); {regenerate}") from None
+    return parse_json_object(text, str(path), what, regenerate)
+
+
+def parse_json_object(text: str | None, where: str, what: str, regenerate: str) -> dict:
+    """A JSON object from `text` (a file's content, or `git show REV:path`'s; None: there is none),
+    or one line naming `where` it came from, what it should be and how to remake it."""
+    if text is None:
+        raise UserError(f"{where}: missing; {regenerate}")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{where}: not {what} (not JSON: {str(exc)[:60]}); {regenerate}") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path}: not {what} (a JSON {type(data).__name__}, not an object); {regenerate}")
+        raise UserError(f"{where}: not {what} (a JSON {type(data).__name__}, not an object); {regenerate}")
     return data
 
 
@@ -116,20 +128,6 @@ def read_reference(path: Path) -> dict:
     if bad:
         raise UserError(f"{path}: {bad} is not what `evaluate base` writes; {fix}")
     return ref
-
-
-def parse_json_object(text: str | None, where: str, what: str, regenerate: str) -> dict:
-    """A JSON object from `text` (a file's content, e.g. `git show REV:path`), or one line naming
-    `where` it came from, what it should be and how to remake it."""
-    if text is None:
-        raise UserError(f"{where}: missing; {regenerate}")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"{where}: not {what} (not JSON: {str(exc)[:60]}); {regenerate}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: not {what} (a JSON {type(data).__name__}, not an object); {regenerate}")
-    return data
 
 
 def _keys_of(kind: type) -> set[str]:

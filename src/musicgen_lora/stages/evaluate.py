@@ -140,6 +140,11 @@ class Evaluation:
                 ep.silence_threshold_dbfs).items()})
         return m
 
+    def valid_losses(self, tokens_dir: Path) -> list[float]:
+        """The model's loss on each valid clip (real frames only)."""
+        return valid_losses(self.model, self.tokenizer, tokens_dir, self.info.pad_id,
+                            self.model.config.decoder.decoder_start_token_id)
+
     def generate_measured(self, tmp: Path, out_name: str, name: str, loss: float, frames: int,
                           padded: dict | None, padded_frames: int | None) -> tuple[list[ResultRow], dict, np.ndarray]:
         """The prompt set at the clip length, measured (rows, set figures, musicnn embeddings), then
@@ -312,7 +317,7 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     padded, padded_frames = padded_length(tokens_dir, config)
     ev = open_evaluation(mp, ep, gp)
     ev.ref, calibrated, extra = build_reference(ev.model, seg_dir, tokens_dir, ev.info, ep, ev.tagger)
-    losses = valid_losses(ev.model, ev.tokenizer, tokens_dir, ev.info.pad_id, ev.model.config.decoder.decoder_start_token_id)
+    losses = ev.valid_losses(tokens_dir)
     loss, ev.th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
     with atomic_dir(out_dir) as tmp:
         rows, dist, ev.ref["base_musicnn_emb"] = ev.generate_measured(tmp, out_dir.name, "base", loss, frames, padded,
@@ -397,8 +402,7 @@ def evaluate_adapter(ev: Evaluation, tokens_dir: Path, out_dir: Path, name: str,
                      padded_frames: int | None) -> tuple[list[ResultRow], dict]:
     """One merged adapter: its valid losses, its generated set measured into `out_dir`, and its
     set figures with the style distance's interval against base."""
-    losses = valid_losses(ev.model, ev.tokenizer, tokens_dir, ev.info.pad_id,
-                          ev.model.config.decoder.decoder_start_token_id)
+    losses = ev.valid_losses(tokens_dir)
     with atomic_dir(out_dir) as tmp:
         rows, dist, emb = ev.generate_measured(tmp, out_dir.name, name, float(np.mean(losses)), frames, padded,
                                                padded_frames)
