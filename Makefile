@@ -52,7 +52,7 @@ demo: install
 test: install soundfont
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 		|| echo "chromium not installed: the browser test will skip"
-	$(PY) -m ruff check src tests
+	$(PY) -m ruff check src tests bench
 	$(PY) -m mypy
 	$(PY) -m pytest -q --durations=15
 
@@ -76,11 +76,11 @@ sky-check:
 # checkpoint in bf16 with a kill and resume, LoRA step time and peak memory, generation speed;
 # figures into bench/results.json under "gpu". Without CUDA it says so and exits 0.
 gpu-check: install
-	$(PY) -m musicgen_lora.bench.gpu_check
+	$(PY) -m bench.gpu_check
 
 # Benchmarks: bench/results.json and bench/results.md.
 bench: install
-	$(PY) -m musicgen_lora bench
+	$(PY) -m bench
 
 # The pretrained musicnn taggers (PyPI wheel musicnn==0.1.0, ISC) converted for the PyTorch port in
 # src/musicgen_lora/metrics/musicnn.py: assets/musicnn/{MTT,MSD}_musicnn.safetensors, tags.json,

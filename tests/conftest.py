@@ -26,7 +26,7 @@ def tiny():
 
 def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
     """Run a command, failing the test with its output if it fails."""
-    from musicgen_lora.tiny.workspace import sh as run
+    from workspace import sh as run
 
     try:
         return run(cmd, cwd, env)
@@ -35,9 +35,9 @@ def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
 
 
 def make_project(root: Path, tracks: int = 4, params: dict | None = None) -> dict:
-    """This project copied into a fresh git + DVC repo at `root` (see tiny/workspace.py)."""
-    from musicgen_lora.tiny.workspace import SMALL_PARAMS
-    from musicgen_lora.tiny.workspace import make_project as make
+    """This project copied into a fresh git + DVC repo at `root` (see tests/workspace.py)."""
+    from workspace import SMALL_PARAMS
+    from workspace import make_project as make
 
     return make(ROOT, root, tracks, SMALL_PARAMS if params is None else params)
 

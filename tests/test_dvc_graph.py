@@ -20,11 +20,11 @@ from conftest import ROOT
 from musicgen_lora.deps import PACKAGE, code_deps, imports_of, module_name, modules_run, regenerate
 
 PIPELINE = ("core", "model", "metrics", "runtime", "report", "stages")  # may import only each other
-NOT_FOR_THE_PIPELINE = ("bench", "tiny", "experiments")
+NOT_FOR_THE_PIPELINE = ("tiny", "experiments")
 # Layers point down: a package may import only packages of a lower rank (and itself; a stage never
 # another stage). The command line (__main__, validate, deps) sits on top.
 LAYERS = {"runtime": 0, "core": 1, "model": 2, "metrics": 2, "report": 3, "stages": 4, "use": 4,
-          "experiments": 5, "tiny": 5, "bench": 6, "": 7}
+          "experiments": 5, "tiny": 5, "": 6}
 
 
 def stage_modules() -> dict[str, tuple[set[Path], list[str]]]:
@@ -103,8 +103,8 @@ def upward_imports() -> list[str]:
 
 
 def test_layers_only_point_down():
-    """runtime < core < model, metrics < report < stages, use < experiments, tiny < bench < the
-    command line: nothing imports a layer above (or beside) its own; no stage imports another."""
+    """runtime < core < model, metrics < report < stages, use < experiments, tiny < the command
+    line: nothing imports a layer above (or beside) its own; no stage imports another."""
     assert set(LAYERS) - {""} == {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     assert upward_imports() == []
 
@@ -127,9 +127,15 @@ def test_pipeline_code_never_imports_builders_benchmarks_or_trials():
             assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
 
-def test_nothing_in_the_package_reads_the_test_suite():
+def test_only_the_product_in_the_package():
+    """The bench (bench/) and the test workspace (tests/workspace.py) live outside the package; nothing
+    in it imports them or reads the test suite."""
+    assert not (PACKAGE / "bench").exists() and not (PACKAGE / "tiny" / "workspace.py").exists()
     for path in PACKAGE.rglob("*.py"):
-        imported = imports_of(path) | {n.id for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                                       if isinstance(n, ast.Name)}
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        absolute = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        absolute |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module}
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        outside = {m for m in absolute | names if m.split(".")[0] in ("bench", "tests", "conftest", "workspace")}
         text = path.read_text(encoding="utf-8")
-        assert "conftest" not in imported and '"tests"' not in text and "'tests'" not in text, path.relative_to(ROOT)
+        assert not outside and '"tests"' not in text and "'tests'" not in text, (path.relative_to(ROOT), outside)

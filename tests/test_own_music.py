@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from musicgen_lora.core.params import edit_params
-from musicgen_lora.tiny.workspace import sh
+from workspace import sh
 
 from conftest import ROOT
 

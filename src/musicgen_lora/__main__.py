@@ -55,7 +55,6 @@ COMMANDS = {
     "mini-report": Command("tiny.acceptance", "main", "measure a mini codec checkpoint (musicnn round trip)"),
     "mini": Command("tiny.mini", "mini_main", "build the embedded mini MusicGen (real compositions, resumable)",
                     computes=True),
-    "bench": Command("bench.run", "main", "benchmarks (bench/results.json, bench/results.md)", computes=True),
     "deps": Command("deps", "main", "dvc.yaml code deps from the import graph (--write, --check)"),
 }
 

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 from ruamel.yaml import YAML
 
-from musicgen_lora.bench.pipeline import workspace_trial_times
+from bench.pipeline import workspace_trial_times
 
 from conftest import make_project, sh
 from report.helpers import browser_expected, chromium, probe

@@ -18,7 +18,7 @@ from peft import get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import (MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration, T5Config)
 
-from musicgen_lora.bench.families import CAPTION, FAMILIES, RANK, SR, build, mp, run_family, write_corpus
+from bench.families import CAPTION, FAMILIES, RANK, SR, build, mp, run_family, write_corpus
 from musicgen_lora.core import params as P
 from musicgen_lora.core.errors import UserError
 from musicgen_lora.model import configs, families, melody, stereo

@@ -21,8 +21,8 @@ def relaunch_env(environ, changes: dict[str, str]) -> dict[str, str]:
     return {**environ, MARK: json.dumps({k: environ.get(k) for k in changes}), **changes}
 
 
-def relaunch(argv: list[str], changes: dict[str, str]) -> None:
-    """Re-exec `python -m musicgen_lora argv` with `changes` in its environment; returns (and the
+def relaunch(argv: list[str], changes: dict[str, str], module: str = "musicgen_lora") -> None:
+    """Re-exec `python -m <module> argv` with `changes` in its environment; returns (and the
     command runs as is) where there is nothing to change or this process is the relaunched one.
     Called before torch is imported."""
     if not changes or MARK in os.environ:
@@ -30,7 +30,7 @@ def relaunch(argv: list[str], changes: dict[str, str]) -> None:
     env = relaunch_env(os.environ, changes)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "musicgen_lora", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
 def scrub(environ=os.environ) -> None:

@@ -18,6 +18,9 @@ Benchmarks (names as in results.json):
   presized_vs_growing_kv_cache    with --cache-seconds S: small shape, 8 prompts x S s, the cache
                                   sized once vs grown by concatenation every step (no target)
   batched_vs_single_encode        EnCodec 32 kHz (random weights), batched vs one clip at a time
+  cpu_devices                     each CPU-speed device at its stage (bench/devices.py): prepacked
+                                  kernels and the pre-sized KV cache in evaluate's generation (small
+                                  shape, evaluate.seconds), mimalloc in train's step and encode's batches
   demo_wall_s, trials_wall_s      wall time of `make demo`'s stages and of `make trials`
   scale_time_per_hour,            the demo corpus at 1x, 4x and 16x (~1, 4, 16 h of audio) through
   scale_peak_rss                  segment, encode and one epoch's data loading: seconds per audio
@@ -36,16 +39,17 @@ from pathlib import Path
 
 import torch
 
-from ..core import params as P
-from ..core import provenance
-from ..core.files import atomic_path, write_json
-from ..runtime.allocator import release
+from musicgen_lora.core import params as P
+from musicgen_lora.core import provenance
+from musicgen_lora.core.files import atomic_path, write_json
+from musicgen_lora.runtime.allocator import release
 from . import models as BM
 from . import pipeline as BP
+from . import devices as BD
 from . import scale as BS
 
 ROOT = Path.cwd()
-BENCHES = ["gpu", "cache", "epoch", "train", "generate", "encode", "pipeline", "scale"]
+BENCHES = ["gpu", "cache", "epoch", "train", "generate", "encode", "pipeline", "scale", "devices"]
 
 
 def peak_rss_gb() -> float:
@@ -78,7 +82,7 @@ def entry(name: str, value, unit: str, target, better: str, **details) -> dict:
 
 
 def tiny_model(rank: int, alpha: float):
-    from ..model.musicgen import load_model
+    from musicgen_lora.model.musicgen import load_model
 
     model, tokenizer = load_model(P.project_params("model", name=str(ROOT / "assets" / "tiny-musicgen")))
     return BM.lora_model(model, rank, alpha), tokenizer
@@ -165,10 +169,10 @@ def run(args) -> dict:
 
     # musicgen-small shape, in the pipeline's stage order: encoding, training step (and one
     # step encoding its clip on the fly), generation
-    if only & {"train", "generate", "encode"}:
+    if only & {"train", "generate", "encode", "devices"}:
         t = time.monotonic()
         small = BM.build_small()
-        from ..model.musicgen import set_threads
+        from musicgen_lora.model.musicgen import set_threads
 
         threads = set_threads(small.config)
         info["torch_threads_small"] = threads
@@ -196,17 +200,21 @@ def run(args) -> dict:
             print(f"[bench] small train: {tr}", flush=True)
             peaks["small_train"] = round(peak_rss_gb(), 2)
             release()
-        if "generate" in only:
+        if only & {"generate", "devices"}:
             details["generate_small"] = BM.generation_arms(peft_small, tok, prompts, args.small_gen_seconds,
                                                            gp.guidance_scale, gp.top_k, repeats=args.small_gen_repeats)
             print(f"[bench] small generate: {details['generate_small']}", flush=True)
-            if args.cache_seconds > 0:
-                details["kv_cache"] = BM.cache_arms(peft_small, tok, prompts, args.cache_seconds, gp.guidance_scale,
-                                                    gp.top_k)
-                print(f"[bench] small generate, kv cache: {details['kv_cache']}", flush=True)
             peaks["small_generate"] = round(peak_rss_gb(), 2)
-            release()
+        train_peak = peak_rss_gb()  # before the KV cache arms: their long clips' cache is no training cost
+        cache_seconds = args.cache_seconds or (ep.seconds if "devices" in only else 0)
+        if cache_seconds > 0:
+            details["kv_cache"] = BM.cache_arms(peft_small, tok, prompts, cache_seconds, gp.guidance_scale, gp.top_k)
+            print(f"[bench] small generate, kv cache: {details['kv_cache']}", flush=True)
+        release()
         del peft_small, small
+    if "devices" in only:
+        details["allocator"] = BD.allocator_arms(ROOT, steps=2, warmup=1)
+        print(f"[bench] allocator: {details['allocator']}", flush=True)
 
     if "epoch_tiny" in details:
         tr = details.get("train_small", {})
@@ -241,8 +249,13 @@ def run(args) -> dict:
                           f"x (small shape, {details['kv_cache']['seconds']:g} s: growing cache / pre-sized)", "none",
                           "higher", note="no target in the issue; the gain grows with the clip length",
                           **details["kv_cache"]))
+    if "devices" in only:
+        dev = BD.summary(details.get("generate_small"), details.get("kv_cache"), details.get("allocator"))
+        least = min((d["time_saved"] for d in dev.values()), default=None)
+        rows.append(entry("cpu_devices", least, "share of its stage's time the least of the devices saves",
+                          "none", "higher", note="each device's figure in `devices`; bench/devices.py", devices=dev))
     if "train" in only:
-        rows.append(entry("train_peak_rss_gb", round(peak_rss_gb(), 2), "GB (peak RSS of the whole bench process)",
+        rows.append(entry("train_peak_rss_gb", round(train_peak, 2), "GB (peak RSS of the whole bench process)",
                           6.0, "lower", gradient_checkpointing_every=args.checkpointing_every,
                           peak_after_phase=peaks))
 
@@ -296,7 +309,7 @@ def markdown(result: dict) -> str:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="musicgen_lora bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("bench"), help="results.json and results.md")
     ap.add_argument("--work", type=Path, default=Path("bench/work"),

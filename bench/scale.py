@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.artifacts import read_manifest
-from ..core.files import atomic_dir
+from musicgen_lora.core.artifacts import read_manifest
+from musicgen_lora.core.files import atomic_dir
 
 TOLERANCE = 0.15  # linear time and flat memory, both within 15% of the 1x run
 
@@ -83,10 +83,10 @@ def load_epoch(tokens_dir: Path) -> tuple[int, float]:
     import torch
     from transformers import AutoTokenizer
 
-    from ..core import params as P
-    from ..model.musicgen import resolve_name
-    from ..model.tokens import TokenSplit
-    from ..stages.train import ClipDataset, Collator
+    from musicgen_lora.core import params as P
+    from musicgen_lora.model.musicgen import resolve_name
+    from musicgen_lora.model.tokens import TokenSplit
+    from musicgen_lora.stages.train import ClipDataset, Collator
 
     model, tp = P.load("model", "train")
     clips = TokenSplit(tokens_dir, "train")
@@ -116,7 +116,7 @@ def scale(root: Path, work: Path, sizes: list[int]) -> dict:
                                      logs / f"segment-{n}x.log"),
                  "encode": measured(py + ["encode", "--segments", str(seg), "--out", str(tok)], root,
                                     logs / f"encode-{n}x.log"),
-                 "load_epoch": measured([sys.executable, "-m", "musicgen_lora.bench.scale", str(tok)], root,
+                 "load_epoch": measured([sys.executable, "-m", "bench.scale", str(tok)], root,
                                         logs / f"load-{n}x.log")}
         # the epoch's own CPU seconds, as it printed them (the process's are mostly its start-up)
         steps["load_epoch"]["cpu_s"] = float((logs / f"load-{n}x.log").read_text().split()[-3])

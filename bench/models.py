@@ -20,15 +20,15 @@ import torch
 from peft import get_peft_model
 from transformers import MusicgenForConditionalGeneration
 
-from ..core import params as P
-from ..model.lora import lora_config, merged
-from ..runtime.kernels import fast_generation
-from ..model.configs import small_config
-from ..model.delay import delay_pattern_labels, forward_loss, text_inputs
-from ..model import families
-from ..model.kv_cache import presized_cache
-from ..model.musicgen import checkpoint_decoder, codec_info, encode_audio, generate, text_encoder_without_dropout
-from ..model.sampling import RowSampling
+from musicgen_lora.core import params as P
+from musicgen_lora.model.lora import lora_config, merged
+from musicgen_lora.runtime.kernels import fast_generation
+from musicgen_lora.model.configs import small_config
+from musicgen_lora.model.delay import delay_pattern_labels, forward_loss, text_inputs
+from musicgen_lora.model import families
+from musicgen_lora.model.kv_cache import presized_cache
+from musicgen_lora.model.musicgen import checkpoint_decoder, codec_info, encode_audio, generate, text_encoder_without_dropout
+from musicgen_lora.model.sampling import RowSampling
 
 CAPTION = "bright upbeat chiptune with fast major-key square wave arpeggios, pulse bass and noise drums"
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from musicgen_lora.bench.scale import corpus, measured
+from bench.scale import corpus, measured
 
 
 def test_copies_keep_each_style_folder_and_its_captions(tmp_path):

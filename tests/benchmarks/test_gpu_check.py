@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from musicgen_lora.bench import gpu_check
+from bench import gpu_check
 
 
 def test_without_cuda_it_says_so_and_measures_nothing(monkeypatch, capsys, tmp_path):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.files import write_json
+from musicgen_lora.core.files import write_json
 
 ROOT = Path(__file__).resolve().parents[3]
 TRAIN = ["python", "-m", "musicgen_lora", "train", "--tokens", "data/tokens", "--best", "models/best_model",
@@ -53,8 +53,8 @@ def save_small(path: Path) -> Path:
     """A random musicgen-small-shaped checkpoint directory (codebooks not all zero)."""
     from transformers import MusicgenForConditionalGeneration
 
-    from ..model.configs import small_config
-    from ..tiny.bootstrap import build_tokenizer, save
+    from musicgen_lora.model.configs import small_config
+    from musicgen_lora.tiny.bootstrap import build_tokenizer, save
 
     torch.manual_seed(0)
     model = MusicgenForConditionalGeneration(small_config())
@@ -68,7 +68,7 @@ def save_small(path: Path) -> Path:
 
 def pipeline(model_name: str, device: str, quick: bool) -> dict:
     """The real pipeline in a throw-away project, the train stage killed once and resumed."""
-    from ..tiny.workspace import SMALL_PARAMS, make_project, sh
+    from tests.workspace import SMALL_PARAMS, make_project, sh
 
     gpu = device.startswith("cuda")
     params = {**SMALL_PARAMS, "model": {"name": model_name, "device": device},
@@ -158,7 +158,7 @@ def generation(peft_model, tokenizer, device: str, frames: int) -> dict:
     """Seconds per generated frame for 8 prompts (guidance 3, top-k 250) through the pipeline's
     `generate` (per-row sampling, pre-sized cache, half precision cast once with the codec in
     fp32): the base model, the adapter unmerged and merged (evaluate's path), fp32 and bf16."""
-    from ..model.lora import merged
+    from musicgen_lora.model.lora import merged
     from .models import _generate
 
     def arm_model(arm: str):
@@ -184,8 +184,8 @@ def generation(peft_model, tokenizer, device: str, frames: int) -> dict:
 
 def measure(name: str, device: str, quick: bool) -> dict:
     """Training steps and generation on checkpoint `name` (a LoRA of rank 16 on it)."""
-    from ..core.params import project_params
-    from ..model.musicgen import load_model
+    from musicgen_lora.core.params import project_params
+    from musicgen_lora.model.musicgen import load_model
     from .models import lora_model
 
     model, tokenizer = load_model(project_params("model", name=name, device=device), device)
@@ -197,7 +197,7 @@ def measure(name: str, device: str, quick: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m musicgen_lora.bench.gpu_check", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true", help="the tiny model and a few steps (the CPU test)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results.json")
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu-check: no CUDA device on this machine: nothing measured (run it where `nvidia-smi` lists a GPU)")
         return 0
-    from ..model.musicgen import TINY_NAME
+    from musicgen_lora.model.musicgen import TINY_NAME
 
     with tempfile.TemporaryDirectory() as tmp:
         name = TINY_NAME if args.quick else str(save_small(Path(tmp) / "musicgen-small-shaped"))

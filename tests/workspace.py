@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..core.params import edit_params
-from . import corpus
+from musicgen_lora.core.params import edit_params
+from musicgen_lora.tiny import corpus
 
 def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
     """Run a command; a failure raises with the command's output."""

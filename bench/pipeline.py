@@ -1,7 +1,7 @@
 """Pipeline-side benchmarks of `make bench`: DVC caching, and the wall time of the demo's stages
 and of the trials.
 
-A throw-away copy of the project (`tiny.workspace.make_project`: a fresh git + DVC repo
+A throw-away copy of the project (`tests/workspace.py`'s `make_project`: a fresh git + DVC repo
 with a small corpus and small params) is reproduced with the real `dvc` CLI. Stage times come
 from DVC's own output: every line is time-stamped as it streams, and a stage runs from its
 `Running stage 'x'` line to the next stage's line (or the end). The demo's and trials' times are
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from ..core.params import edit_params
-from ..tiny import workspace
+from musicgen_lora.core.params import edit_params
+from tests import workspace
 
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
 SKIP_LINE = re.compile(r"Stage '([^']+)' didn't change")

@@ -2,7 +2,7 @@
 
 import os
 
-from musicgen_lora.bench.pipeline import workspace_stage_times
+from bench.pipeline import workspace_stage_times
 
 DVC_YAML = """stages:
   a:

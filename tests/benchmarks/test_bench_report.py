@@ -1,7 +1,7 @@
 """bench.run's report: results.md is written from a result whose machine is the real provenance
 record (a renamed field once crashed `make bench` after all its measurements)."""
 
-from musicgen_lora.bench.run import machine, markdown
+from bench.run import machine, markdown
 
 
 def test_markdown_reads_the_real_machine_record():

@@ -14,10 +14,10 @@ import soundfile as sf
 import torch
 from transformers import MusicgenMelodyFeatureExtractor
 
-from ..core import params as P
-from ..model import configs, families
-from ..model.musicgen import codec_info, load_config
-from ..stages import encode, evaluate, segment, train
+from musicgen_lora.core import params as P
+from musicgen_lora.model import configs, families
+from musicgen_lora.model.musicgen import codec_info, load_config
+from musicgen_lora.stages import encode, evaluate, segment, train
 
 SR = 32000
 CAPTION = "bright chiptune melody"
@@ -33,7 +33,7 @@ RANK = 4
 
 def build(root: Path, hidden: int, layers: int, is_stereo: bool, is_melody: bool) -> Path:
     """A random checkpoint of the family's layout at tiny widths, saved as the hub would serve it."""
-    from ..tiny.bootstrap import build_tokenizer
+    from musicgen_lora.tiny.bootstrap import build_tokenizer
 
     tokenizer = build_tokenizer([CAPTION, "calm piano", "music"])
     config = configs.tiny_family_config(hidden, layers, len(tokenizer), is_stereo, is_melody)

@@ -1,0 +1,1 @@
+"""`make bench` (`python -m bench`): benchmarks, outside the package and never imported by it."""

@@ -1,1 +1,0 @@
-"""`make bench`: benchmarks, never imported by the pipeline."""
