@@ -34,22 +34,44 @@ def allocator_arms(root: Path, steps: int, warmup: int) -> dict:
     runs = {}
     for name, env in (("mimalloc", {}), ("system", {SWITCH: "system"})):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "bench", "--only", "train", "encode", "--no-gpu", "--out", tmp,
-                   "--work", tmp, "--steps", str(steps), "--warmup", str(warmup)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench",
+                "--only",
+                "train",
+                "encode",
+                "--no-gpu",
+                "--out",
+                tmp,
+                "--work",
+                tmp,
+                "--steps",
+                str(steps),
+                "--warmup",
+                str(warmup),
+            ]
             proc = subprocess.run(cmd, cwd=root, env={**os.environ, **env}, capture_output=True, text=True)
             if proc.returncode:
                 raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
             result = json.loads((Path(tmp) / "results.json").read_text())
         rows = {r["name"]: r for r in result["benchmarks"]}
-        runs[name] = {"allocator": result["machine"]["allocator"], "step_s": rows["train_mfu"]["step_s"],
-                      "steps_s": rows["train_mfu"]["steps_s"], "peak_rss_gb": rows["train_peak_rss_gb"]["value"],
-                      "encode_batched_s": rows["batched_vs_single_encode"]["batched_s"]}
+        runs[name] = {
+            "allocator": result["machine"]["allocator"],
+            "step_s": rows["train_mfu"]["step_s"],
+            "steps_s": rows["train_mfu"]["steps_s"],
+            "peak_rss_gb": rows["train_peak_rss_gb"]["value"],
+            "encode_batched_s": rows["batched_vs_single_encode"]["batched_s"],
+        }
     if runs["mimalloc"]["allocator"] != "mimalloc":
         return {"runs": runs, "note": "mimalloc is not installed here (cmeel-mimalloc): nothing to compare"}
     m, s = runs["mimalloc"], runs["system"]
-    return {"runs": runs, "train_step_saved": saved(s["step_s"], m["step_s"]),
-            "encode_batch_saved": saved(s["encode_batched_s"], m["encode_batched_s"]),
-            "peak_rss_saved": saved(s["peak_rss_gb"], m["peak_rss_gb"])}
+    return {
+        "runs": runs,
+        "train_step_saved": saved(s["step_s"], m["step_s"]),
+        "encode_batch_saved": saved(s["encode_batched_s"], m["encode_batched_s"]),
+        "peak_rss_saved": saved(s["peak_rss_gb"], m["peak_rss_gb"]),
+    }
 
 
 def summary(generate: dict | None, cache: dict | None, alloc: dict | None) -> dict:
@@ -59,14 +81,23 @@ def summary(generate: dict | None, cache: dict | None, alloc: dict | None) -> di
         out["prepacked_kernels"] = {
             "stage": f"evaluate's generation, small shape, {generate['prompts']} prompts x {generate['seconds']:g} s",
             "time_saved": saved(generate["merged_stock_kernels_s"], generate["merged_s"]),
-            "stock_s": generate["merged_stock_kernels_s"], "prepacked_s": generate["merged_s"]}
+            "stock_s": generate["merged_stock_kernels_s"],
+            "prepacked_s": generate["merged_s"],
+        }
     if cache:
         growing, presized = (sum(cache[k]) / len(cache[k]) for k in ("growing_s", "presized_s"))
         out["presized_kv_cache"] = {
             "stage": f"evaluate's generation, small shape, {cache['prompts']} prompts x {cache['seconds']:g} s",
-            "time_saved": saved(growing, presized), "growing_s": round(growing, 2), "presized_s": round(presized, 2)}
+            "time_saved": saved(growing, presized),
+            "growing_s": round(growing, 2),
+            "presized_s": round(presized, 2),
+        }
     if alloc and "train_step_saved" in alloc:
-        out["mimalloc"] = {"stage": "train's step and encode's batches, small shape",
-                           "time_saved": alloc["train_step_saved"], "encode_time_saved": alloc["encode_batch_saved"],
-                           "peak_rss_saved": alloc["peak_rss_saved"], "runs": alloc["runs"]}
+        out["mimalloc"] = {
+            "stage": "train's step and encode's batches, small shape",
+            "time_saved": alloc["train_step_saved"],
+            "encode_time_saved": alloc["encode_batch_saved"],
+            "peak_rss_saved": alloc["peak_rss_saved"],
+            "runs": alloc["runs"],
+        }
     return out

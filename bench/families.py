@@ -69,20 +69,50 @@ def run_family(path, corpus, root, device: str = "cpu"):
     """segment, encode, train (one optimizer step), evaluate base and the trained adapter, in-process."""
     params = mp(path, device)
     config = load_config(params)
-    segment.run(corpus, root / "seg", P.project_params("segment", clip_seconds=3.0, min_clip_seconds=1.0,
-                                                       valid_fraction=0.34, seed=0),
-                codec_info(config).sample_rate, families.audio_channels(config))
+    segment.run(
+        corpus,
+        root / "seg",
+        P.project_params("segment", clip_seconds=3.0, min_clip_seconds=1.0, valid_fraction=0.34, seed=0),
+        codec_info(config).sample_rate,
+        families.audio_channels(config),
+    )
     index = encode.run(root / "seg", root / "tok", P.EncodeParams(pad_to_seconds=None, batch_size=8), params)
     n_train = sum(r["split"] == "train" for r in index["clips"])
-    tp = P.project_params("train", rank=RANK, alpha=8.0, epochs=1, grad_accum=n_train, checkpoint_every=50,
-                          sample_prompts=[])
+    tp = P.project_params(
+        "train", rank=RANK, alpha=8.0, epochs=1, grad_accum=n_train, checkpoint_every=50, sample_prompts=[]
+    )
     gp = P.project_params("generation")
     train.run(root / "tok", root / "best", root / "final", root / "metrics", tp, params, gp)
-    ep = P.project_params("evaluate", prompts=[CAPTION, "calm piano"], off_style_prompts=[], samples_per_prompt=1,
-                          seconds=2.5, batch_size=2, cpu_prepack=False, half_precision=device != "cpu")
-    evaluate.run_base(root / "seg", root / "tok", root / "eval/base_model", root / "eval/base.jsonl",
-                      root / "eval/reference", params, ep, gp)
-    evaluate.run_adapters(root / "tok", root / "eval", {"best": root / "best"}, root / "eval/base.jsonl",
-                          root / "eval/reference", root / "eval/results.jsonl", root / "eval/set_metrics.json", params, ep,
-                          gp)
+    ep = P.project_params(
+        "evaluate",
+        prompts=[CAPTION, "calm piano"],
+        off_style_prompts=[],
+        samples_per_prompt=1,
+        seconds=2.5,
+        batch_size=2,
+        cpu_prepack=False,
+        half_precision=device != "cpu",
+    )
+    evaluate.run_base(
+        root / "seg",
+        root / "tok",
+        root / "eval/base_model",
+        root / "eval/base.jsonl",
+        root / "eval/reference",
+        params,
+        ep,
+        gp,
+    )
+    evaluate.run_adapters(
+        root / "tok",
+        root / "eval",
+        {"best": root / "best"},
+        root / "eval/base.jsonl",
+        root / "eval/reference",
+        root / "eval/results.jsonl",
+        root / "eval/set_metrics.json",
+        params,
+        ep,
+        gp,
+    )
     return root

@@ -35,8 +35,20 @@ import torch
 from musicgen_lora.core.files import write_json
 
 ROOT = Path(__file__).resolve().parents[3]
-TRAIN = ["python", "-m", "musicgen_lora", "train", "--tokens", "data/tokens", "--best", "models/best_model",
-         "--final", "models/final_model", "--metrics", "metrics/train"]
+TRAIN = [
+    "python",
+    "-m",
+    "musicgen_lora",
+    "train",
+    "--tokens",
+    "data/tokens",
+    "--best",
+    "models/best_model",
+    "--final",
+    "models/final_model",
+    "--metrics",
+    "metrics/train",
+]
 
 
 def peak_gb(device: str) -> float | None:
@@ -71,10 +83,17 @@ def pipeline(model_name: str, device: str, quick: bool) -> dict:
     from tests.workspace import SMALL_PARAMS, make_project, sh
 
     gpu = device.startswith("cuda")
-    params = {**SMALL_PARAMS, "model": {"name": model_name, "device": device},
-              "train": {**SMALL_PARAMS["train"], "mixed_precision": "bf16" if gpu else "no",
-                        "gradient_checkpointing": gpu, "checkpoint_every": 1},
-              "evaluate": {**SMALL_PARAMS["evaluate"], "half_precision": gpu}}
+    params = {
+        **SMALL_PARAMS,
+        "model": {"name": model_name, "device": device},
+        "train": {
+            **SMALL_PARAMS["train"],
+            "mixed_precision": "bf16" if gpu else "no",
+            "gradient_checkpointing": gpu,
+            "checkpoint_every": 1,
+        },
+        "evaluate": {**SMALL_PARAMS["evaluate"], "half_precision": gpu},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = make_project(ROOT, root, tracks=3 if quick else 6, params=params)
@@ -82,15 +101,34 @@ def pipeline(model_name: str, device: str, quick: bool) -> dict:
         sh(["dvc", "repro", "encode"], root, env)
         proc = subprocess.Popen(TRAIN, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 600
-        while not list(root.glob("models/checkpoints/*/checkpoint-*/trainer_state.json")) and proc.poll() is None \
-                and time.time() < deadline:
+        while (
+            not list(root.glob("models/checkpoints/*/checkpoint-*/trainer_state.json"))
+            and proc.poll() is None
+            and time.time() < deadline
+        ):
             time.sleep(0.2)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         sh(["dvc", "repro"], root, env)  # resumes train from its checkpoint, then evaluates and summarizes
         # past one window: 40 s from the trained adapter, continued over MusicGen's 30 s window
-        sh(["python", "-m", "musicgen_lora", "generate", "--prompt", "bright upbeat chiptune", "--adapter",
-            "models/best_model", "--seconds", "40", "--out", "long.wav"], root, env)
+        sh(
+            [
+                "python",
+                "-m",
+                "musicgen_lora",
+                "generate",
+                "--prompt",
+                "bright upbeat chiptune",
+                "--adapter",
+                "models/best_model",
+                "--seconds",
+                "40",
+                "--out",
+                "long.wav",
+            ],
+            root,
+            env,
+        )
         epochs = json.loads((root / "metrics/train/epochs.json").read_text())
         rows = [json.loads(x) for x in (root / "evaluation/comparison_results.jsonl").read_text().splitlines()]
         losses = [e["valid_loss"] for e in epochs] + [r["valid_loss"] for r in rows]
@@ -98,10 +136,15 @@ def pipeline(model_name: str, device: str, quick: bool) -> dict:
 
         subtypes = {sf.info(str(root / "evaluation" / r["file"])).subtype for r in rows}
         long = sf.info(str(root / "long.wav"))
-        return {"wall_s": round(time.time() - t0, 1), "losses_finite": all(math.isfinite(x) for x in losses),
-                "epochs": len(epochs) - 1, "clips": len(rows), "wav_subtypes": sorted(subtypes),
-                "generated_past_window_s": round(long.frames / long.samplerate, 2),
-                "train": json.loads((root / "metrics/train/environment.json").read_text()).get("device")}
+        return {
+            "wall_s": round(time.time() - t0, 1),
+            "losses_finite": all(math.isfinite(x) for x in losses),
+            "epochs": len(epochs) - 1,
+            "clips": len(rows),
+            "wav_subtypes": sorted(subtypes),
+            "generated_past_window_s": round(long.frames / long.samplerate, 2),
+            "train": json.loads((root / "metrics/train/environment.json").read_text()).get("device"),
+        }
 
 
 def every_family(device: str) -> dict:
@@ -119,9 +162,12 @@ def every_family(device: str) -> dict:
                 t0 = time.time()
                 run_family(build(root / "checkpoint", *shape), corpus, root, device)
             rows = [json.loads(x) for x in (root / "eval/results.jsonl").read_text().splitlines()]
-            out[name] = {"wall_s": round(time.time() - t0, 1), "clips": len(rows),
-                         "valid_losses_finite": all(math.isfinite(r["valid_loss"]) for r in rows),
-                         "made_on": rows[-1].get("made_on")}
+            out[name] = {
+                "wall_s": round(time.time() - t0, 1),
+                "clips": len(rows),
+                "valid_losses_finite": all(math.isfinite(r["valid_loss"]) for r in rows),
+                "made_on": rows[-1].get("made_on"),
+            }
     return out
 
 
@@ -149,8 +195,11 @@ def training(peft_model, tokenizer, device: str, frames: int, steps: int, batche
                     times.append(stepper.step(codes))
             step_s = sorted(times)[len(times) // 2]
             peak = matmul_flops(device=device, dtype=dtype or torch.float32, n=512 if frames < 100 else 4096)
-            out[f"batch{batch}_{name}"] = {"step_s": round(step_s, 4), "peak_gb": peak_gb(device),
-                                           "mfu": round(flops_per_clip * batch / step_s / peak, 3)}
+            out[f"batch{batch}_{name}"] = {
+                "step_s": round(step_s, 4),
+                "peak_gb": peak_gb(device),
+                "mfu": round(flops_per_clip * batch / step_s / peak, 3),
+            }
     return out
 
 
@@ -176,8 +225,10 @@ def generation(peft_model, tokenizer, device: str, frames: int) -> dict:
                 _generate(model, tokenizer, ["bright upbeat chiptune"] * 8, frames, 3.0, 250, device)
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
-                out[f"{arm}_{name}"] = {"s_per_frame": round((time.perf_counter() - t) / frames, 5),
-                                        "peak_gb": peak_gb(device)}
+                out[f"{arm}_{name}"] = {
+                    "s_per_frame": round((time.perf_counter() - t) / frames, 5),
+                    "peak_gb": peak_gb(device),
+                }
             model.generation_dtype = None
     return out
 
@@ -209,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         name = TINY_NAME if args.quick else str(save_small(Path(tmp) / "musicgen-small-shaped"))
-        result = {"device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
-                  "model": "tiny" if args.quick else "musicgen-small shape (random weights)"}
+        result = {
+            "device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "cpu",
+            "model": "tiny" if args.quick else "musicgen-small shape (random weights)",
+        }
         if not args.quick:
             result["pipeline"] = pipeline(name, args.device, args.quick)
             result["families"] = every_family(args.device)
@@ -219,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         results = json.loads(args.out.read_text()) if args.out.exists() else {}
         write_json(args.out, {**results, "gpu": result})
-        print(f"gpu-check: figures in {args.out} under \"gpu\"")
+        print(f'gpu-check: figures in {args.out} under "gpu"')
     return 0
 
 

@@ -59,6 +59,7 @@ def decoder_flop_params(model) -> int:
 
 # --- machine peak -----------------------------------------------------------------------------
 
+
 def matmul_flops(n: int = 2048, reps: int = 4, device: str = "cpu", dtype: torch.dtype = torch.float32) -> float:
     """Achieved FLOP/s of an n x n x n matmul in `dtype` (best of `reps`): the machine's own peak
     for the precision a step runs in."""
@@ -82,6 +83,7 @@ def _sync(device: str) -> None:
 
 
 # --- training ---------------------------------------------------------------------------------
+
 
 def lora_model(model, rank: int, alpha: float, checkpointing_every: int = 0):
     """`model` with a LoRA of `rank`, prepared as train prepares it: the text encoder without
@@ -114,8 +116,7 @@ class Stepper:
         t = time.perf_counter()
         labels = delay_pattern_labels(codes.cpu(), torch.ones(len(codes), codes.shape[-1], dtype=torch.bool), True)
         with _on(self.device):
-            loss = forward_loss(self.model, {**self.text, "labels": labels.to(self.device)}, self.pad_id,
-                                self.start_id)
+            loss = forward_loss(self.model, {**self.text, "labels": labels.to(self.device)}, self.pad_id, self.start_id)
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
@@ -171,20 +172,26 @@ def epoch_cached_vs_onthefly(peft_model, tokenizer, clips: list[Path], device: s
 
     arms, took = [("cached", cached_epoch), ("onthefly", onthefly_epoch)], {"cached": [], "onthefly": []}
     for r in range(repeats):
-        for arm, run in (arms if r % 2 == 0 else arms[::-1]):
+        for arm, run in arms if r % 2 == 0 else arms[::-1]:
             took[arm].append(run())
     cached_s = statistics.median(s for s, _ in took["cached"])
     fly_s = statistics.median(s for s, _ in took["onthefly"])
     enc_share = statistics.median(e / s for s, e in took["onthefly"])
-    return {"clips": len(clips), "repeats": repeats, "cached_epoch_s": round(cached_s, 3),
-            "onthefly_epoch_s": round(fly_s, 3), "ratio": round(fly_s / cached_s, 3),
-            "cached_epochs_s": [round(s, 3) for s, _ in took["cached"]],
-            "onthefly_epochs_s": [round(s, 3) for s, _ in took["onthefly"]],
-            "encoder_share_of_onthefly_step": round(enc_share, 3)}
+    return {
+        "clips": len(clips),
+        "repeats": repeats,
+        "cached_epoch_s": round(cached_s, 3),
+        "onthefly_epoch_s": round(fly_s, 3),
+        "ratio": round(fly_s / cached_s, 3),
+        "cached_epochs_s": [round(s, 3) for s, _ in took["cached"]],
+        "onthefly_epochs_s": [round(s, 3) for s, _ in took["onthefly"]],
+        "encoder_share_of_onthefly_step": round(enc_share, 3),
+    }
 
 
-def train_small(peft_model, tokenizer, clip: Path, frames: int, warmup: int, measured: int, onthefly: int,
-                device: str = "cpu") -> dict:
+def train_small(
+    peft_model, tokenizer, clip: Path, frames: int, warmup: int, measured: int, onthefly: int, device: str = "cpu"
+) -> dict:
     """LoRA steps on the small shape, batch 1 x `frames`: `warmup` steps, then `measured` cached
     steps interleaved with `onthefly` steps that read and encode `clip` first. The machine's
     matmul FLOP/s is measured beside every measured step (load on a shared machine drifts), and
@@ -213,23 +220,45 @@ def train_small(peft_model, tokenizer, clip: Path, frames: int, warmup: int, mea
             fly.append(e + stepper.step(c[..., :frames]))
             enc.append(e)
     step_s = statistics.median(steps)
-    out = {"frames": frames, "tokens_per_step": tokens, "decoder_flop_params": n_params,
-           "flops_definition": "4 x decoder params (embeddings excluded) x decoder positions per step",
-           "model_flops_per_step": flops, "warmup_steps_s": [round(s, 2) for s in warm],
-           "steps_s": [round(s, 2) for s in steps], "step_s": round(step_s, 3),
-           "achieved_flops": flops / step_s, "matmul_peak_flops": statistics.median(peaks),
-           "mfu_per_step": [round(m, 3) for m in mfu], "mfu": round(statistics.median(mfu), 3)}
+    out = {
+        "frames": frames,
+        "tokens_per_step": tokens,
+        "decoder_flop_params": n_params,
+        "flops_definition": "4 x decoder params (embeddings excluded) x decoder positions per step",
+        "model_flops_per_step": flops,
+        "warmup_steps_s": [round(s, 2) for s in warm],
+        "steps_s": [round(s, 2) for s in steps],
+        "step_s": round(step_s, 3),
+        "achieved_flops": flops / step_s,
+        "matmul_peak_flops": statistics.median(peaks),
+        "mfu_per_step": [round(m, 3) for m in mfu],
+        "mfu": round(statistics.median(mfu), 3),
+    }
     if fly:
-        out.update({"onthefly_steps_s": [round(s, 2) for s in fly], "encode_s": [round(e, 3) for e in enc],
-                    "onthefly_vs_cached_ratio": round(statistics.median(fly) / step_s, 3),
-                    "encoder_share_of_step": round(statistics.median(enc) / statistics.median(fly), 3)})
+        out.update(
+            {
+                "onthefly_steps_s": [round(s, 2) for s in fly],
+                "encode_s": [round(e, 3) for e in enc],
+                "onthefly_vs_cached_ratio": round(statistics.median(fly) / step_s, 3),
+                "encoder_share_of_step": round(statistics.median(enc) / statistics.median(fly), 3),
+            }
+        )
     return out
 
 
 # --- generation -------------------------------------------------------------------------------
 
-def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidance: float, top_k: int,
-                    device: str = "cpu", repeats: int = 1) -> dict:
+
+def generation_arms(
+    peft_model,
+    tokenizer,
+    prompts: list[str],
+    seconds: float,
+    guidance: float,
+    top_k: int,
+    device: str = "cpu",
+    repeats: int = 1,
+) -> dict:
     """`prompts` x `seconds`: merged adapter (evaluate's `merged`: plain layers) vs unmerged, one
     batch vs one prompt at a time, guidance on vs off, each on evaluate's generation kernels
     (`fast_generation`, entered inside the timing: its weight packing is part of the cost), and
@@ -251,21 +280,31 @@ def generation_arms(peft_model, tokenizer, prompts: list[str], seconds: float, g
             _sync(device)
             return time.perf_counter() - t
 
-    arms = {"unmerged": (False, len(prompts), guidance, True), "merged": (True, len(prompts), guidance, True),
-            "merged_unguided": (True, len(prompts), 1.0, True), "sequential": (True, 1, guidance, True),
-            "merged_stock_kernels": (True, len(prompts), guidance, False)}
+    arms = {
+        "unmerged": (False, len(prompts), guidance, True),
+        "merged": (True, len(prompts), guidance, True),
+        "merged_unguided": (True, len(prompts), 1.0, True),
+        "sequential": (True, 1, guidance, True),
+        "merged_stock_kernels": (True, len(prompts), guidance, False),
+    }
     took = dict.fromkeys(arms, 0.0)
     run(*arms["unmerged"])  # warm-up
     for r in range(repeats):
-        for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+        for name in list(arms) if r % 2 == 0 else list(arms)[::-1]:
             took[name] += run(*arms[name])
     t = {k: v / repeats for k, v in took.items()}
-    return {"prompts": len(prompts), "seconds": seconds, "frames": frames, "guidance_scale": guidance,
-            "repeats": repeats, **{f"{k}_s": round(v, 2) for k, v in t.items()},
-            "merged_vs_unmerged": round(t["unmerged"] / t["merged"], 3),
-            "batched_vs_sequential": round(t["sequential"] / t["merged"], 3),
-            "guided_vs_unguided_cost": round(t["merged"] / t["merged_unguided"], 3),
-            "fast_vs_stock_kernels": round(t["merged_stock_kernels"] / t["merged"], 3)}
+    return {
+        "prompts": len(prompts),
+        "seconds": seconds,
+        "frames": frames,
+        "guidance_scale": guidance,
+        "repeats": repeats,
+        **{f"{k}_s": round(v, 2) for k, v in t.items()},
+        "merged_vs_unmerged": round(t["unmerged"] / t["merged"], 3),
+        "batched_vs_sequential": round(t["sequential"] / t["merged"], 3),
+        "guided_vs_unguided_cost": round(t["merged"] / t["merged_unguided"], 3),
+        "fast_vs_stock_kernels": round(t["merged_stock_kernels"] / t["merged"], 3),
+    }
 
 
 def cache_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidance: float, top_k: int) -> dict:
@@ -287,9 +326,14 @@ def cache_arms(peft_model, tokenizer, prompts: list[str], seconds: float, guidan
             took[name].append(time.perf_counter() - t)
             swapped = max(swapped, seen.get("swapped", 0))
     growing, presized = (statistics.mean(took[k]) for k in ("growing", "presized"))
-    return {"prompts": len(prompts), "seconds": seconds, "growing_s": [round(x, 2) for x in took["growing"]],
-            "presized_s": [round(x, 2) for x in took["presized"]], "layers_presized": swapped,
-            "ratio": round(growing / presized, 3)}
+    return {
+        "prompts": len(prompts),
+        "seconds": seconds,
+        "growing_s": [round(x, 2) for x in took["growing"]],
+        "presized_s": [round(x, 2) for x in took["presized"]],
+        "layers_presized": swapped,
+        "ratio": round(growing / presized, 3),
+    }
 
 
 def _generate(model, tokenizer, prompts: list[str], frames: int, guidance: float, top_k: int, device: str) -> None:
@@ -316,6 +360,7 @@ class _on:
 
 # --- encoding ---------------------------------------------------------------------------------
 
+
 def encode_throughput(model, clips: int, seconds: float, batch: int) -> dict:
     """Audio seconds encoded per wall second: `clips` clips in batches of `batch` vs one at a time,
     after an untimed batched pass (the allocator's first touch of the memory both arms reuse)."""
@@ -331,6 +376,14 @@ def encode_throughput(model, clips: int, seconds: float, batch: int) -> dict:
         encode_audio(model, audio[i : i + 1])
     single = time.perf_counter() - t
     total = clips * seconds
-    return {"clips": clips, "clip_seconds": seconds, "batch_size": batch, "sample_rate": sr,
-            "batched_audio_s_per_s": round(total / batched, 2), "single_audio_s_per_s": round(total / single, 2),
-            "batched_s": round(batched, 2), "single_s": round(single, 2), "ratio": round(single / batched, 3)}
+    return {
+        "clips": clips,
+        "clip_seconds": seconds,
+        "batch_size": batch,
+        "sample_rate": sr,
+        "batched_audio_s_per_s": round(total / batched, 2),
+        "single_audio_s_per_s": round(total / single, 2),
+        "batched_s": round(batched, 2),
+        "single_s": round(single, 2),
+        "ratio": round(single / batched, 3),
+    }

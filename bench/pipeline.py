@@ -39,8 +39,7 @@ def run_logged(cmd: list[str], cwd: Path, env: dict, log: Path | None = None) ->
     run stage's seconds (from its `Running stage` line to the next stage line or the end)."""
     t0 = time.monotonic()
     events, lines = [], []
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            bufsize=1)
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     for line in proc.stdout:
         now = time.monotonic() - t0
         lines.append(f"{now:8.2f} {line.rstrip()}")
@@ -61,8 +60,12 @@ def run_logged(cmd: list[str], cwd: Path, env: dict, log: Path | None = None) ->
         if kind == "ran":
             end = events[i + 1][0] if i + 1 < len(events) else wall
             stage_s[name] = round(end - t, 2)
-    return {"wall_s": round(wall, 2), "ran": [n for _, k, n in events if k == "ran"],
-            "skipped": [n for _, k, n in events if k != "ran"], "stage_s": stage_s}
+    return {
+        "wall_s": round(wall, 2),
+        "ran": [n for _, k, n in events if k == "ran"],
+        "skipped": [n for _, k, n in events if k != "ran"],
+        "stage_s": stage_s,
+    }
 
 
 def cache_skip(work: Path, env: dict, logs: Path) -> dict:
@@ -74,9 +77,14 @@ def cache_skip(work: Path, env: dict, logs: Path) -> dict:
     second = run_logged(["dvc", "repro"], work, env, logs / "repro_train_param.log")
     upstream = ["segment", "encode"]
     skipped = [s for s in upstream if s not in second["ran"]]
-    return {"changed": f"train.lr {lr} -> {lr * 2}", "first": first, "second": second,
-            "upstream_skipped": skipped, "met": len(skipped) == len(upstream) and "train" in second["ran"],
-            "ratio": round(first["wall_s"] / max(second["wall_s"], 1e-9), 3)}
+    return {
+        "changed": f"train.lr {lr} -> {lr * 2}",
+        "first": first,
+        "second": second,
+        "upstream_skipped": skipped,
+        "met": len(skipped) == len(upstream) and "train" in second["ran"],
+        "ratio": round(first["wall_s"] / max(second["wall_s"], 1e-9), 3),
+    }
 
 
 # --- whole pipeline ------------------------------------------------------------------------
@@ -134,8 +142,12 @@ def workspace_stage_times(project: Path) -> dict | None:
         stage_s[name] = round(span[name][1] - prev, 1)
         prev = span[name][1]
     total = span[order[-1]][1] - span[order[0]][0]
-    return {"wall_s": round(total, 1), "stage_s": stage_s, "order": order,
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(span[order[-1]][1]))}
+    return {
+        "wall_s": round(total, 1),
+        "stage_s": stage_s,
+        "order": order,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(span[order[-1]][1])),
+    }
 
 
 def workspace_trial_times(project: Path) -> dict | None:
@@ -149,8 +161,9 @@ def workspace_trial_times(project: Path) -> dict | None:
         return None
     names = [t["name"] for t in YAML(typ="safe").load(manifest.read_text())["trials"]]
     fmt = "%(refname:short)%00%(taggerdate:unix)%00%(*committerdate:unix)%00%(contents)%01"
-    proc = subprocess.run(["git", "for-each-ref", f"--format={fmt}", "refs/tags"], cwd=project,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "for-each-ref", f"--format={fmt}", "refs/tags"], cwd=project, capture_output=True, text=True
+    )
     tags, recorded = {}, {}
     for record in proc.stdout.split("\x01"):
         parts = record.strip("\n").split("\x00")

@@ -76,8 +76,7 @@ def entry(name: str, value, unit: str, target, better: str, **details) -> dict:
         against = f"target {'>=' if better == 'higher' else '<='} {target:g}: {frac:.2f}x of target"
     else:
         against = f"target: {target}"
-    print(f"[bench] {name}: {show} {unit} ({against}) {'MET' if met else 'NOT MET' if met is False else ''}",
-          flush=True)
+    print(f"[bench] {name}: {show} {unit} ({against}) {'MET' if met else 'NOT MET' if met is False else ''}", flush=True)
     return row
 
 
@@ -120,11 +119,25 @@ def run(args) -> dict:
         c = BP.cache_skip(work, copy_env, logs)
         details["cache"] = c
         print(f"[bench] dvc repro (full): {c['first']['wall_s']} s, ran {c['first']['ran']}", flush=True)
-        print(f"[bench] dvc repro ({c['changed']}): {c['second']['wall_s']} s, ran {c['second']['ran']}, "
-              f"skipped {c['second']['skipped']}", flush=True)
-        rows.append(entry("cache_skip", c["ratio"], "x (full repro wall / repro after a train param change)",
-                          "segment and encode skipped", "higher", met=c["met"], changed=c["changed"],
-                          first_run=c["first"], second_run=c["second"], measured=f"project copy, {args.tracks} tracks"))
+        print(
+            f"[bench] dvc repro ({c['changed']}): {c['second']['wall_s']} s, ran {c['second']['ran']}, "
+            f"skipped {c['second']['skipped']}",
+            flush=True,
+        )
+        rows.append(
+            entry(
+                "cache_skip",
+                c["ratio"],
+                "x (full repro wall / repro after a train param change)",
+                "segment and encode skipped",
+                "higher",
+                met=c["met"],
+                changed=c["changed"],
+                first_run=c["first"],
+                second_run=c["second"],
+                measured=f"project copy, {args.tracks} tracks",
+            )
+        )
 
     # 5. whole pipeline (wall times; read from the workspace when a previous run left them)
     if "pipeline" in only:
@@ -145,9 +158,17 @@ def run(args) -> dict:
         if trials:
             rows.append(entry("trials_wall_s", trials["wall_s"], "s", 1800.0, "lower", **trials))
         else:
-            rows.append(entry("trials_wall_s", None, "s", 1800.0, "lower",
-                              measured="not measured: no trial tags in this workspace (run `make trials` first), "
-                                       "or pass --trials run to time them on the project copy (~8 min)"))
+            rows.append(
+                entry(
+                    "trials_wall_s",
+                    None,
+                    "s",
+                    1800.0,
+                    "lower",
+                    measured="not measured: no trial tags in this workspace (run `make trials` first), "
+                    "or pass --trials run to time them on the project copy (~8 min)",
+                )
+            )
 
     # tiny default: epoch cached vs on the fly, generation arms
     if only & {"epoch", "generate"}:
@@ -160,8 +181,9 @@ def run(args) -> dict:
             print(f"[bench] tiny epoch: {details['epoch_tiny']}", flush=True)
             peaks["tiny_epoch"] = round(peak_rss_gb(), 2)
         if "generate" in only:
-            details["generate_tiny"] = BM.generation_arms(peft_tiny, tok, prompts, args.tiny_gen_seconds,
-                                                          gp.guidance_scale, gp.top_k, repeats=args.tiny_gen_repeats)
+            details["generate_tiny"] = BM.generation_arms(
+                peft_tiny, tok, prompts, args.tiny_gen_seconds, gp.guidance_scale, gp.top_k, repeats=args.tiny_gen_repeats
+            )
             print(f"[bench] tiny generate: {details['generate_tiny']}", flush=True)
             peaks["tiny_generate"] = round(peak_rss_gb(), 2)
         del peft_tiny
@@ -176,13 +198,14 @@ def run(args) -> dict:
 
         threads = set_threads(small.config)
         info["torch_threads_small"] = threads
-        info["small_shape_params"] = {"decoder": BM.count_params(small.decoder),
-                                      "text_encoder": BM.count_params(small.text_encoder),
-                                      "audio_encoder": BM.count_params(small.audio_encoder)}
+        info["small_shape_params"] = {
+            "decoder": BM.count_params(small.decoder),
+            "text_encoder": BM.count_params(small.text_encoder),
+            "audio_encoder": BM.count_params(small.audio_encoder),
+        }
         peaks["small_build"] = round(peak_rss_gb(), 2)
         release()  # the build's temporaries (weight initialisation)
-        print(f"[bench] small shape built in {time.monotonic() - t:.1f} s, peak RSS {peaks['small_build']} GB",
-              flush=True)
+        print(f"[bench] small shape built in {time.monotonic() - t:.1f} s, peak RSS {peaks['small_build']} GB", flush=True)
         if "encode" in only:
             details["encode"] = BM.encode_throughput(small, args.encode_clips, args.encode_seconds, args.encode_batch)
             print(f"[bench] encode: {details['encode']}", flush=True)
@@ -193,16 +216,24 @@ def run(args) -> dict:
         if "train" in only:
             with tempfile.TemporaryDirectory() as tmp:
                 clip = BM.write_clips(Path(tmp), 1, args.small_frames / 50.0, small.config.audio_encoder.sampling_rate)[0]
-                tr = BM.train_small(peft_small, tok, clip, args.small_frames, args.warmup, args.steps,
-                                    args.onthefly_steps if "epoch" in only else 0)
+                tr = BM.train_small(
+                    peft_small,
+                    tok,
+                    clip,
+                    args.small_frames,
+                    args.warmup,
+                    args.steps,
+                    args.onthefly_steps if "epoch" in only else 0,
+                )
             tr.update(rank=args.rank, gradient_checkpointing_every=args.checkpointing_every)
             details["train_small"] = tr
             print(f"[bench] small train: {tr}", flush=True)
             peaks["small_train"] = round(peak_rss_gb(), 2)
             release()
         if only & {"generate", "devices"}:
-            details["generate_small"] = BM.generation_arms(peft_small, tok, prompts, args.small_gen_seconds,
-                                                           gp.guidance_scale, gp.top_k, repeats=args.small_gen_repeats)
+            details["generate_small"] = BM.generation_arms(
+                peft_small, tok, prompts, args.small_gen_seconds, gp.guidance_scale, gp.top_k, repeats=args.small_gen_repeats
+            )
             print(f"[bench] small generate: {details['generate_small']}", flush=True)
             peaks["small_generate"] = round(peak_rss_gb(), 2)
         train_peak = peak_rss_gb()  # before the KV cache arms: their long clips' cache is no training cost
@@ -218,57 +249,136 @@ def run(args) -> dict:
 
     if "epoch_tiny" in details:
         tr = details.get("train_small", {})
-        small_part = {k: tr[k] for k in ("onthefly_vs_cached_ratio", "encoder_share_of_step", "onthefly_steps_s",
-                                         "steps_s", "encode_s") if k in tr}
-        rows.append(entry("cached_vs_onthefly_epoch", details["epoch_tiny"]["ratio"],
-                          "x (on-the-fly epoch / cached-token epoch, tiny default)", 3.0, "higher",
-                          tiny=details["epoch_tiny"], small_shape=small_part or None,
-                          small_shape_note="no target: there the decoder dominates"))
+        small_part = {
+            k: tr[k]
+            for k in ("onthefly_vs_cached_ratio", "encoder_share_of_step", "onthefly_steps_s", "steps_s", "encode_s")
+            if k in tr
+        }
+        rows.append(
+            entry(
+                "cached_vs_onthefly_epoch",
+                details["epoch_tiny"]["ratio"],
+                "x (on-the-fly epoch / cached-token epoch, tiny default)",
+                3.0,
+                "higher",
+                tiny=details["epoch_tiny"],
+                small_shape=small_part or None,
+                small_shape_note="no target: there the decoder dominates",
+            )
+        )
     if "train_small" in details:
         tr = details["train_small"]
-        rows.append(entry("train_mfu", tr["mfu"], "model FLOPs / (step s x measured fp32 matmul FLOP/s)", 0.6,
-                          "higher", **{k: v for k, v in tr.items() if k not in ("mfu",)}))
+        rows.append(
+            entry(
+                "train_mfu",
+                tr["mfu"],
+                "model FLOPs / (step s x measured fp32 matmul FLOP/s)",
+                0.6,
+                "higher",
+                **{k: v for k, v in tr.items() if k not in ("mfu",)},
+            )
+        )
     gt, gs = details.get("generate_tiny"), details.get("generate_small")
     if gt or gs:
-        for name, key, target in (("merged_vs_unmerged_generate", "merged_vs_unmerged", 1.2),
-                                  ("batched_vs_sequential_generate", "batched_vs_sequential", 2.0)):
+        for name, key, target in (
+            ("merged_vs_unmerged_generate", "merged_vs_unmerged", 1.2),
+            ("batched_vs_sequential_generate", "batched_vs_sequential", 2.0),
+        ):
             main_arm = gt or gs
             met_small = gs is None or gs[key] >= target
-            rows.append(entry(name, main_arm[key], f"x ({'tiny default' if gt else 'small shape'})", target,
-                              "higher", met=met_small, tiny=gt, small_shape=gs,
-                              guided_vs_unguided_cost={"tiny": gt and gt["guided_vs_unguided_cost"],
-                                                       "small_shape": gs and gs["guided_vs_unguided_cost"]},
-                              note="met requires both shapes"))
+            rows.append(
+                entry(
+                    name,
+                    main_arm[key],
+                    f"x ({'tiny default' if gt else 'small shape'})",
+                    target,
+                    "higher",
+                    met=met_small,
+                    tiny=gt,
+                    small_shape=gs,
+                    guided_vs_unguided_cost={
+                        "tiny": gt and gt["guided_vs_unguided_cost"],
+                        "small_shape": gs and gs["guided_vs_unguided_cost"],
+                    },
+                    note="met requires both shapes",
+                )
+            )
     if "encode" in details:
         e = details["encode"]
-        rows.append(entry("batched_vs_single_encode", e["ratio"], "x (audio s per wall s, batched / one at a time)",
-                          1.0, "higher", note="no target in the issue; >= 1 means batching does not slow encoding",
-                          **e))
+        rows.append(
+            entry(
+                "batched_vs_single_encode",
+                e["ratio"],
+                "x (audio s per wall s, batched / one at a time)",
+                1.0,
+                "higher",
+                note="no target in the issue; >= 1 means batching does not slow encoding",
+                **e,
+            )
+        )
     if "kv_cache" in details:
-        rows.append(entry("presized_vs_growing_kv_cache", details["kv_cache"]["ratio"],
-                          f"x (small shape, {details['kv_cache']['seconds']:g} s: growing cache / pre-sized)", "none",
-                          "higher", note="no target in the issue; the gain grows with the clip length",
-                          **details["kv_cache"]))
+        rows.append(
+            entry(
+                "presized_vs_growing_kv_cache",
+                details["kv_cache"]["ratio"],
+                f"x (small shape, {details['kv_cache']['seconds']:g} s: growing cache / pre-sized)",
+                "none",
+                "higher",
+                note="no target in the issue; the gain grows with the clip length",
+                **details["kv_cache"],
+            )
+        )
     if "devices" in only:
         dev = BD.summary(details.get("generate_small"), details.get("kv_cache"), details.get("allocator"))
         least = min((d["time_saved"] for d in dev.values()), default=None)
-        rows.append(entry("cpu_devices", least, "share of its stage's time the least of the devices saves",
-                          "none", "higher", note="each device's figure in `devices`; bench/devices.py", devices=dev))
+        rows.append(
+            entry(
+                "cpu_devices",
+                least,
+                "share of its stage's time the least of the devices saves",
+                "none",
+                "higher",
+                note="each device's figure in `devices`; bench/devices.py",
+                devices=dev,
+            )
+        )
     if "train" in only:
-        rows.append(entry("train_peak_rss_gb", round(train_peak, 2), "GB (peak RSS of the whole bench process)",
-                          6.0, "lower", gradient_checkpointing_every=args.checkpointing_every,
-                          peak_after_phase=peaks))
+        rows.append(
+            entry(
+                "train_peak_rss_gb",
+                round(train_peak, 2),
+                "GB (peak RSS of the whole bench process)",
+                6.0,
+                "lower",
+                gradient_checkpointing_every=args.checkpointing_every,
+                peak_after_phase=peaks,
+            )
+        )
 
     if "scale" in only:
         sc = BS.scale(ROOT, args.work / "scale", args.scale_sizes)
         worst = {k: max(r[k] for r in sc["ratios"].values()) for k in ("time_per_hour", "peak_rss")}
         sizes = f"{args.scale_sizes[-1]}x against {args.scale_sizes[0]}x of the demo corpus"
-        rows.append(entry("scale_time_per_hour", worst["time_per_hour"],
-                          f"x (marginal CPU s per audio hour, top / bottom of {sizes}; worst of segment, "
-                          f"encode, epoch loading)",
-                          1 + BS.TOLERANCE, "lower", **sc))
-        rows.append(entry("scale_peak_rss", worst["peak_rss"], f"x (peak RSS, {sizes}; worst of the three)",
-                          1 + BS.TOLERANCE, "lower", ratios=sc["ratios"]))
+        rows.append(
+            entry(
+                "scale_time_per_hour",
+                worst["time_per_hour"],
+                f"x (marginal CPU s per audio hour, top / bottom of {sizes}; worst of segment, encode, epoch loading)",
+                1 + BS.TOLERANCE,
+                "lower",
+                **sc,
+            )
+        )
+        rows.append(
+            entry(
+                "scale_peak_rss",
+                worst["peak_rss"],
+                f"x (peak RSS, {sizes}; worst of the three)",
+                1 + BS.TOLERANCE,
+                "lower",
+                ratios=sc["ratios"],
+            )
+        )
 
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     info["bench_wall_s"] = round(time.monotonic() - t_start, 1)
@@ -284,41 +394,53 @@ def gpu_benchmarks() -> dict:
     from .gpu_check import measure, save_small
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = {"device": torch.cuda.get_device_name(0),
-               **measure(str(save_small(Path(tmp) / "musicgen-small-shaped")), "cuda", quick=False)}
+        out = {
+            "device": torch.cuda.get_device_name(0),
+            **measure(str(save_small(Path(tmp) / "musicgen-small-shaped")), "cuda", quick=False),
+        }
     print(f"[bench] gpu: {out}", flush=True)
     return out
 
 
 def markdown(result: dict) -> str:
     m = result["machine"]
-    lines = ["# make bench\n",
-             f"{m['cores']} cores ({m['cpu_capability']} in force), torch {m['packages']['torch']} "
-             f"({m.get('torch_threads_small', m['torch_threads'])} threads), "
-             f"load average {m['load_average_start'][0]} -> {m['load_average_end'][0]}, "
-             f"bench wall {m['bench_wall_s']} s\n",
-             "| benchmark | value | unit | target | met |", "|---|---|---|---|---|"]
+    lines = [
+        "# make bench\n",
+        f"{m['cores']} cores ({m['cpu_capability']} in force), torch {m['packages']['torch']} "
+        f"({m.get('torch_threads_small', m['torch_threads'])} threads), "
+        f"load average {m['load_average_start'][0]} -> {m['load_average_end'][0]}, "
+        f"bench wall {m['bench_wall_s']} s\n",
+        "| benchmark | value | unit | target | met |",
+        "|---|---|---|---|---|",
+    ]
     for r in result["benchmarks"]:
         v = r["value"]
         show = "n/a" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
-        target = r["target"] if isinstance(r["target"], str) else \
-            f"{'>=' if r['better'] == 'higher' else '<='} {r['target']:g}"
+        target = (
+            r["target"] if isinstance(r["target"], str) else f"{'>=' if r['better'] == 'higher' else '<='} {r['target']:g}"
+        )
         met = {True: "yes", False: "**no**", None: "-"}[r["met"]]
         lines.append(f"| {r['name']} | {show} | {r['unit']} | {target} | {met} |")
     return "\n".join(lines) + "\n"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", type=Path, default=Path("bench"), help="results.json and results.md")
-    ap.add_argument("--work", type=Path, default=Path("bench/work"),
-                    help="throw-away project copy and dvc logs (git-ignored)")
+    ap.add_argument(
+        "--work", type=Path, default=Path("bench/work"), help="throw-away project copy and dvc logs (git-ignored)"
+    )
     ap.add_argument("--only", nargs="*", choices=BENCHES, help=f"subset of {BENCHES}")
     ap.add_argument("--tracks", type=int, default=4, help="corpus of the project copy")
-    ap.add_argument("--trials", choices=["auto", "run"], default="auto",
-                    help="auto: read the workspace's trial tags (every trial tagged); run: time `musicgen_lora trials` "
-                         "on the project copy (~8 min on 2 cores)")
+    ap.add_argument(
+        "--trials",
+        choices=["auto", "run"],
+        default="auto",
+        help="auto: read the workspace's trial tags (every trial tagged); run: time `musicgen_lora trials` "
+        "on the project copy (~8 min on 2 cores)",
+    )
     ap.add_argument("--trial-names", nargs="*", help="with --trials run: only these trials")
     ap.add_argument("--epoch-clips", type=int, default=8, help="clips in the tiny cached/on-the-fly epoch")
     ap.add_argument("--epoch-repeats", type=int, default=3, help="ABBA repeats of the tiny epoch arms")
@@ -328,22 +450,36 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=2, help="small-shape warm-up steps")
     ap.add_argument("--steps", type=int, default=3, help="measured small-shape cached steps")
     ap.add_argument("--onthefly-steps", type=int, default=1, help="small-shape steps encoding their clip first")
-    ap.add_argument("--checkpointing-every", type=int, default=4, metavar="N",
-                    help="the small-shape training step checkpoints every N-th decoder layer, as "
-                         "train.gradient_checkpointing_every does (0: off, 1: all; 4 keeps the step within 6 GB)")
+    ap.add_argument(
+        "--checkpointing-every",
+        type=int,
+        default=4,
+        metavar="N",
+        help="the small-shape training step checkpoints every N-th decoder layer, as "
+        "train.gradient_checkpointing_every does (0: off, 1: all; 4 keeps the step within 6 GB)",
+    )
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--tiny-gen-seconds", type=float, default=15.0)
     ap.add_argument("--tiny-gen-repeats", type=int, default=3, help="ABBA repeats of the tiny generation arms")
     ap.add_argument("--small-gen-seconds", type=float, default=2.0, help="same for every arm")
     ap.add_argument("--small-gen-repeats", type=int, default=2, help="ABBA repeats of the small-shape arms")
-    ap.add_argument("--cache-seconds", type=float, default=0.0,
-                    help="small shape: pre-sized vs growing KV cache at this length (0: skip; 15 s takes 9 min "
-                         "and its 2.4 GB cache lifts the process above the peak-memory target)")
+    ap.add_argument(
+        "--cache-seconds",
+        type=float,
+        default=0.0,
+        help="small shape: pre-sized vs growing KV cache at this length (0: skip; 15 s takes 9 min "
+        "and its 2.4 GB cache lifts the process above the peak-memory target)",
+    )
     ap.add_argument("--encode-clips", type=int, default=8)
     ap.add_argument("--encode-seconds", type=float, default=5.0)
     ap.add_argument("--encode-batch", type=int, default=8)
-    ap.add_argument("--scale-sizes", type=int, nargs="+", default=[1, 4, 16],
-                    help="scale arm: copies of the demo corpus (data/raw) per size, smallest first")
+    ap.add_argument(
+        "--scale-sizes",
+        type=int,
+        nargs="+",
+        default=[1, 4, 16],
+        help="scale arm: copies of the demo corpus (data/raw) per size, smallest first",
+    )
     ap.add_argument("--no-gpu", action="store_true")
     return ap.parse_args(argv)
 
@@ -358,8 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(args.out / "results.md") as tmp:
         tmp.write_text(markdown(result), encoding="utf-8")
     missed = [r["name"] for r in result["benchmarks"] if r["met"] is False]
-    print(f"[bench] wrote {args.out / 'results.json'} and results.md in {result['machine']['bench_wall_s']} s; "
-          f"targets not met: {missed or 'none'}", flush=True)
+    print(
+        f"[bench] wrote {args.out / 'results.json'} and results.md in {result['machine']['bench_wall_s']} s; "
+        f"targets not met: {missed or 'none'}",
+        flush=True,
+    )
     return 0
 
 

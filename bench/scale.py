@@ -39,8 +39,11 @@ def corpus(raw: Path, out: Path, copies: int) -> Path:
         for src in sorted(p for p in raw.rglob("*") if p.is_file()):
             rel = src.relative_to(raw)
             for c in range(copies):
-                dst = tmp / rel.parts[0] / f"copy-{c:02d}" / Path(*rel.parts[1:]) if len(rel.parts) > 1 \
+                dst = (
+                    tmp / rel.parts[0] / f"copy-{c:02d}" / Path(*rel.parts[1:])
+                    if len(rel.parts) > 1
                     else tmp / f"copy-{c:02d}" / rel
+                )
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 try:  # raw files may be links into DVC's cache: link the file itself
                     os.link(src.resolve(), dst)
@@ -67,8 +70,9 @@ def measured(cmd: list[str], cwd: Path, log: Path) -> dict:
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.run([sys.executable, "-c", SPAWN, json.dumps(cmd)], cwd=cwd, stdout=subprocess.PIPE,
-                              stderr=out, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", SPAWN, json.dumps(cmd)], cwd=cwd, stdout=subprocess.PIPE, stderr=out, text=True
+        )
     wall = time.monotonic() - t0
     rc, cpu, maxrss = json.loads(proc.stdout.strip().splitlines()[-1])
     if rc:
@@ -92,8 +96,13 @@ def load_epoch(tokens_dir: Path) -> tuple[int, float]:
     clips = TokenSplit(tokens_dir, "train")
     tokenizer = AutoTokenizer.from_pretrained(resolve_name(model), revision=model.revision)
     collate = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed)
-    loader = torch.utils.data.DataLoader(ClipDataset(clips), batch_size=tp.batch_size, shuffle=True,
-                                         collate_fn=collate, generator=torch.Generator().manual_seed(tp.seed))
+    loader = torch.utils.data.DataLoader(
+        ClipDataset(clips),
+        batch_size=tp.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(tp.seed),
+    )
     times = []
     for _ in range(3):  # the fastest of three epochs: one takes ~0.5 ms a clip, where noise is 10%
         t0 = time.process_time()
@@ -112,12 +121,11 @@ def scale(root: Path, work: Path, sizes: list[int]) -> dict:
         raw = corpus(root / "data" / "raw", work / f"raw-{n}x", n)
         seg, tok, logs = work / f"segments-{n}x", work / f"tokens-{n}x", work / "logs"
         print(f"[bench] scale {n}x: segment, encode, one epoch's loading", flush=True)
-        steps = {"segment": measured(py + ["segment", "--raw", str(raw), "--out", str(seg)], root,
-                                     logs / f"segment-{n}x.log"),
-                 "encode": measured(py + ["encode", "--segments", str(seg), "--out", str(tok)], root,
-                                    logs / f"encode-{n}x.log"),
-                 "load_epoch": measured([sys.executable, "-m", "bench.scale", str(tok)], root,
-                                        logs / f"load-{n}x.log")}
+        steps = {
+            "segment": measured(py + ["segment", "--raw", str(raw), "--out", str(seg)], root, logs / f"segment-{n}x.log"),
+            "encode": measured(py + ["encode", "--segments", str(seg), "--out", str(tok)], root, logs / f"encode-{n}x.log"),
+            "load_epoch": measured([sys.executable, "-m", "bench.scale", str(tok)], root, logs / f"load-{n}x.log"),
+        }
         # the epoch's own CPU seconds, as it printed them (the process's are mostly its start-up)
         steps["load_epoch"]["cpu_s"] = float((logs / f"load-{n}x.log").read_text().split()[-3])
         clips = read_manifest(seg)
@@ -126,6 +134,7 @@ def scale(root: Path, work: Path, sizes: list[int]) -> dict:
             s["cpu_s_per_audio_hour"] = round(s["cpu_s"] / hours, 2)
         rows.append({"copies": n, "audio_hours": round(hours, 3), "clips": len(clips), **steps})
         print(f"[bench] scale {n}x ({hours:.2f} h): {steps}", flush=True)
+
     # linear: each added hour costs what the earlier ones did (the marginal CPU seconds per audio
     # hour between the two largest sizes against the two smallest; a fixed start-up cost cancels
     # out; CPU time, not wall: on a shared 2-core machine wall time moved 20% between two runs)
@@ -135,9 +144,11 @@ def scale(root: Path, work: Path, sizes: list[int]) -> dict:
     ratios = {}
     for step in ("segment", "encode", "load_epoch"):
         first, last = marginal(step, rows[0], rows[1]), marginal(step, rows[-2], rows[-1])
-        ratios[step] = {"marginal_cpu_s_per_hour": [round(first, 2), round(last, 2)],
-                        "time_per_hour": round(last / first, 3),
-                        "peak_rss": round(rows[-1][step]["peak_rss_gb"] / rows[0][step]["peak_rss_gb"], 3)}
+        ratios[step] = {
+            "marginal_cpu_s_per_hour": [round(first, 2), round(last, 2)],
+            "time_per_hour": round(last / first, 3),
+            "peak_rss": round(rows[-1][step]["peak_rss_gb"] / rows[0][step]["peak_rss_gb"], 3),
+        }
     return {"sizes": rows, "ratios": ratios, "tolerance": TOLERANCE}
 
 

@@ -20,8 +20,7 @@ def typed(value, schema: dict) -> bool:
     types = schema.get("type")
     if types is None:
         return True  # anyOf / oneOf: left to `make sky-check`
-    return isinstance(value, tuple(JSON_TYPES[t] for t in ([types] if isinstance(types, str) else types)
-                                   if t in JSON_TYPES))
+    return isinstance(value, tuple(JSON_TYPES[t] for t in ([types] if isinstance(types, str) else types) if t in JSON_TYPES))
 
 
 def commands(text: str) -> list[str]:

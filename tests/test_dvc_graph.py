@@ -23,8 +23,18 @@ PIPELINE = ("core", "model", "metrics", "runtime", "report", "stages")  # may im
 NOT_FOR_THE_PIPELINE = ("tiny", "experiments")
 # Layers point down: a package may import only packages of a lower rank (and itself; a stage never
 # another stage). The command line (__main__, validate, deps) sits on top.
-LAYERS = {"runtime": 0, "core": 1, "model": 2, "metrics": 2, "report": 3, "stages": 4, "use": 4,
-          "experiments": 5, "tiny": 5, "": 6}
+LAYERS = {
+    "runtime": 0,
+    "core": 1,
+    "model": 2,
+    "metrics": 2,
+    "report": 3,
+    "stages": 4,
+    "use": 4,
+    "experiments": 5,
+    "tiny": 5,
+    "": 6,
+}
 
 
 def stage_modules() -> dict[str, tuple[set[Path], list[str]]]:
@@ -40,8 +50,7 @@ def stage_modules() -> dict[str, tuple[set[Path], list[str]]]:
 
 def uncovered(files: set[Path], deps: list[str]) -> list[str]:
     paths = [ROOT / d for d in deps]
-    return sorted(str(f.relative_to(ROOT)) for f in files
-                  if not any(f == p or p in f.parents for p in paths))
+    return sorted(str(f.relative_to(ROOT)) for f in files if not any(f == p or p in f.parents for p in paths))
 
 
 @pytest.mark.parametrize("stage", sorted(stage_modules()))
@@ -70,8 +79,10 @@ def test_dvc_yaml_code_deps_are_the_import_graph():
 
 def test_an_edit_re_runs_only_the_stages_that_run_the_file():
     stages = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
+
     def users(path):
         return {name for name, stage in stages.items() if path in stage["deps"]}
+
     assert users("src/musicgen_lora/report/html.py") == {"summarize"}  # the page renderer
     for template in ("report/page.html.j2", "report/base.html.j2", "report/style.css"):  # read by the run page
         assert users(f"src/musicgen_lora/{template}") == {"summarize"}, template

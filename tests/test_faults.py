@@ -30,12 +30,23 @@ def one_line(capsys) -> str:
 
 def write_tokens(folder, clips: int = 3):
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({"codes": torch.zeros(clips, 4, 10, dtype=torch.int16),
-               "frame_mask": torch.ones(clips, 10, dtype=torch.bool)}, str(folder / "shard-00000.safetensors"))
-    (folder / INDEX).write_text(json.dumps({
-        "codec": {"num_codebooks": 4}, "frames": 10, "shards": ["shard-00000.safetensors"],
-        "clips": [{"id": str(i), "split": "train", "caption": "x", "shard": "shard-00000.safetensors", "row": i}
-                  for i in range(clips)]}))
+    save_file(
+        {"codes": torch.zeros(clips, 4, 10, dtype=torch.int16), "frame_mask": torch.ones(clips, 10, dtype=torch.bool)},
+        str(folder / "shard-00000.safetensors"),
+    )
+    (folder / INDEX).write_text(
+        json.dumps(
+            {
+                "codec": {"num_codebooks": 4},
+                "frames": 10,
+                "shards": ["shard-00000.safetensors"],
+                "clips": [
+                    {"id": str(i), "split": "train", "caption": "x", "shard": "shard-00000.safetensors", "row": i}
+                    for i in range(clips)
+                ],
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("reader", [load_tokens, TokenSplit], ids=["whole", "clip by clip"])
@@ -58,8 +69,17 @@ def manifest(folder, rows):
 
 
 def clip_row(i: int, file: str) -> dict:
-    return {"id": f"{i:06d}", "file": file, "source": "a.wav", "offset_s": 0.0, "duration_s": 1.0,
-            "padding_fraction": 0.0, "caption": "x", "caption_source": "sidecar", "split": "train"}
+    return {
+        "id": f"{i:06d}",
+        "file": file,
+        "source": "a.wav",
+        "offset_s": 0.0,
+        "duration_s": 1.0,
+        "padding_fraction": 0.0,
+        "caption": "x",
+        "caption_source": "sidecar",
+        "split": "train",
+    }
 
 
 def test_a_clip_listed_but_missing_is_named(tmp_path):
@@ -106,8 +126,9 @@ def test_an_adapter_of_another_shape_is_named(tmp_path, adapter):
     other.mkdir()
     (other / "adapter_config.json").write_text((adapter / "adapter_config.json").read_text())
     tensors = load_file(str(adapter / "adapter_model.safetensors"))
-    save_file({k: torch.zeros(v.shape[0] + 3, v.shape[1]) for k, v in tensors.items()},
-              str(other / "adapter_model.safetensors"))
+    save_file(
+        {k: torch.zeros(v.shape[0] + 3, v.shape[1]) for k, v in tensors.items()}, str(other / "adapter_model.safetensors")
+    )
     model, _ = load_model(TINY)
     with pytest.raises(UserError, match=r"other: does not fit this model"):
         load_adapters(model, {"best": other})
@@ -157,8 +178,9 @@ def test_preset_on_an_empty_train_section_is_one_line(tmp_path, monkeypatch, cap
     (tmp_path / "experiments/presets.yaml").write_bytes((ROOT / "experiments/presets.yaml").read_bytes())
     monkeypatch.chdir(tmp_path)
     assert cli.main(["preset", "musicgen-small"]) == 2
-    assert capsys.readouterr().err.strip() == ("params.yaml: section train is empty or not a mapping; restore it "
-                                               "(`git checkout params.yaml`) and run again")
+    assert capsys.readouterr().err.strip() == (
+        "params.yaml: section train is empty or not a mapping; restore it (`git checkout params.yaml`) and run again"
+    )
 
 
 def test_trials_outside_git_or_without_a_manifest_is_one_line(tmp_path, monkeypatch, capsys):

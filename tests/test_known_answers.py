@@ -38,11 +38,12 @@ IN_STYLE = ["bright upbeat chiptune", "dark driving chiptune", "chiptune arpeggi
 PARAMS = {
     "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
     "train": {"epochs": 2, "grad_accum": 2, "checkpoint_every": 1000, "sample_prompts": []},
-    "evaluate": {"seconds": 3.0, "prompts": IN_STYLE, "off_style_prompts": ["calm solo piano"],
-                 "samples_per_prompt": 2},
+    "evaluate": {"seconds": 3.0, "prompts": IN_STYLE, "off_style_prompts": ["calm solo piano"], "samples_per_prompt": 2},
 }
-COMMANDS = {name: stage["cmd"].split()[3:]  # "python -m musicgen_lora <stage> ..."
-            for name, stage in YAML(typ="safe").load(ROOT / "dvc.yaml")["stages"].items()}
+COMMANDS = {
+    name: stage["cmd"].split()[3:]  # "python -m musicgen_lora <stage> ..."
+    for name, stage in YAML(typ="safe").load(ROOT / "dvc.yaml")["stages"].items()
+}
 
 
 def project(root, params: dict):
@@ -74,12 +75,14 @@ def workspace(tmp_path_factory):
 def by_heart(tmp_path_factory):
     """Three training recordings of one clip each, and one long held-out recording (6 valid clips):
     a set small enough for the tiny model's LoRA to learn by heart, so its held-out loss turns."""
-    root = project(tmp_path_factory.mktemp("by-heart"), {**PARAMS, "segment": {**PARAMS["segment"],
-                                                                                "valid_fraction": 0.6}})
+    root = project(tmp_path_factory.mktemp("by-heart"), {**PARAMS, "segment": {**PARAMS["segment"], "valid_fraction": 0.6}})
     names = [f"track{i}.wav" for i in range(4)]
-    held = next(n for n in names  # the name segment's split holds out alone when it is the long one
-                if split_sources({m: 18.5 if m == n else 3.2 for m in names}, 0.6, 0)
-                == {m: "valid" if m == n else "train" for m in names})
+    held = next(
+        n
+        for n in names  # the name segment's split holds out alone when it is the long one
+        if split_sources({m: 18.5 if m == n else 3.2 for m in names}, 0.6, 0)
+        == {m: "valid" if m == n else "train" for m in names}
+    )
     (root / "data/raw").mkdir(parents=True)
     for i, name in enumerate(names):
         audio, _ = corpus.synth_track(corpus.TARGET_STYLE, 0, i, 18.5 if name == held else 3.2, 16000)

@@ -51,9 +51,16 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
         shutil.copy(ROOT / name, project / name)
     for name in ("src", "assets", "experiments", "adapters"):
         shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    env = {**__import__("os").environ, "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
-           "DVC_SITE_CACHE_DIR": str(tmp_path / "site"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x.invalid"}
+    env = {
+        **__import__("os").environ,
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "DVC_SITE_CACHE_DIR": str(tmp_path / "site"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x.invalid",
+    }
     run = lambda *cmd: sh(list(cmd), project, env)  # noqa: E731
     python = [sys.executable, "-m", "musicgen_lora"]
     run("git", "init", "-q", "-b", "main")
@@ -64,20 +71,35 @@ def test_own_music_on_a_musicgen_small_shaped_checkpoint(tmp_path, small_checkpo
     # 4. what a real checkpoint needs, in one place (experiments/presets.yaml), and a local directory
     out = run(*python, "preset", "musicgen-small")
     assert "train.lr: 0.001 -> 0.0001" in out
-    assert "the checkpoint: model.name 'facebook/musicgen-small' is not on this machine; download it once with " \
-           "`hf download facebook/musicgen-small`" in out
+    assert (
+        "the checkpoint: model.name 'facebook/musicgen-small' is not on this machine; download it once with "
+        "`hf download facebook/musicgen-small`" in out
+    )
     before, after = (ROOT / "params.yaml").read_text(), (project / "params.yaml").read_text()
     # the round trip keeps quoting and one-line prompts; a changed key's old comment is replaced
     assert "mixed_precision: 'no'" in after and len(after.splitlines()) == len(before.splitlines())
     assert "lr: 0.0001            # preset musicgen-small (was 0.001)" in after and "tiny default" not in after
-    edit_params(project / "params.yaml", {
-        "model": {"name": str(small_checkpoint)},
-        "evaluate": {"prompts": ["lofi piano with vinyl crackle"], "off_style_prompts": [], "seconds": 2.5,
-                     "batch_size": 1},
-        # one optimizer step on this small folder, 5 s clips (a CPU test, not a real run)
-        "segment": {"clip_seconds": 5.0, "min_clip_seconds": 2.0, "valid_fraction": 0.3},
-        "train": {"epochs": 1, "grad_accum": 64, "warmup_steps": 0,
-                  "sample_prompts": ["lofi piano with vinyl crackle"], "sample_seconds": 1.0}})
+    edit_params(
+        project / "params.yaml",
+        {
+            "model": {"name": str(small_checkpoint)},
+            "evaluate": {
+                "prompts": ["lofi piano with vinyl crackle"],
+                "off_style_prompts": [],
+                "seconds": 2.5,
+                "batch_size": 1,
+            },
+            # one optimizer step on this small folder, 5 s clips (a CPU test, not a real run)
+            "segment": {"clip_seconds": 5.0, "min_clip_seconds": 2.0, "valid_fraction": 0.3},
+            "train": {
+                "epochs": 1,
+                "grad_accum": 64,
+                "warmup_steps": 0,
+                "sample_prompts": ["lofi piano with vinyl crackle"],
+                "sample_seconds": 1.0,
+            },
+        },
+    )
     # 5. check before anything loads
     assert "params.yaml: ok" in run(*python, "validate")
     run("dvc", "add", "-q", "data/raw")

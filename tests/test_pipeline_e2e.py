@@ -53,8 +53,10 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     manifest = [json.loads(x) for x in (tmp_path / "data/segments/manifest.jsonl").read_text().splitlines()]
     assert {r["source"].split("/")[0] for r in manifest if r["split"] == "valid"} == set(STYLES)  # every style
-    skipped = {json.loads(x)["source"]: json.loads(x)["reason"]
-               for x in (tmp_path / "data/segments/skipped.jsonl").read_text().splitlines()}
+    skipped = {
+        json.loads(x)["source"]: json.loads(x)["reason"]
+        for x in (tmp_path / "data/segments/skipped.jsonl").read_text().splitlines()
+    }
     assert skipped["bass/cut off.wav"].startswith("damaged") and skipped["piano/notes.mp3"].startswith("not .mp3")
 
     for d in ("models/best_model", "models/final_model"):
@@ -115,8 +117,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert set(summary["checks"]["best_vs_base"].values()) <= verdicts
     assert len(summary["checks"]["best_vs_base"]) == 5
     report = (tmp_path / "metrics/summary.md").read_text()
-    for model_top_tag in [summary["target"]["top_tags"][0][0]] + [summary["set"][m]["top_tags"][0][0]
-                                                                  for m in ("base", "best", "final")]:
+    for model_top_tag in [summary["target"]["top_tags"][0][0]] + [
+        summary["set"][m]["top_tags"][0][0] for m in ("base", "best", "final")
+    ]:
         assert model_top_tag in report
     assert "[95% CI]" in report and "## Checks" in report and "Past the real-audio length" not in report
     shown = json.dumps(json.loads(sh(["dvc", "metrics", "show", "--json"], tmp_path, env)))
@@ -131,9 +134,32 @@ def test_dvc_repro_end_to_end(tmp_path):
     params = YAML(typ="safe").load(tmp_path / "params.yaml")
     ep, gp = params["evaluate"], params["generation"]
     clip = next(r for r in rows if r["model"] == "best" and r["seed"] == 3)
-    sh(["python", "-m", "musicgen_lora", "generate", "--adapter", "models/best_model", "--prompt", clip["prompt"],
-        "--seed", "3", "--seconds", str(ep["seconds"]), "--guidance", str(gp["guidance_scale"]), "--temperature",
-        str(gp["temperature"]), "--top-k", str(gp["top_k"]), "--out", "again.wav"], tmp_path, env)
+    sh(
+        [
+            "python",
+            "-m",
+            "musicgen_lora",
+            "generate",
+            "--adapter",
+            "models/best_model",
+            "--prompt",
+            clip["prompt"],
+            "--seed",
+            "3",
+            "--seconds",
+            str(ep["seconds"]),
+            "--guidance",
+            str(gp["guidance_scale"]),
+            "--temperature",
+            str(gp["temperature"]),
+            "--top-k",
+            str(gp["top_k"]),
+            "--out",
+            "again.wav",
+        ],
+        tmp_path,
+        env,
+    )
     again, original = sf.read(tmp_path / "again.wav")[0], sf.read(tmp_path / "evaluation" / clip["file"])[0]
     assert again.shape == original.shape and abs(again - original).max() < 1e-3  # a batched decode: last-bit noise
     status = sh(["dvc", "status"], tmp_path, env)
@@ -156,8 +182,26 @@ def test_dvc_repro_end_to_end(tmp_path):
     run(["git", "commit", "-qm", "first run on my music"], tmp_path, env, seen)
     # ... in bf16 with half-precision evaluation: a GPU's precision path, run on the CPU (CPU autocast is real bf16)
     fp32 = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
-    run(["dvc", "exp", "run", "-n", "lr-high", "-S", "train.lr=0.002", "-S", "train.epochs=1",
-         "-S", "train.mixed_precision=bf16", "-S", "evaluate.half_precision=true"], tmp_path, env, seen)
+    run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-n",
+            "lr-high",
+            "-S",
+            "train.lr=0.002",
+            "-S",
+            "train.epochs=1",
+            "-S",
+            "train.mixed_precision=bf16",
+            "-S",
+            "evaluate.half_precision=true",
+        ],
+        tmp_path,
+        env,
+        seen,
+    )
     bf16 = json.loads((tmp_path / "metrics/train/epochs.json").read_text())
     assert all(math.isfinite(e["valid_loss"]) for e in bf16) and len(bf16) == 2
     assert abs(bf16[0]["valid_loss"] / fp32[0]["valid_loss"] - 1) < 0.02, (bf16[0], fp32[0])  # the same base model
@@ -180,8 +224,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert "train.lr" in header and "train.epochs" in header and "train.rank" not in header
     assert len(re.findall(r"<audio ", (reports / "experiments.html").read_text())) == 2 * 2  # 2 prompts x 2 runs
     # the trials' report: no trials here (their tags do not travel with a clone): it says so, touches it not
-    proc = subprocess.run(["python", "-m", "musicgen_lora", "compare", "--trials"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["python", "-m", "musicgen_lora", "compare", "--trials"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     seen.append(proc.stdout + proc.stderr)
     assert proc.returncode != 0 and "git fetch --tags" in proc.stderr
     assert {f.name: f.read_bytes() for f in reports.iterdir() if f.name.startswith("trials")} == committed
@@ -192,8 +237,26 @@ def test_dvc_repro_end_to_end(tmp_path):
     data = bytearray(shard.read_bytes())
     data[-64:-32] = bytes(32)
     shard.write_bytes(bytes(data))
-    proc = subprocess.run(["python", "-m", "musicgen_lora", "train", "--tokens", "data/tokens", "--best", "b",
-                           "--final", "f", "--metrics", "m"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "python",
+            "-m",
+            "musicgen_lora",
+            "train",
+            "--tokens",
+            "data/tokens",
+            "--best",
+            "b",
+            "--final",
+            "f",
+            "--metrics",
+            "m",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().endswith("`dvc commit` records it)") and shard.name in proc.stderr
     assert "dvc checkout --relink data/tokens" in proc.stderr

@@ -11,8 +11,17 @@ from musicgen_lora.core.params import edit_params
 from conftest import ROOT, make_project, sh
 
 pytestmark = pytest.mark.slow
-TRAIN_ARGS = ["train", "--tokens", "data/tokens", "--best", "models/best_model", "--final", "models/final_model",
-              "--metrics", "metrics/train"]
+TRAIN_ARGS = [
+    "train",
+    "--tokens",
+    "data/tokens",
+    "--best",
+    "models/best_model",
+    "--final",
+    "models/final_model",
+    "--metrics",
+    "metrics/train",
+]
 
 
 def set_param(root: Path, key: str, value) -> None:
@@ -51,9 +60,14 @@ def test_processes_and_machines_are_params(tmp_path):
     import socket
     import subprocess
 
-    env = make_project(tmp_path, tracks=3, params={
-        "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-        "train": {"epochs": 2, "lr": 0.001, "sample_prompts": ["bright upbeat chiptune"], "sample_seconds": 1.0}})
+    env = make_project(
+        tmp_path,
+        tracks=3,
+        params={
+            "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
+            "train": {"epochs": 2, "lr": 0.001, "sample_prompts": ["bright upbeat chiptune"], "sample_seconds": 1.0},
+        },
+    )
     sh(["dvc", "repro", "encode"], tmp_path, env)
     set_param(tmp_path, "train.grad_accum", 4)
     sh(["dvc", "repro", "train"], tmp_path, env)
@@ -62,8 +76,13 @@ def test_processes_and_machines_are_params(tmp_path):
     # what a user types: an experiment with the param set, dvc.yaml untouched
     sh(["git", "add", "-A"], tmp_path, env)
     sh(["git", "commit", "-qm", "one process"], tmp_path, env)
-    proc = subprocess.run(["dvc", "exp", "run", "train", "-S", "train.processes=2", "-S", "train.grad_accum=2"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["dvc", "exp", "run", "train", "-S", "train.processes=2", "-S", "train.grad_accum=2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "2 process(es) x 1 machine(s) under accelerate launch" in proc.stderr  # a note: logging, on stderr
     assert sh(["git", "diff", "--stat", "HEAD", "--", "dvc.yaml"], tmp_path, env) == ""
@@ -87,10 +106,17 @@ def test_processes_and_machines_are_params(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    machines = [subprocess.Popen(["python", "-m", "musicgen_lora", *TRAIN_ARGS], cwd=tmp_path, text=True,
-                                 env={**env, "MACHINE_RANK": str(rank), "MAIN_PROCESS_IP": "127.0.0.1",
-                                      "MAIN_PROCESS_PORT": port}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                for rank in (0, 1)]
+    machines = [
+        subprocess.Popen(
+            ["python", "-m", "musicgen_lora", *TRAIN_ARGS],
+            cwd=tmp_path,
+            text=True,
+            env={**env, "MACHINE_RANK": str(rank), "MAIN_PROCESS_IP": "127.0.0.1", "MAIN_PROCESS_PORT": port},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for rank in (0, 1)
+    ]
     for m in machines:
         output = m.communicate(timeout=600)[0]
         assert m.returncode == 0, output
@@ -103,9 +129,28 @@ def test_processes_and_machines_are_params(tmp_path):
     set_param(tmp_path, "train.processes", 2)
     set_param(tmp_path, "train.grad_accum", 1)
     (tmp_path / "poison.py").write_text(POISON)
-    run = subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                          "--mixed_precision", "no", "--dynamo_backend", "no", "poison.py", *TRAIN_ARGS],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            "accelerate",
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "poison.py",
+            *TRAIN_ARGS,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode != 0
     assert "train: loss is not finite on 1 of 2 processes at optimizer step 2; lower train.lr" in run.stderr
     assert "Traceback" not in run.stderr.split("loss is not finite")[0]
@@ -123,20 +168,28 @@ def test_a_launch_by_hand_must_agree_with_params(tmp_path):
     # refused before any data is read: params.yaml alone is enough
     (tmp_path / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    for extra, words in (({"ACCELERATE_MIXED_PRECISION": "bf16"}, "the launcher asks for mixed precision bf16"),
-                         ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, "launched as 2 processes")):
-        run = subprocess.run([sys.executable, "-m", "musicgen_lora", *TRAIN_ARGS], cwd=tmp_path, env={**env, **extra},
-                             capture_output=True, text=True)
+    for extra, words in (
+        ({"ACCELERATE_MIXED_PRECISION": "bf16"}, "the launcher asks for mixed precision bf16"),
+        ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}, "launched as 2 processes"),
+    ):
+        run = subprocess.run(
+            [sys.executable, "-m", "musicgen_lora", *TRAIN_ARGS],
+            cwd=tmp_path,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 1 and words in run.stderr and "Traceback" not in run.stderr, run.stderr
         assert not (tmp_path / "models/final_model").exists()
 
 
-
-
 def md5_tree(root: Path, rel: str) -> dict:
     base = root / rel
-    return {p.relative_to(base).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
-            for p in sorted(base.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(base).as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(base.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_local_remote_push_clone_pull(tmp_path):
@@ -156,8 +209,14 @@ def test_local_remote_push_clone_pull(tmp_path):
         assert md5_tree(clone, rel) == md5_tree(src, rel), rel
     # DVC's model registry (dvc.yaml `artifacts:`): a version is a git tag `<artifact>@v<semver>` (what GTO's
     # `gto register` writes); `dvc artifacts get` fetches it by name, from the repository and its remote
-    sh(["git", "tag", "-a", "best-adapter@v0.1.0", "-m", "Registering artifact best-adapter version v0.1.0",
-        "trial-x"], src, env)
-    sh(["dvc", "artifacts", "get", str(src), "best-adapter", "--rev", "v0.1.0", "-o", str(tmp_path / "got")],
-       tmp_path, dict(env, DVC_SITE_CACHE_DIR=str(tmp_path / ".dvc-site-get")))
+    sh(
+        ["git", "tag", "-a", "best-adapter@v0.1.0", "-m", "Registering artifact best-adapter version v0.1.0", "trial-x"],
+        src,
+        env,
+    )
+    sh(
+        ["dvc", "artifacts", "get", str(src), "best-adapter", "--rev", "v0.1.0", "-o", str(tmp_path / "got")],
+        tmp_path,
+        dict(env, DVC_SITE_CACHE_DIR=str(tmp_path / ".dvc-site-get")),
+    )
     assert md5_tree(tmp_path, "got") == md5_tree(src, "models/best_model")

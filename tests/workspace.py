@@ -12,6 +12,7 @@ from pathlib import Path
 from musicgen_lora.core.params import edit_params
 from musicgen_lora.tiny import corpus
 
+
 def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
     """Run a command; a failure raises with the command's output."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -22,8 +23,13 @@ def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
 
 SMALL_PARAMS = {
     "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-    "train": {"epochs": 2, "grad_accum": 2, "checkpoint_every": 4, "sample_prompts": ["bright upbeat chiptune"],
-              "sample_seconds": 1.0},
+    "train": {
+        "epochs": 2,
+        "grad_accum": 2,
+        "checkpoint_every": 4,
+        "sample_prompts": ["bright upbeat chiptune"],
+        "sample_seconds": 1.0,
+    },
     "evaluate": {"seconds": 3.0, "prompts": ["bright upbeat chiptune"], "off_style_prompts": ["calm solo piano"]},
 }
 
@@ -38,10 +44,17 @@ def make_project(source: Path, root: Path, tracks: int = 4, params: dict = SMALL
         shutil.copytree(source / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     edit_params(root / "params.yaml", params)
     corpus.write_corpus(root / "data/raw", [corpus.TARGET_STYLE], tracks, 0, min_seconds=6, max_seconds=12)
-    env = dict(os.environ, DVC_SITE_CACHE_DIR=str(root / ".dvc-site"), DVC_NO_ANALYTICS="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.invalid")
+    env = dict(
+        os.environ,
+        DVC_SITE_CACHE_DIR=str(root / ".dvc-site"),
+        DVC_NO_ANALYTICS="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        HF_HUB_OFFLINE="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.invalid",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.invalid",
+    )
     sh(["git", "init", "-q", "-b", "main"], root, env)
     sh(["dvc", "init", "-q"], root, env)
     sh(["dvc", "config", "core.autostage", "true"], root, env)

@@ -31,46 +31,56 @@ class Command:
 
 
 COMMANDS = {
-    "segment": Command("stages.segment", "main", "stage: cut data/raw into clips with captions and a manifest",
-                       computes=True),
+    "segment": Command(
+        "stages.segment", "main", "stage: cut data/raw into clips with captions and a manifest", computes=True
+    ),
     "encode": Command("stages.encode", "main", "stage: encode clips into EnCodec token shards", computes=True),
     "train": Command("stages.train", "main", "stage: fit a LoRA adapter (best and final)", computes=True),
-    "evaluate": Command("stages.evaluate", "main", "stage: generate the prompt set with base/best/final, measure it",
-                        computes=True),
+    "evaluate": Command(
+        "stages.evaluate", "main", "stage: generate the prompt set with base/best/final, measure it", computes=True
+    ),
     "summarize": Command("stages.summarize", "main", "stage: the run's metrics, report and plots", computes=True),
-    "generate": Command("use.generate", "main", "audio from a trained adapter or the base model, any length",
-                        computes=True),
+    "generate": Command("use.generate", "main", "audio from a trained adapter or the base model, any length", computes=True),
     "validate": Command("validate", "main", "check params.yaml and print every problem"),
     "plan": Command("model.plan", "main", "the GPU memory a training run needs, and the settings that fit 8-80 GB"),
     "preset": Command("experiments.presets", "main", "apply a ready override set for a real checkpoint to params.yaml"),
-    "metrics": Command("metrics.cli", "main", "score any audio files with the evaluation's metrics and flags",
-                       computes=True),
-    "env": Command("core.provenance", "env_main", "what this machine's results depend on (CPU, ISA, threads, allocator)",
-                   True),
+    "metrics": Command(
+        "metrics.cli", "main", "score any audio files with the evaluation's metrics and flags", computes=True
+    ),
+    "env": Command(
+        "core.provenance", "env_main", "what this machine's results depend on (CPU, ISA, threads, allocator)", True
+    ),
     "trials": Command("experiments.trials", "main", "run the reference trials as tagged DVC experiments"),
     "compare": Command("experiments.compare", "main", "the cross-trial report (reports/trials.md)"),
     "show": Command("experiments.show", "main", "this commit's experiments side by side, one terminal line each"),
     "corpus": Command("tiny.corpus", "corpus_main", "write the synthetic demo corpus"),
     "bootstrap": Command("tiny.bootstrap", "bootstrap_main", "rebuild the embedded tiny MusicGen", computes=True),
     "mini-report": Command("tiny.acceptance", "main", "measure a mini codec checkpoint (musicnn round trip)"),
-    "mini": Command("tiny.mini", "mini_main", "build the embedded mini MusicGen (real compositions, resumable)",
-                    computes=True),
+    "mini": Command(
+        "tiny.mini", "mini_main", "build the embedded mini MusicGen (real compositions, resumable)", computes=True
+    ),
     "deps": Command("deps", "main", "dvc.yaml code deps from the import graph (--write, --check)"),
 }
 
 
 # OS errors a user fixes where the output goes, not in the code: one line, not a traceback
-WRITE_ERRORS = {errno.ENOSPC: "free some space or write elsewhere", errno.EDQUOT: "free some quota or write elsewhere",
-                errno.EROFS: "the folder is read-only: write elsewhere",
-                errno.EACCES: "no permission: write elsewhere or fix the folder's permissions"}
+WRITE_ERRORS = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some quota or write elsewhere",
+    errno.EROFS: "the folder is read-only: write elsewhere",
+    errno.EACCES: "no permission: write elsewhere or fix the folder's permissions",
+}
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {c.purpose}" for name, c in COMMANDS.items()]
-    return ("usage: python -m musicgen_lora [--debug] <command> [args]\n\n"
-            "LoRA fine-tuning of MusicGen as a DVC pipeline (see dvc.yaml).\n\ncommands:\n" + "\n".join(lines) +
-            "\n\n`python -m musicgen_lora <command> --help` shows a command's arguments.")
+    return (
+        "usage: python -m musicgen_lora [--debug] <command> [args]\n\n"
+        "LoRA fine-tuning of MusicGen as a DVC pipeline (see dvc.yaml).\n\ncommands:\n"
+        + "\n".join(lines)
+        + "\n\n`python -m musicgen_lora <command> --help` shows a command's arguments."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug or exc.errno not in WRITE_ERRORS:
             raise
         where = exc.filename or "an output file"
-        print(f"{argv[0]}: cannot write {where}: {exc.strerror} ({WRITE_ERRORS[exc.errno]}); nothing half-written "
-              f"was kept", file=sys.stderr)
+        print(
+            f"{argv[0]}: cannot write {where}: {exc.strerror} ({WRITE_ERRORS[exc.errno]}); nothing half-written was kept",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         if debug:

@@ -71,8 +71,14 @@ def modules_run(entry: str) -> set[Path]:
 def data_read(files: set[Path]) -> set[Path]:
     """The package data (templates, stylesheets) those modules read: a data file beside a module
     whose string constants name it, and what those files name in turn (`{% extends "base.html.j2" %}`)."""
-    names = {f: {n.value for n in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
-                 if isinstance(n, ast.Constant) and isinstance(n.value, str)} for f in files}
+    names = {
+        f: {
+            n.value
+            for n in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        }
+        for f in files
+    }
     todo = [d for f in files for pattern in PACKAGE_DATA for d in f.parent.glob(pattern) if d.name in names[f]]
     found: set[Path] = set()
     while todo:
@@ -136,8 +142,10 @@ def main(argv: list[str]) -> int:
         print(f"{args.dvc_yaml}: code deps {'rewritten' if new != text else 'already current'}")
         return 0
     if args.check and new != text:
-        print(f"{args.dvc_yaml}: code deps differ from the imports; run `python -m musicgen_lora deps --write`",
-              file=sys.stderr)
+        print(
+            f"{args.dvc_yaml}: code deps differ from the imports; run `python -m musicgen_lora deps --write`",
+            file=sys.stderr,
+        )
         return 1
     if not args.check:
         sys.stdout.write(new)

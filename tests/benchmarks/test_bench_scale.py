@@ -24,8 +24,11 @@ def test_copies_keep_each_style_folder_and_its_captions(tmp_path):
 
 
 def test_a_step_is_measured_in_its_own_process(tmp_path):
-    big = measured([sys.executable, "-c", "b = bytearray(400_000_000); b[::4096] = b'x' * len(b[::4096])"], tmp_path,
-                   tmp_path / "big.log")
+    big = measured(
+        [sys.executable, "-c", "b = bytearray(400_000_000); b[::4096] = b'x' * len(b[::4096])"],
+        tmp_path,
+        tmp_path / "big.log",
+    )
     small = measured([sys.executable, "-c", "pass"], tmp_path, tmp_path / "small.log")
     assert big["peak_rss_gb"] > 0.4 > small["peak_rss_gb"] and big["wall_s"] >= 0
     with pytest.raises(RuntimeError, match="fail.log"):

@@ -10,8 +10,9 @@ from bench import gpu_check
 def test_without_cuda_it_says_so_and_measures_nothing(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main(["--out", str(tmp_path / "results.json")]) == 0
-    assert capsys.readouterr().out.strip() == ("gpu-check: no CUDA device on this machine: nothing measured (run it "
-                                               "where `nvidia-smi` lists a GPU)")
+    assert capsys.readouterr().out.strip() == (
+        "gpu-check: no CUDA device on this machine: nothing measured (run it where `nvidia-smi` lists a GPU)"
+    )
     assert not (tmp_path / "results.json").exists()
 
 

@@ -12,19 +12,33 @@ import soundfile as sf
 from musicgen_lora.core.artifacts import read_reference
 from musicgen_lora.core.errors import UserError
 
-GOOD = {"thresholds": {"decaying_slope_lu_per_s": -0.5, "silent_tail_drop_lu": -10.0, "mostly_silent_ratio": 0.5,
-                       "noisy_flatness": 0.3, "silence_threshold_dbfs": -60.0},
-        "base": {"style_fd": 1.0}, "base_valid_loss": 5.1, "target": {"n": 3}, "padded": None, "copy": {}}
+GOOD = {
+    "thresholds": {
+        "decaying_slope_lu_per_s": -0.5,
+        "silent_tail_drop_lu": -10.0,
+        "mostly_silent_ratio": 0.5,
+        "noisy_flatness": 0.3,
+        "silence_threshold_dbfs": -60.0,
+    },
+    "base": {"style_fd": 1.0},
+    "base_valid_loss": 5.1,
+    "target": {"n": 3},
+    "padded": None,
+    "copy": {},
+}
 
 
-@pytest.mark.parametrize("text, words", [
-    (json.dumps(GOOD)[:40], "not JSON"),                                     # truncated
-    ("[1, 2]", "a JSON list, not an object"),
-    (json.dumps({**GOOD, "extra": 1}), "'extra' missing or unknown"),         # an unknown key
-    (json.dumps({k: v for k, v in GOOD.items() if k != "copy"}), "'copy' missing or unknown"),
-    (json.dumps({**GOOD, "thresholds": {**GOOD["thresholds"], "noisy_flatness": "high"}}), "thresholds is not"),
-    (json.dumps({**GOOD, "base_valid_loss": None}), "base_valid_loss is not"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (json.dumps(GOOD)[:40], "not JSON"),  # truncated
+        ("[1, 2]", "a JSON list, not an object"),
+        (json.dumps({**GOOD, "extra": 1}), "'extra' missing or unknown"),  # an unknown key
+        (json.dumps({k: v for k, v in GOOD.items() if k != "copy"}), "'copy' missing or unknown"),
+        (json.dumps({**GOOD, "thresholds": {**GOOD["thresholds"], "noisy_flatness": "high"}}), "thresholds is not"),
+        (json.dumps({**GOOD, "base_valid_loss": None}), "base_valid_loss is not"),
+    ],
+)
 def test_a_damaged_reference_is_one_line(tmp_path, text, words):
     path = tmp_path / "reference.json"
     path.write_text(text)
@@ -41,21 +55,32 @@ def test_metrics_with_a_damaged_reference_says_so(tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
     (tmp_path / "evaluation").mkdir()
     (tmp_path / "evaluation/reference.json").write_text("[]")
-    run = subprocess.run([sys.executable, "-m", "musicgen_lora", "metrics", "a.wav"], cwd=tmp_path,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "musicgen_lora", "metrics", "a.wav"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().startswith("evaluation/reference.json: not the file `evaluate base` writes")
 
 
-ROW = {"prompt": "p", "model": "best", "sample": 0, "seed": 0, "length": "clip", "file": "best_model/a.wav",
-       "duration_s": 3.0, "valid_loss": 5.0, "flags": [], "metrics": {}, "made_on": {}}
+ROW = {
+    "prompt": "p",
+    "model": "best",
+    "sample": 0,
+    "seed": 0,
+    "length": "clip",
+    "file": "best_model/a.wav",
+    "duration_s": 3.0,
+    "valid_loss": 5.0,
+    "flags": [],
+    "metrics": {},
+    "made_on": {},
+}
 
 
 def test_results_set_metrics_and_summaries_are_read_through_their_records(tmp_path):
     """comparison_results.jsonl, set_metrics.json, a train run's files and a run's summary: the
     shape each stage writes reads back; another shape is one line naming the file."""
-    from musicgen_lora.core.artifacts import (parse_results, parse_summary, read_epochs, read_results,
-                                              read_set_metrics)
+    from musicgen_lora.core.artifacts import parse_results, parse_summary, read_epochs, read_results, read_set_metrics
 
     results = tmp_path / "comparison_results.jsonl"
     results.write_text(json.dumps(ROW) + "\n")

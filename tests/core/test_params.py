@@ -24,27 +24,34 @@ def test_defaults_load_typed(tmp_path, monkeypatch):
     assert train.target_modules == ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
 
-@pytest.mark.parametrize("section,key,value,needle", [
-    ("train", "rank", 0, "train.rank"),
-    ("train", "rank", 2.5, "train.rank must be of type int"),
-    ("train", "alpha", 0, "train.alpha"),
-    ("train", "lr", -1e-4, "train.lr"),
-    ("train", "dropout", 1.0, "train.dropout must be in [0, 1)"),
-    ("train", "batch_size", 0, "train.batch_size"),
-    ("train", "grad_accum", 0, "train.grad_accum"),
-    ("train", "gradient_checkpointing_every", 0, "train.gradient_checkpointing_every must be an integer >= 1"),
-    ("train", "gradient_checkpointing_every", 4,
-     "train.gradient_checkpointing_every must be 1 while train.gradient_checkpointing is false"),
-    ("model", "cpu_threads", 0, "model.cpu_threads must be an integer >= 1, or null"),
-    ("train", "mask_padding", "yes", "train.mask_padding must be of type bool"),
-    ("train", "bogus", 1, "unknown key train.bogus"),
-    ("evaluate", "prompts", [], "evaluate.prompts"),
-    ("encode", "pad_to_seconds", 10.0, "encode.pad_to_seconds"),
-    ("generation", "guidance_scale", 0.5, "generation.guidance_scale must be >= 1"),
-    ("generation", "temperature", 0, "generation.temperature must be finite and > 0"),
-    ("generation", "top_k", -1, "generation.top_k must be >= 0"),
-    ("evaluate", "guidance_scale", 3.0, "unknown key evaluate.guidance_scale"),  # moved to generation
-])
+@pytest.mark.parametrize(
+    "section,key,value,needle",
+    [
+        ("train", "rank", 0, "train.rank"),
+        ("train", "rank", 2.5, "train.rank must be of type int"),
+        ("train", "alpha", 0, "train.alpha"),
+        ("train", "lr", -1e-4, "train.lr"),
+        ("train", "dropout", 1.0, "train.dropout must be in [0, 1)"),
+        ("train", "batch_size", 0, "train.batch_size"),
+        ("train", "grad_accum", 0, "train.grad_accum"),
+        ("train", "gradient_checkpointing_every", 0, "train.gradient_checkpointing_every must be an integer >= 1"),
+        (
+            "train",
+            "gradient_checkpointing_every",
+            4,
+            "train.gradient_checkpointing_every must be 1 while train.gradient_checkpointing is false",
+        ),
+        ("model", "cpu_threads", 0, "model.cpu_threads must be an integer >= 1, or null"),
+        ("train", "mask_padding", "yes", "train.mask_padding must be of type bool"),
+        ("train", "bogus", 1, "unknown key train.bogus"),
+        ("evaluate", "prompts", [], "evaluate.prompts"),
+        ("encode", "pad_to_seconds", 10.0, "encode.pad_to_seconds"),
+        ("generation", "guidance_scale", 0.5, "generation.guidance_scale must be >= 1"),
+        ("generation", "temperature", 0, "generation.temperature must be finite and > 0"),
+        ("generation", "top_k", -1, "generation.top_k must be >= 0"),
+        ("evaluate", "guidance_scale", 3.0, "unknown key evaluate.guidance_scale"),  # moved to generation
+    ],
+)
 def test_bad_value_exits_2_naming_key(tmp_path, monkeypatch, capsys, section, key, value, needle):
     write_params(tmp_path, monkeypatch, lambda d: d[section].__setitem__(key, value))
     assert main(["validate"]) == 2
@@ -72,10 +79,13 @@ def test_parse_rejects_bool_as_int():
         parse_section("train", section("train", epochs=True))
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("model:\n  name: tiny\n  name: other\n", "line 3: found duplicate key"),
-    ("model:\n  name: [tiny\n  revision: 2\n", "line 3:"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("model:\n  name: tiny\n  name: other\n", "line 3: found duplicate key"),
+        ("model:\n  name: [tiny\n  revision: 2\n", "line 3:"),
+    ],
+)
 def test_yaml_errors_are_one_line_with_the_line_number(tmp_path, monkeypatch, capsys, text, needle):
     (tmp_path / "params.yaml").write_text(text)
     monkeypatch.chdir(tmp_path)
@@ -103,6 +113,7 @@ def test_validate_reports_every_problem_in_one_pass(tmp_path, monkeypatch, capsy
         d["train"]["rank"] = 0
         d["evaluate"]["prompts"] = []
         d["segment"]["bogus"] = 1
+
     write_params(tmp_path, monkeypatch, edit)
     assert main(["validate"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -130,8 +141,17 @@ def test_generation_longer_than_the_decoder_reaches_is_refused(tmp_path, monkeyp
     assert "evaluate.seconds must be <= 81.86" in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("value", ["adapters/../models/best_model", "adapters/../../anything", "adapters",
-                                   "/abs/adapters/x", "models/best_model", "adapters/escape"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "adapters/../models/best_model",
+        "adapters/../../anything",
+        "adapters",
+        "/abs/adapters/x",
+        "models/best_model",
+        "adapters/escape",
+    ],
+)
 def test_init_adapter_must_stay_inside_adapters(tmp_path, monkeypatch, capsys, value):
     """A start adapter outside adapters/ (by `..`, or by a link from adapters/ to elsewhere) would be
     trained from without DVC tracking it as a dependency."""
@@ -152,28 +172,43 @@ def test_a_manifest_of_another_shape_is_one_line(tmp_path):
     from musicgen_lora.core.artifacts import ClipRow, read_manifest
     from musicgen_lora.core.errors import UserError
 
-    good = {"id": "000000", "file": "clips/000000.wav", "source": "a.wav", "offset_s": 0, "duration_s": 15.0,
-            "padding_fraction": 0.0, "caption": "x", "caption_source": "sidecar", "split": "train"}
+    good = {
+        "id": "000000",
+        "file": "clips/000000.wav",
+        "source": "a.wav",
+        "offset_s": 0,
+        "duration_s": 15.0,
+        "padding_fraction": 0.0,
+        "caption": "x",
+        "caption_source": "sidecar",
+        "split": "train",
+    }
     (tmp_path / "manifest.jsonl").write_text(json.dumps(good) + "\n")
     assert read_manifest(tmp_path) == [ClipRow(**good)]
-    for bad, needle in (({**good, "extra": 1}, "line 1 has"),
-                        ({k: v for k, v in good.items() if k != "split"}, "line 1 has"),
-                        ({**good, "duration_s": "15"}, "duration_s is '15'"), ([1, 2], "line 1 has list")):
+    for bad, needle in (
+        ({**good, "extra": 1}, "line 1 has"),
+        ({k: v for k, v in good.items() if k != "split"}, "line 1 has"),
+        ({**good, "duration_s": "15"}, "duration_s is '15'"),
+        ([1, 2], "line 1 has list"),
+    ):
         (tmp_path / "manifest.jsonl").write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
         with pytest.raises(UserError, match="regenerate") as exc:
             read_manifest(tmp_path)
         assert needle.replace("line 1", "line 2") in str(exc.value) and "manifest.jsonl" in str(exc.value)
 
 
-@pytest.mark.parametrize("section,key,value,needle", [
-    ("train", "seed", -1, "train.seed must be an integer in [0, 2**32)"),
-    ("train", "seed", 2**32, "train.seed must be an integer in [0, 2**32)"),
-    ("evaluate", "seed", 2**64, "evaluate.seed must be an integer in [0, 2**32)"),
-    ("segment", "seed", -5, "segment.seed must be an integer in [0, 2**32)"),
-    ("train", "rank", 100000000, "train.rank must be an integer in [1, 4096]"),
-    ("train", "rank", 512, "train.rank must be at most the decoder's width 128"),
-    ("evaluate", "prompts", "x" * 100000, "evaluate.prompts must be of type"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,needle",
+    [
+        ("train", "seed", -1, "train.seed must be an integer in [0, 2**32)"),
+        ("train", "seed", 2**32, "train.seed must be an integer in [0, 2**32)"),
+        ("evaluate", "seed", 2**64, "evaluate.seed must be an integer in [0, 2**32)"),
+        ("segment", "seed", -5, "segment.seed must be an integer in [0, 2**32)"),
+        ("train", "rank", 100000000, "train.rank must be an integer in [1, 4096]"),
+        ("train", "rank", 512, "train.rank must be at most the decoder's width 128"),
+        ("evaluate", "prompts", "x" * 100000, "evaluate.prompts must be of type"),
+    ],
+)
 def test_values_the_code_cannot_use_are_refused(tmp_path, monkeypatch, capsys, section, key, value, needle):
     write_params(tmp_path, monkeypatch, lambda d: d[section].__setitem__(key, value))
     (tmp_path / "assets").symlink_to(ROOT / "assets")
@@ -188,8 +223,8 @@ def test_an_alias_bomb_and_a_folder_are_one_line(tmp_path, monkeypatch, capsys):
     text = (ROOT / "params.yaml").read_text().replace("\n  prompts:\n", "\n  prompts: *l9\n  old:\n")
     assert "prompts: *l9" in text
     bomb = "a: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"l{i}: &l{i} [*l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}]\n"
-        for i in range(1, 10))
+        f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10)
+    )
     (tmp_path / "params.yaml").write_text(bomb + text)
     monkeypatch.chdir(tmp_path)
     assert main(["validate"]) == 2

@@ -9,21 +9,37 @@ PAIRS = [["a", 0], ["b", 0], ["c", 0], ["a", 1], ["b", 1], ["c", 1]]  # six: ver
 
 
 def summary(fd: float, sims: list[float], pairs=PAIRS) -> dict:
-    return {"set": {"base": {"style_fd": 30.0},
-                    "best": {"style_fd": fd, "n_generated": 6, "n_target": 6, "top_tags": [["techno", 0.5]],
-                             "style_fd_vs_base": {"delta": fd - 30, "ci95": [fd - 35, fd - 25], "n": 6}}},
-            "models": {"best": {"mean": {"style_similarity": sum(sims) / len(sims)},
-                                "delta_vs_base": {"style_similarity": {"delta": 0.1, "ci95": [-0.1, 0.3], "n": 6}}}},
-            "per_clip": {"pairs": pairs, "style_similarity": {"best": sims}},
-            "target": {"n": 6, "top_tags": [["piano", 0.7]]}, "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95}}
+    return {
+        "set": {
+            "base": {"style_fd": 30.0},
+            "best": {
+                "style_fd": fd,
+                "n_generated": 6,
+                "n_target": 6,
+                "top_tags": [["techno", 0.5]],
+                "style_fd_vs_base": {"delta": fd - 30, "ci95": [fd - 35, fd - 25], "n": 6},
+            },
+        },
+        "models": {
+            "best": {
+                "mean": {"style_similarity": sum(sims) / len(sims)},
+                "delta_vs_base": {"style_similarity": {"delta": 0.1, "ci95": [-0.1, 0.3], "n": 6}},
+            }
+        },
+        "per_clip": {"pairs": pairs, "style_similarity": {"best": sims}},
+        "target": {"n": 6, "top_tags": [["piano", 0.7]]},
+        "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95},
+    }
 
 
 def test_trials_ranked_by_style_with_intervals():
-    rows = [{"name": "far", "summary": summary(20.0, [0.5, 0.6, 0.55, 0.62, 0.58, 0.52])},
-            {"name": "near", "summary": summary(10.0, [0.8, 0.85, 0.9, 0.82, 0.86, 0.84])},
-            {"name": "same", "summary": summary(12.0, [0.81, 0.84, 0.9, 0.83, 0.85, 0.85])},
-            {"name": "other-prompts", "summary": summary(15.0, [0.5] * 6, pairs=[["z", 0]] * 6)},
-            {"name": "old", "summary": {}}]  # a tag from before musicnn: left out of the ranking
+    rows = [
+        {"name": "far", "summary": summary(20.0, [0.5, 0.6, 0.55, 0.62, 0.58, 0.52])},
+        {"name": "near", "summary": summary(10.0, [0.8, 0.85, 0.9, 0.82, 0.86, 0.84])},
+        {"name": "same", "summary": summary(12.0, [0.81, 0.84, 0.9, 0.83, 0.85, 0.85])},
+        {"name": "other-prompts", "summary": summary(15.0, [0.5] * 6, pairs=[["z", 0]] * 6)},
+        {"name": "old", "summary": {}},
+    ]  # a tag from before musicnn: left out of the ranking
     table = style_ranking(rows).splitlines()
     ranked = [line.split(" | ")[1] for line in table if line.startswith("| ") and line[2].isdigit()]
     assert ranked == ["near", "same", "other-prompts", "far"]
@@ -37,14 +53,26 @@ def test_trials_ranked_by_style_with_intervals():
 def test_the_verdict_ranks_before_the_style_distance():
     """A run that degrades or copies ranks below one that improved, however close its style
     distance: closer audio that is noise is not the pick."""
+
     def run(name, fd, words):
         return {"name": name, "summary": {**summary(fd, [0.5] * 6), "verdicts": {"best": {"words": words}}}}
-    rows = [run("copies", 5.0, ["improved", "copies training audio"]), run("noisy", 8.0, ["degraded"]),
-            run("inert", 29.0, ["inert"]), run("closer", 20.0, ["improved"]), run("closest", 12.0, ["improved"])]
+
+    rows = [
+        run("copies", 5.0, ["improved", "copies training audio"]),
+        run("noisy", 8.0, ["degraded"]),
+        run("inert", 29.0, ["inert"]),
+        run("closer", 20.0, ["improved"]),
+        run("closest", 12.0, ["improved"]),
+    ]
     table = style_ranking(rows).splitlines()
     ranked = [line.split(" | ")[1:3] for line in table if line.startswith("| ") and line[2].isdigit()]
-    assert ranked == [["closest", "improved"], ["closer", "improved"], ["inert", "inert"], ["noisy", "degraded"],
-                      ["copies", "improved, copies training audio"]]
+    assert ranked == [
+        ["closest", "improved"],
+        ["closer", "improved"],
+        ["inert", "inert"],
+        ["noisy", "degraded"],
+        ["copies", "improved, copies training audio"],
+    ]
 
 
 def test_compare_without_the_trial_tags_leaves_the_reports_alone(tmp_path, monkeypatch, capsys):

@@ -15,14 +15,27 @@ from report.helpers import browser_expected, chromium, probe
 
 pytestmark = pytest.mark.slow
 
-TRIALS = {"trials": [
-    {"name": "trial-a", "description": "padded to 6 s, padding left in the loss",
-     "params": {"train.rank": 4, "train.alpha": 8.0, "train.lr": 0.0003, "train.epochs": 1,
-                "train.mask_padding": False, "encode.pad_to_seconds": 6.0}},
-    {"name": "trial-b", "description": "masked, rank 8",
-     "params": {"train.rank": 8, "train.alpha": 16.0, "train.lr": 0.00005, "train.epochs": 1,
-                "train.dropout": 0.05}},
-]}
+TRIALS = {
+    "trials": [
+        {
+            "name": "trial-a",
+            "description": "padded to 6 s, padding left in the loss",
+            "params": {
+                "train.rank": 4,
+                "train.alpha": 8.0,
+                "train.lr": 0.0003,
+                "train.epochs": 1,
+                "train.mask_padding": False,
+                "encode.pad_to_seconds": 6.0,
+            },
+        },
+        {
+            "name": "trial-b",
+            "description": "masked, rank 8",
+            "params": {"train.rank": 8, "train.alpha": 16.0, "train.lr": 0.00005, "train.epochs": 1, "train.dropout": 0.05},
+        },
+    ]
+}
 
 
 def trial_project(root):
@@ -37,8 +50,9 @@ def trial_project(root):
 
 def test_trials_tags_params_and_report(tmp_path):
     env = trial_project(tmp_path)
-    none = subprocess.run(["python", "-m", "musicgen_lora", "compare"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    none = subprocess.run(
+        ["python", "-m", "musicgen_lora", "compare"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert none.returncode == 1 and "nothing to compare here" in none.stderr, none.stderr
     assert "Traceback" not in none.stderr and not (tmp_path / "reports").exists()
     # one trial the plain way, then the rest through `dvc exp run --queue` and two `dvc queue` workers
@@ -71,8 +85,9 @@ def test_trials_tags_params_and_report(tmp_path):
         assert set(r["metrics"]["valid_loss_real"]) == {"base", "best"}
         assert set(r["figures"]["valid_loss_real"]) == {"base", "best", "final"}
 
-    again = subprocess.run(["python", "-m", "musicgen_lora", "trials", "trial-a"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        ["python", "-m", "musicgen_lora", "trials", "trial-a"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert again.returncode == 0 and "tag exists" in again.stdout
 
     sh(["python", "-m", "musicgen_lora", "compare", "--trials"], tmp_path, env)
@@ -116,8 +131,13 @@ def test_trials_tags_params_and_report(tmp_path):
     assert len(re.findall(r"<audio ", (tmp_path / "reports/experiments.html").read_text())) == 2 * 2
     assert (tmp_path / "reports/trials.md").read_text() == report  # the trials' report is left as it was
     # named revisions: an unknown one is one line before anything is read or written
-    bad = subprocess.run(["python", "-m", "musicgen_lora", "compare", "trial-a", "no-such-run"], cwd=tmp_path,
-                         env=env, capture_output=True, text=True)
+    bad = subprocess.run(
+        ["python", "-m", "musicgen_lora", "compare", "trial-a", "no-such-run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and bad.stderr.strip().startswith("compare: 'no-such-run' is no experiment"), bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and (tmp_path / "reports/experiments.md").read_text() == mine
     # what a user types to see their experiments side by side fits a 160-column terminal unabridged

@@ -39,8 +39,15 @@ def test_a_copys_location_is_not_a_figure_that_moves():
     from musicgen_lora.metrics.comparison import per_clip_intervals
 
     def row(model, s, clip):
-        return {"prompt": "p", "model": model, "sample": s, "length": "clip", "flags": [],
-                "metrics": {"copy_clip": clip, "copy_nn_clip": clip, "copy_frame": clip, "copy_share": 0.0}}
+        return {
+            "prompt": "p",
+            "model": model,
+            "sample": s,
+            "length": "clip",
+            "flags": [],
+            "metrics": {"copy_clip": clip, "copy_nn_clip": clip, "copy_frame": clip, "copy_share": 0.0},
+        }
+
     rows = [row("base", s, 0) for s in range(6)] + [row("best", s, 5 + s) for s in range(6)]
     out = per_clip_intervals(rows, "best", {"resamples": 200, "seed": 0, "level": 0.95})
     assert set(out) == {"copy_share"}

@@ -23,19 +23,18 @@ RNG = np.random.default_rng(1234)
 TONE = 0.5 * np.sin(2 * np.pi * 440.0 * T)
 DECAY = TONE * 10.0 ** (-30.0 / 20.0 * T / DUR)  # linear in dB: -30 dB over the clip
 FADE = TONE.copy()
-FADE[-3 * SR:] *= np.linspace(1.0, 0.0, 3 * SR)  # 3 s linear fade-out
+FADE[-3 * SR :] *= np.linspace(1.0, 0.0, 3 * SR)  # 3 s linear fade-out
 NOISE = 0.3 * RNG.standard_normal(T.size)
 CLICKS = np.zeros_like(T)
 CLICKS[:: SR // 2] = 0.9  # 120 bpm
 HALF = TONE.copy()
-HALF[T.size // 2:] = 0.0
+HALF[T.size // 2 :] = 0.0
 SILENCE = np.zeros_like(T)
 
 
 @pytest.fixture(scope="module")
 def m():
-    sigs = {"tone": TONE, "decay": DECAY, "fade": FADE, "noise": NOISE, "clicks": CLICKS, "half": HALF,
-            "silence": SILENCE}
+    sigs = {"tone": TONE, "decay": DECAY, "fade": FADE, "noise": NOISE, "clicks": CLICKS, "half": HALF, "silence": SILENCE}
     return {k: M.clip_metrics(v, SR) for k, v in sigs.items()}
 
 
@@ -115,9 +114,19 @@ def test_pulse_clarity_clicks_vs_noise(m):
 
 
 def test_clip_metrics_keys_and_finite(m):
-    keys = {"integrated_loudness_lufs", "loudness_slope_lu_per_s", "loudness_thirds_delta_lu", "tail_drop_lu",
-            "silence_ratio", "spectral_flatness", "pulse_clarity", "chroma_entropy", "rms_dbfs_per_second",
-            "loudness_curve_lufs", "duration_s"}
+    keys = {
+        "integrated_loudness_lufs",
+        "loudness_slope_lu_per_s",
+        "loudness_thirds_delta_lu",
+        "tail_drop_lu",
+        "silence_ratio",
+        "spectral_flatness",
+        "pulse_clarity",
+        "chroma_entropy",
+        "rms_dbfs_per_second",
+        "loudness_curve_lufs",
+        "duration_s",
+    }
     for metrics in m.values():
         assert set(metrics) == keys
         scalars = [v for v in metrics.values() if not isinstance(v, list)]
@@ -127,9 +136,20 @@ def test_clip_metrics_keys_and_finite(m):
 
 
 BAD = [np.array([]), np.full(SR * 3, np.nan), np.r_[TONE[: SR * 3], np.inf], np.zeros((2, SR * 3))]
-FUNCS = [M.integrated_loudness, M.loudness_curve, M.loudness_slope, M.loudness_thirds_delta, M.tail_drop,
-         M.silence_ratio, M.spectral_flatness, M.pulse_clarity, M.chroma_entropy, M.rms_per_second,
-         M.clip_metrics, S.mfcc_stats]
+FUNCS = [
+    M.integrated_loudness,
+    M.loudness_curve,
+    M.loudness_slope,
+    M.loudness_thirds_delta,
+    M.tail_drop,
+    M.silence_ratio,
+    M.spectral_flatness,
+    M.pulse_clarity,
+    M.chroma_entropy,
+    M.rms_per_second,
+    M.clip_metrics,
+    S.mfcc_stats,
+]
 
 
 @pytest.mark.parametrize("fn", FUNCS, ids=lambda f: f.__name__)
@@ -151,8 +171,11 @@ def _mfcc_set(kind: str, n: int = 8) -> np.ndarray:
     t = np.arange(2 * SR) / SR
     rows = []
     for i in range(n):
-        x = (0.2 + 0.05 * i) * np.sin(2 * np.pi * (220.0 + 40.0 * i) * t) if kind == "tone" else \
-            (0.1 + 0.02 * i) * RNG.standard_normal(t.size)
+        x = (
+            (0.2 + 0.05 * i) * np.sin(2 * np.pi * (220.0 + 40.0 * i) * t)
+            if kind == "tone"
+            else (0.1 + 0.02 * i) * RNG.standard_normal(t.size)
+        )
         rows.append(S.mfcc_stats(x, SR))
     return np.stack(rows)
 
@@ -237,8 +260,9 @@ def test_music_whose_recordings_fade_out_is_not_flagged_for_fading_out(m):
     assert F.calibrate_thresholds([m["tone"]] * 20, base) == base  # mid-song clips alone: still flagged
     cal = F.calibrate_thresholds([m["tone"]] * 20, base, endings=[m["fade"]] * 3 + [m["tone"]] * 2)
     assert "silent_tail" not in F.flags(m["fade"], cal)
-    assert cal.silent_tail_drop_lu == pytest.approx(np.percentile([m["fade"]["tail_drop_lu"]] * 3 + [
-        m["tone"]["tail_drop_lu"]] * 2, 5) - 3.0)
+    assert cal.silent_tail_drop_lu == pytest.approx(
+        np.percentile([m["fade"]["tail_drop_lu"]] * 3 + [m["tone"]["tail_drop_lu"]] * 2, 5) - 3.0
+    )
     # recordings that end abruptly change nothing
     assert F.calibrate_thresholds([m["tone"]] * 20, base, endings=[m["tone"]] * 5) == base
 
@@ -256,8 +280,17 @@ def test_metrics_cli_json(tmp_path, capsys):
     assert len(out) == 2
     rows = [json.loads(line) for line in out]
     for row in rows:
-        for key in ("file", "loudness_slope_lu_per_s", "tail_drop_lu", "silence_ratio", "spectral_flatness",
-                    "flags", "integrated_loudness_lufs", "pulse_clarity", "chroma_entropy"):
+        for key in (
+            "file",
+            "loudness_slope_lu_per_s",
+            "tail_drop_lu",
+            "silence_ratio",
+            "spectral_flatness",
+            "flags",
+            "integrated_loudness_lufs",
+            "pulse_clarity",
+            "chroma_entropy",
+        ):
             assert key in row
         assert isinstance(row["flags"], list)
     assert rows[0]["file"] == tone and rows[0]["flags"] == []

@@ -3,6 +3,7 @@
 assets/musicnn/reference_outputs.safetensors holds what musicnn 0.1.0's own extractor (librosa
 front end + TF graph + checkpoint) gave on the committed clips; tools/musicnn_convert.py made it.
 """
+
 import hashlib
 import json
 import wave

@@ -44,8 +44,9 @@ def test_verdicts_follow_the_direction_and_the_seed_reproduces():
     lower = B.paired_mean_diff(base, base - 0.5, seed=7)
     assert lower.high < 0 and B.verdict(lower, lower_is_better=True) == "better"
     assert B.verdict(lower, lower_is_better=False) == "worse"
-    assert B.paired_mean_diff(base, base - 0.5 + np.sin(base), seed=7) == \
-        B.paired_mean_diff(base, base - 0.5 + np.sin(base), seed=7)
+    assert B.paired_mean_diff(base, base - 0.5 + np.sin(base), seed=7) == B.paired_mean_diff(
+        base, base - 0.5 + np.sin(base), seed=7
+    )
     assert lower.as_dict()["ci95"] == [round(lower.low, 5), round(lower.high, 5)] and lower.as_dict()["n"] == 10
     with pytest.raises(ValueError):
         B.paired_mean_diff([1.0, 2.0], [1.0])

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_docs_metrics_is_generated_from_the_registry():
-    assert (ROOT / M.DOC).read_text(encoding="utf-8") == M.markdown(), \
+    assert (ROOT / M.DOC).read_text(encoding="utf-8") == M.markdown(), (
         "docs/metrics.md is stale: python -m musicgen_lora.metrics.registry --write"
+    )
     for m in M.METRICS:
         assert f"`{m.key}`" in M.markdown()
 

@@ -14,7 +14,7 @@ def noise(seconds: float, seed: int = 0) -> np.ndarray:
 
 def test_a_6_db_step_is_a_6_lu_and_6_db_jump():
     x = noise(4.0)
-    x[2 * SR:] *= 2.0  # +6.02 dB from 2 s on
+    x[2 * SR :] *= 2.0  # +6.02 dB from 2 s on
     (seam,), typical = measure(x, SR, HOP, [2 * SR])
     assert seam.at_s == 2.0
     assert seam.loudness_jump_lu == pytest.approx(6.02, abs=0.3)

@@ -69,7 +69,8 @@ def test_caption_from_tags_names_the_top_tags():
 def test_style_fd_interval_pairs_the_rows(target):
     rng = np.random.default_rng(1)
     base = target.embeddings + rng.normal(0, 2.0, target.embeddings.shape)
-    iv = TM.style_fd_interval(base, target.embeddings + rng.normal(0, 0.1, base.shape), target.embeddings, seed=0,
-                              resamples=200)
+    iv = TM.style_fd_interval(
+        base, target.embeddings + rng.normal(0, 0.1, base.shape), target.embeddings, seed=0, resamples=200
+    )
     assert iv.n == 4 and iv.delta < 0 and iv.low <= iv.delta <= iv.high
     assert TM.style_fd_interval(base[:1], base[:1], target.embeddings, seed=0) is None

@@ -7,30 +7,57 @@ from musicgen_lora.metrics import bootstrap as B
 from musicgen_lora.metrics.style import self_distance
 from musicgen_lora.metrics.verdict import judge, sentence
 
-THRESHOLDS = {"noisy_flatness": 0.3, "decaying_slope_lu_per_s": -0.5, "silent_tail_drop_lu": -10.0,
-              "mostly_silent_ratio": 0.5, "silence_threshold_dbfs": -60.0}
+THRESHOLDS = {
+    "noisy_flatness": 0.3,
+    "decaying_slope_lu_per_s": -0.5,
+    "silent_tail_drop_lu": -10.0,
+    "mostly_silent_ratio": 0.5,
+    "silence_threshold_dbfs": -60.0,
+}
 
 
 def iv(delta, lo, hi, n=16):
     return {"delta": delta, "ci95": [lo, hi], "n": n}
 
 
-def summary(style=None, deltas=None, means=None, flagged=(0, 0), fd=(117.0, 117.0), fd_iv=None, final_vs_best=None,
-            heard=("techno", "drums", "beat"), target=("flute", "classical", "slow"), floor=20.0):
+def summary(
+    style=None,
+    deltas=None,
+    means=None,
+    flagged=(0, 0),
+    fd=(117.0, 117.0),
+    fd_iv=None,
+    final_vs_best=None,
+    heard=("techno", "drums", "beat"),
+    target=("flute", "classical", "slow"),
+    floor=20.0,
+):
     none = iv(0.0, -0.1, 0.1)
-    deltas = {"style_similarity": none, "tag_kl": none, "spectral_flatness": iv(0.0, -0.01, 0.01),
-              "valid_loss": iv(-0.5, -0.6, -0.4), **(deltas or {})}
-    checks = {k: B.verdict(B.Interval.from_dict(v), k != "style_similarity")
-              for k, v in deltas.items() if k in ("style_similarity", "tag_kl", "valid_loss")}
+    deltas = {
+        "style_similarity": none,
+        "tag_kl": none,
+        "spectral_flatness": iv(0.0, -0.01, 0.01),
+        "valid_loss": iv(-0.5, -0.6, -0.4),
+        **(deltas or {}),
+    }
+    checks = {
+        k: B.verdict(B.Interval.from_dict(v), k != "style_similarity")
+        for k, v in deltas.items()
+        if k in ("style_similarity", "tag_kl", "valid_loss")
+    }
     checks["style_fd"] = (style or {}).get("style_fd", "no measurable difference")
     model = {"delta_vs_base": deltas, "flagged_clips": flagged[1], "mean": {"spectral_flatness": 0.05, **(means or {})}}
     tags = [[t, 0.4] for t in heard]
     return {
-        "best_epoch": 2, "thresholds": THRESHOLDS,
+        "best_epoch": 2,
+        "thresholds": THRESHOLDS,
         "models": {"base": {"flagged_clips": flagged[0], "mean": {}}, "best": model, "final": model},
         "checks": {"best_vs_base": checks, "final_vs_base": checks},
-        "set": {"base": {"style_fd": fd[0]}, "best": {"style_fd": fd[1], "style_fd_vs_base": fd_iv, "top_tags": tags},
-                "final": {"style_fd": fd[1], "style_fd_vs_base": fd_iv, "top_tags": tags}},
+        "set": {
+            "base": {"style_fd": fd[0]},
+            "best": {"style_fd": fd[1], "style_fd_vs_base": fd_iv, "top_tags": tags},
+            "final": {"style_fd": fd[1], "style_fd_vs_base": fd_iv, "top_tags": tags},
+        },
         "target": {"top_tags": [[t, 0.5] for t in target], "self_fd": {"mean": floor}},
         "final_vs_best_valid_loss": final_vs_best,
     }
@@ -54,8 +81,9 @@ def test_closer_but_far_says_how_far_and_what_it_still_sounds_like():
 
 
 def test_close_and_heard_like_the_target_reads_differently():
-    s = summary(style={"style_fd": B.BETTER}, fd=(117.0, 40.0), fd_iv=iv(-77.0, -90.0, -60.0),
-                heard=("flute", "classical", "slow"))
+    s = summary(
+        style={"style_fd": B.BETTER}, fd=(117.0, 40.0), fd_iv=iv(-77.0, -90.0, -60.0), heard=("flute", "classical", "slow")
+    )
     v = judge(s, "best")
     text = sentence("best", v)
     assert v["words"] == ["improved"] and v["suggestion"] is None

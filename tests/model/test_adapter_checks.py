@@ -28,13 +28,16 @@ def test_the_intact_adapter_generates(in_root, tmp_path, capsys, tiny_adapter):
     assert generate(capsys, copy(tiny_adapter, tmp_path), tmp_path / "ok.wav")[0] == 0
 
 
-@pytest.mark.parametrize("damage,needle", [
-    ("nan", "holds NaN or infinite values"),
-    ("rename", "lacks"),
-    ("extra", "no place for"),
-    ("header", "not a readable safetensors file"),
-    ("config", "adapter_config.json: not JSON"),
-])
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        ("nan", "holds NaN or infinite values"),
+        ("rename", "lacks"),
+        ("extra", "no place for"),
+        ("header", "not a readable safetensors file"),
+        ("config", "adapter_config.json: not JSON"),
+    ],
+)
 def test_damaged_adapters_are_one_line(in_root, tmp_path, capsys, tiny_adapter, damage, needle):
     adapter = copy(tiny_adapter, tmp_path)
     weights = adapter / "adapter_model.safetensors"
@@ -70,8 +73,9 @@ def test_bytes_that_differ_from_dvc_lock_are_caught(tmp_path, monkeypatch, tiny_
     cache = tmp_path / ".dvc/cache/files/md5" / dir_md5[:2]
     cache.mkdir(parents=True)
     (cache / dir_md5[2:]).write_text(text)
-    (tmp_path / "dvc.lock").write_text(f"schema: '2.0'\nstages:\n  train:\n    cmd: x\n    outs:\n"
-                                       f"    - path: models/best_model\n      md5: {dir_md5}\n")
+    (tmp_path / "dvc.lock").write_text(
+        f"schema: '2.0'\nstages:\n  train:\n    cmd: x\n    outs:\n    - path: models/best_model\n      md5: {dir_md5}\n"
+    )
     assert verify_tracked(adapter) == len(listing)
     weights = adapter / "adapter_model.safetensors"
     data = bytearray(weights.read_bytes())

@@ -14,12 +14,26 @@ from conftest import ROOT
 from musicgen_lora.core.params import project_params
 from musicgen_lora.model.card import write_cards
 
-ROWS = [{"epoch": 0, "train_loss": None, "valid_loss": 5.583535},
-        {"epoch": 1, "train_loss": 5.236828, "valid_loss": 5.017372},
-        {"epoch": 2, "train_loss": 5.003244, "valid_loss": 4.980815},
-        {"epoch": 3, "train_loss": 4.981093, "valid_loss": 4.990001}]
-TP = project_params("train", rank=4, alpha=8.0, dropout=0.05, target_modules=["q_proj", "v_proj"], lr=3e-4,
-                    batch_size=2, grad_accum=4, epochs=3, warmup_steps=5, mask_padding=True, seed=7)
+ROWS = [
+    {"epoch": 0, "train_loss": None, "valid_loss": 5.583535},
+    {"epoch": 1, "train_loss": 5.236828, "valid_loss": 5.017372},
+    {"epoch": 2, "train_loss": 5.003244, "valid_loss": 4.980815},
+    {"epoch": 3, "train_loss": 4.981093, "valid_loss": 4.990001},
+]
+TP = project_params(
+    "train",
+    rank=4,
+    alpha=8.0,
+    dropout=0.05,
+    target_modules=["q_proj", "v_proj"],
+    lr=3e-4,
+    batch_size=2,
+    grad_accum=4,
+    epochs=3,
+    warmup_steps=5,
+    mask_padding=True,
+    seed=7,
+)
 # The best card of `project` below after its YAML header, as card.py wrote it before the card became a
 # huggingface_hub ModelCard (a hand-written f-string): the template must keep every section and figure.
 BEST_BODY = """
@@ -112,8 +126,10 @@ def project(tmp_path, tiny_adapter):
     (tmp_path / "models/final_model/epoch.json").unlink()  # only best carries one
     tokens = tmp_path / "data/tokens"
     tokens.mkdir(parents=True)
-    clips = [{"id": "0", "split": "train", "caption": "bright chiptune with \"square\" leads"},
-             {"id": "1", "split": "valid", "caption": "music"}]
+    clips = [
+        {"id": "0", "split": "train", "caption": 'bright chiptune with "square" leads'},
+        {"id": "1", "split": "valid", "caption": "music"},
+    ]
     (tokens / "index.json").write_text(json.dumps({"frames": 750, "clips": clips}))
     (tmp_path / "assets").symlink_to(ROOT / "assets")
     return tmp_path / "models/best_model", tmp_path / "models/final_model", tokens
@@ -123,8 +139,14 @@ def test_card_has_the_params_losses_and_where_to_look(tmp_path, tiny_adapter, mo
     monkeypatch.chdir(tmp_path)
     best, final, tokens = project(tmp_path, tiny_adapter)
     (best / "README.md").write_text("# Model Card for Model ID\n[More Information Needed]\n")  # peft's template
-    write_cards(best.relative_to(tmp_path), final.relative_to(tmp_path), ROWS, TP, project_params("model"),
-                tokens.relative_to(tmp_path))
+    write_cards(
+        best.relative_to(tmp_path),
+        final.relative_to(tmp_path),
+        ROWS,
+        TP,
+        project_params("model"),
+        tokens.relative_to(tmp_path),
+    )
     card = (best / "README.md").read_text()
     assert "More Information Needed" not in card
     assert "the embedded tiny MusicGen (assets/tiny-musicgen)" in card
@@ -173,8 +195,14 @@ def test_the_card_snippet_runs_with_plain_transformers_and_peft(tmp_path, tiny_a
 def test_card_is_a_hub_model_card_whose_body_is_unchanged(tmp_path, tiny_adapter, monkeypatch):
     monkeypatch.chdir(tmp_path)
     best, final, tokens = project(tmp_path, tiny_adapter)
-    write_cards(best.relative_to(tmp_path), final.relative_to(tmp_path), ROWS, TP, project_params("model"),
-                tokens.relative_to(tmp_path))
+    write_cards(
+        best.relative_to(tmp_path),
+        final.relative_to(tmp_path),
+        ROWS,
+        TP,
+        project_params("model"),
+        tokens.relative_to(tmp_path),
+    )
     for folder in (best, final):
         card = ModelCard.load(folder / "README.md")  # a local file: no network
         assert card.data.base_model == "assets/tiny-musicgen"  # what `tiny` resolves to, as adapter_config.json says
@@ -185,5 +213,6 @@ def test_card_is_a_hub_model_card_whose_body_is_unchanged(tmp_path, tiny_adapter
     expected = BEST_BODY.format(
         tiny_sha=hashlib.sha256((ROOT / "assets/tiny-musicgen/model.safetensors").read_bytes()).hexdigest(),
         data_sha=hashlib.sha256((tokens / "index.json").read_bytes()).hexdigest(),
-        versions=", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft")))
+        versions=", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft")),
+    )
     assert ModelCard.load(best / "README.md").text == expected

@@ -57,7 +57,8 @@ def test_half_precision_is_bf16_on_a_cpu_and_fp16_only_where_a_gpu_lacks_bf16(ca
     assert capsys.readouterr().out == ""  # a note (logging, stderr), not the command's result
     assert caplog.messages == [
         "evaluate.half_precision: bf16 generation on the CPU (as on a GPU; faster than float32 only on CPUs with "
-        "bf16 instructions)"]
+        "bf16 instructions)"
+    ]
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert generation_dtype(torch.device("cuda", 0), True) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 from peft import get_peft_model
 from safetensors.torch import load_file, save_file
-from transformers import (MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration, T5Config)
+from transformers import MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration, T5Config
 
 from bench.families import CAPTION, FAMILIES, RANK, SR, build, mp, run_family, write_corpus
 from musicgen_lora.core import params as P
@@ -26,6 +26,7 @@ from musicgen_lora.model.delay import decoder_input_ids, delay_pattern_labels, f
 from musicgen_lora.model.lora import lora_config
 from musicgen_lora.model.musicgen import decode_codes, encode_audio, generate, load_config, load_model
 from musicgen_lora.stages import encode, evaluate, train
+
 
 def lora_bytes(hidden: int, layers: int, rank: int, melody: bool) -> int:
     """fp32 bytes of LoRA on q,k,v,out of self- (and, except melody, cross-) attention and fc1/fc2
@@ -53,8 +54,8 @@ def runs(checkpoints, corpus, tmp_path_factory):
     out, seen = {}, []
     with pytest.MonkeyPatch.context() as patch:
         for module in (encode, train, evaluate):
-            def load(params, device=None, *args, _real=module.load_model, _stage=module.__name__.split(".")[-1],
-                     **kwargs):
+
+            def load(params, device=None, *args, _real=module.load_model, _stage=module.__name__.split(".")[-1], **kwargs):
                 model, tokenizer = _real(params, device, *args, **kwargs)
                 # encode moves EnCodec alone (codec_only): where the codec went is what it used
                 used = model.audio_encoder if kwargs.get("codec_only") else model
@@ -134,6 +135,7 @@ def test_small_and_stereo_run_on_the_gpu(checkpoints, corpus, tmp_path, monkeypa
 
 # --- stereo: transformers' interleaving ------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def stereo_model(checkpoints):
     return load_model(mp(checkpoints["stereo"]), "cpu")
@@ -195,14 +197,15 @@ def test_stereo_trains_where_mono_codes_failed(stereo_model):
     audio = torch.randn(2, 2, SR // 2) * 0.1
     mono = model.audio_encoder.encode(audio[:, :1]).audio_codes[0]
     with pytest.raises(RuntimeError):
-        forward_loss(model, loss_inputs(tokenizer, [CAPTION] * 2, mono, torch.ones(2, 25, dtype=torch.bool), True),
-                     pad, pad)
-    batch = loss_inputs(tokenizer, [CAPTION] * 2, encode_audio(model, audio), torch.ones(2, 25, dtype=torch.bool),
-                        True, channels=2)
+        forward_loss(model, loss_inputs(tokenizer, [CAPTION] * 2, mono, torch.ones(2, 25, dtype=torch.bool), True), pad, pad)
+    batch = loss_inputs(
+        tokenizer, [CAPTION] * 2, encode_audio(model, audio), torch.ones(2, 25, dtype=torch.bool), True, channels=2
+    )
     assert torch.isfinite(forward_loss(model, batch, pad, pad))
 
 
 # --- melody ----------------------------------------------------------------------------------
+
 
 def test_melody_loads_with_its_own_class_and_conditions_on_chroma(checkpoints):
     model, tokenizer = load_model(mp(checkpoints["melody"]), "cpu")
@@ -216,11 +219,15 @@ def test_melody_loads_with_its_own_class_and_conditions_on_chroma(checkpoints):
     steps = decoder_input_ids(batch["labels"], pad, pad)
     with torch.no_grad():
         plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=steps)
-        tuned = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=steps,
-                      input_features=chroma)
+        tuned = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            decoder_input_ids=steps,
+            input_features=chroma,
+        )
         assert torch.isfinite(forward_loss(model, batch, pad, pad))
     # the chroma reaches the decoder's predictions (without it transformers conditions on a null chroma)
-    assert (tuned.logits[:, -steps.shape[1]:] - plain.logits[:, -steps.shape[1]:]).abs().max() > 1e-5
+    assert (tuned.logits[:, -steps.shape[1] :] - plain.logits[:, -steps.shape[1] :]).abs().max() > 1e-5
     assert melody.chroma_cosine(chroma[0], chroma[0]) == pytest.approx(1.0)
 
 
@@ -231,14 +238,22 @@ def test_stereo_melody_trains_and_generates(tmp_path):
     pad = model.config.decoder.pad_token_id
     audio = torch.randn(1, 2, SR // 2) * 0.1
     chroma = melody.chroma(model.chroma_extractor, audio.mean(1).numpy(), SR)
-    batch = loss_inputs(tokenizer, [CAPTION], encode_audio(model, audio), torch.ones(1, 25, dtype=torch.bool), True,
-                        channels=2, chroma=chroma)
+    batch = loss_inputs(
+        tokenizer,
+        [CAPTION],
+        encode_audio(model, audio),
+        torch.ones(1, 25, dtype=torch.bool),
+        True,
+        channels=2,
+        chroma=chroma,
+    )
     assert torch.isfinite(forward_loss(model, batch, pad, pad))
     out, codes = generate(model, tokenizer, [CAPTION], 5, 3.0, 1.0, 50, seed=0, melody=chroma[0])
     assert out.shape == (1, 5 * 640, 2) and codes.shape == (1, 8, 5)
 
 
 # --- never on silently random weights ---------------------------------------------------------
+
 
 def test_melody_checkpoint_through_the_plain_class_is_refused(checkpoints):
     """What the pipeline did before: cross-attention MISSING, audio_enc_to_dec_proj UNEXPECTED."""
@@ -276,6 +291,7 @@ def test_untrainable_checkpoint_type_fails_at_load_in_one_line(tmp_path, model_t
 
 # --- LoRA adapter size per family -----------------------------------------------------------
 
+
 def lora_params_on_meta(config, rank: int) -> int:
     with torch.device("meta"):
         model = families.model_class(config)(config)
@@ -284,8 +300,13 @@ def lora_params_on_meta(config, rank: int) -> int:
 
 
 # released shape -> its adapter at rank 32, fp32 (MB = 1e6 bytes)
-RELEASED_MB = {"facebook/musicgen-small": 81.8, "facebook/musicgen-medium": 245.4, "facebook/musicgen-large": 327.2,
-               "facebook/musicgen-melody": 169.9, "facebook/musicgen-melody-large": 226.5}
+RELEASED_MB = {
+    "facebook/musicgen-small": 81.8,
+    "facebook/musicgen-medium": 245.4,
+    "facebook/musicgen-large": 327.2,
+    "facebook/musicgen-melody": 169.9,
+    "facebook/musicgen-melody-large": 226.5,
+}
 
 
 @pytest.mark.parametrize("name", list(RELEASED_MB))
@@ -302,11 +323,14 @@ def test_released_adapter_size_matches_the_formula(name):
         assert 4 * lora_params_on_meta(configs.released_config(name, stereo=True), 32) == expected
 
 
-@pytest.mark.parametrize("name,needle", [
-    ("facebook/musicgen-small", "is not on this machine; download it once with `hf download facebook/musicgen-small`"),
-    ("{tmp}/no_such_dir", "no such folder"),
-    ("{tmp}/empty", "the folder has no config.json"),
-])
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("facebook/musicgen-small", "is not on this machine; download it once with `hf download facebook/musicgen-small`"),
+        ("{tmp}/no_such_dir", "no such folder"),
+        ("{tmp}/empty", "the folder has no config.json"),
+    ],
+)
 def test_a_checkpoint_not_on_this_machine_is_one_line_at_once(tmp_path, monkeypatch, capsys, name, needle):
     """No hub wait, no traceback: validate (and every stage) says what is missing and how to get it."""
     from ruamel.yaml import YAML

@@ -34,8 +34,7 @@ def test_a_half_precision_config_still_loads_float32_weights(tmp_path):
 def test_training_forwards_build_no_cache(tiny):
     model, tokenizer = tiny
     seen = []
-    hook = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs.get("use_cache")),
-                                           with_kwargs=True)
+    hook = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs.get("use_cache")), with_kwargs=True)
     try:
         codes = torch.randint(0, 256, (1, 4, 20))
         forward_loss(model, lm_batch(model, tokenizer, codes, ["chiptune"], [0], [0], 20), 256, 256)
@@ -87,12 +86,14 @@ def test_half_precision_generation_casts_the_lm_once_and_keeps_the_codec_float32
     model, tokenizer = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
     seen = {}
+
     def note(key, dtypes):
         return lambda module, args: seen.setdefault(key, dtypes(module)) and None  # a pre-hook returning None
 
     hook = model.decoder.register_forward_pre_hook(note("decoder", lambda m: m.lm_heads[0].weight.dtype))
-    decode = model.audio_encoder.decoder.register_forward_pre_hook(note("codec", lambda m: {p.dtype for p in
-                                                                                          m.parameters()}))
+    decode = model.audio_encoder.decoder.register_forward_pre_hook(
+        note("codec", lambda m: {p.dtype for p in m.parameters()})
+    )
     model.generation_dtype = dtype
     try:
         audio, codes = musicgen.generate(model, tokenizer, ["chiptune", "calm piano"], 25, 3.0, 1.0, 250, 0)

@@ -1,8 +1,14 @@
 import torch
 from peft import PeftModel, get_peft_model
 
-from musicgen_lora.model.delay import (IGNORE, codebook_loss, decoder_input_ids, delay_pattern_labels,
-                                        forward_loss, text_inputs)
+from musicgen_lora.model.delay import (
+    IGNORE,
+    codebook_loss,
+    decoder_input_ids,
+    delay_pattern_labels,
+    forward_loss,
+    text_inputs,
+)
 from musicgen_lora.core.params import ParamsError, project_params
 from musicgen_lora.model.lora import lora_config
 
@@ -123,8 +129,10 @@ def test_checkpointing_every_nth_decoder_layer_gives_the_same_gradients_bit_for_
                     p.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
         dec = model.config.decoder
         codes = torch.randint(0, dec.vocab_size, (2, dec.num_codebooks, 40), generator=torch.Generator().manual_seed(1))
-        batch = {**text_inputs(tok, ["bright chiptune", "calm piano"]),
-                 "labels": delay_pattern_labels(codes, torch.ones(2, 40, dtype=torch.bool), True)}
+        batch = {
+            **text_inputs(tok, ["bright chiptune", "calm piano"]),
+            "labels": delay_pattern_labels(codes, torch.ones(2, 40, dtype=torch.bool), True),
+        }
         loss = forward_loss(peft_model, batch, dec.pad_token_id, dec.decoder_start_token_id)
         loss.backward()
         layers = [layer.gradient_checkpointing for layer in model.decoder.model.decoder.layers]

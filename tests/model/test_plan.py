@@ -25,8 +25,16 @@ def config():
 
 
 def params(precision: str, batch: int, every: int) -> TrainParams:
-    return project_params("train", rank=16, alpha=32.0, batch_size=batch, grad_accum=1, mixed_precision=precision,
-                          gradient_checkpointing=every > 0, gradient_checkpointing_every=every or 1)
+    return project_params(
+        "train",
+        rank=16,
+        alpha=32.0,
+        batch_size=batch,
+        grad_accum=1,
+        mixed_precision=precision,
+        gradient_checkpointing=every > 0,
+        gradient_checkpointing_every=every or 1,
+    )
 
 
 MEASURE = """
@@ -73,9 +81,10 @@ def measured():
     """Each case's step measured in a process of its own; glibc's fixed mmap threshold gives every
     large freed buffer back: resident memory is live memory."""
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    proc = subprocess.run([sys.executable, "-c", MEASURE, str(Path(__file__).parent)], env=env, capture_output=True,
-                          text=True, check=True)
-    return [int(x) for x in proc.stdout.split()[-len(CASES):]]
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(Path(__file__).parent)], env=env, capture_output=True, text=True, check=True
+    )
+    return [int(x) for x in proc.stdout.split()[-len(CASES) :]]
 
 
 @pytest.fixture(scope="module")
@@ -101,18 +110,24 @@ def test_each_gpu_size_gets_settings_that_fit_it(capsys, monkeypatch, costs):
     positions, counts = 753, plan.param_counts(cfg, tp)
     picks = []
     for size in (1.0, 1.5, 3.0, 8.0):
-        fit = next(((t, peak) for t, peak in plan.options(cfg, tp, positions, counts, costs) if peak <= size * plan.GB),
-                   None)
+        fit = next(
+            ((t, peak) for t, peak in plan.options(cfg, tp, positions, counts, costs) if peak <= size * plan.GB), None
+        )
         picks.append(fit)
         if fit:
             trial, peak = fit
             assert trial.batch_size * trial.grad_accum == 8  # the effective batch is kept
-            assert peak >= sum(plan.training_bytes(cfg, trial, positions, costs[trial.mixed_precision],
-                                                   counts).values()) + plan.CUDA_OVERHEAD_GB * plan.GB
+            assert (
+                peak
+                >= sum(plan.training_bytes(cfg, trial, positions, costs[trial.mixed_precision], counts).values())
+                + plan.CUDA_OVERHEAD_GB * plan.GB
+            )
     assert picks[0] is None and all(picks[1:])  # 1 GB: not even batch 1 with every layer checkpointed
     # more memory never means a smaller batch; at one batch, never a lower precision or heavier checkpointing
-    rungs = [(t.batch_size, t.mixed_precision == "no", -t.gradient_checkpointing, t.gradient_checkpointing_every)
-             for t, _ in picks[1:]]
+    rungs = [
+        (t.batch_size, t.mixed_precision == "no", -t.gradient_checkpointing, t.gradient_checkpointing_every)
+        for t, _ in picks[1:]
+    ]
     assert rungs == sorted(rungs) and rungs[0] != rungs[-1]
     monkeypatch.chdir(ROOT)
     assert plan.main(["--gpu-gb", "0.1", "8"]) == 0

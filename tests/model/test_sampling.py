@@ -28,9 +28,9 @@ def test_a_row_draws_the_same_noise_alone_or_in_a_batch_and_survives_guidance():
     # MusicGen's own guidance processor runs after ours and must leave our scores as they are
     after = ClassifierFreeGuidanceLogitsProcessor(3.0)(ids, together)
     assert after.shape == (3 * k, v) and torch.equal(after, together[: 3 * k])
-    one = torch.cat([scores[k:2 * k], scores[3 * k + k:3 * k + 2 * k]])  # prompt 1's rows, both halves
+    one = torch.cat([scores[k : 2 * k], scores[3 * k + k : 3 * k + 2 * k]])  # prompt 1's rows, both halves
     alone = RowSampling([11], 3.0, 1.0, 8)(ids[:k], one)
-    assert torch.equal(alone[:k], together[k:2 * k])
+    assert torch.equal(alone[:k], together[k : 2 * k])
 
 
 def test_a_prompt_in_a_batch_gets_the_clip_it_gets_alone(tiny):

@@ -13,15 +13,33 @@ from musicgen_lora.model.tokens import INDEX, TokenSplit, load_chroma, load_toke
 def write_shards(folder, shards: int, clips: int, frames: int = 500, chroma: bool = False) -> None:
     gen, rows = torch.Generator().manual_seed(0), []
     for s in range(shards):
-        tensors = {"codes": torch.randint(0, 2048, (clips, 4, frames), generator=gen, dtype=torch.int16),
-                   "frame_mask": torch.rand(clips, frames, generator=gen) < 0.9}
+        tensors = {
+            "codes": torch.randint(0, 2048, (clips, 4, frames), generator=gen, dtype=torch.int16),
+            "frame_mask": torch.rand(clips, frames, generator=gen) < 0.9,
+        }
         if chroma:
             tensors["chroma"] = torch.rand(clips, frames, 12, generator=gen)
         save_file(tensors, str(folder / shard_name(s)))
-        rows += [{"id": f"{s}-{i}", "split": "valid" if i % 3 == 0 else "train", "caption": f"c{s}-{i}",
-                  "shard": shard_name(s), "row": i} for i in range(clips)]
-    (folder / INDEX).write_text(json.dumps({"codec": {"num_codebooks": 4}, "frames": frames,
-                                            "shards": [shard_name(s) for s in range(shards)], "clips": rows}))
+        rows += [
+            {
+                "id": f"{s}-{i}",
+                "split": "valid" if i % 3 == 0 else "train",
+                "caption": f"c{s}-{i}",
+                "shard": shard_name(s),
+                "row": i,
+            }
+            for i in range(clips)
+        ]
+    (folder / INDEX).write_text(
+        json.dumps(
+            {
+                "codec": {"num_codebooks": 4},
+                "frames": frames,
+                "shards": [shard_name(s) for s in range(shards)],
+                "clips": rows,
+            }
+        )
+    )
 
 
 def test_clip_by_clip_equals_the_whole_split(tmp_path):
@@ -59,7 +77,13 @@ print(rss() - before)
 def test_reading_an_epoch_holds_no_clip_it_has_passed(tmp_path):
     # 8 shards x 256 clips x 4 x 500 int16: 8 MB on disk, 22 MB as the train split's long codes
     write_shards(tmp_path, shards=8, clips=256)
-    grown = {how: int(subprocess.run([sys.executable, "-c", HELD, str(tmp_path), how], capture_output=True, text=True,
-                                     check=True).stdout) for how in ("clips", "whole")}
+    grown = {
+        how: int(
+            subprocess.run(
+                [sys.executable, "-c", HELD, str(tmp_path), how], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for how in ("clips", "whole")
+    }
     assert grown["whole"] > 20_000, grown  # kB: the measure sees a split held whole
     assert grown["clips"] < grown["whole"] / 4, grown

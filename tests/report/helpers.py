@@ -39,36 +39,73 @@ def fake_run(root: Path) -> dict:
         for i, prompt in enumerate(PROMPTS):
             file = f"{model}_model/{i:02d}_{prompt.replace(' ', '-')}.wav"
             tone(eval_dir / file, 220.0 * (i + 1) + 55 * m)
-            metrics = {"loudness_slope_lu_per_s": -0.1 * i, "tail_drop_lu": 1.5 + m,
-                       "spectral_flatness": 0.01 * (m + 1), "code_js_divergence": 0.5 - 0.1 * m,
-                       "loudness_curve_lufs": [-20.0, -21.0]}
+            metrics = {
+                "loudness_slope_lu_per_s": -0.1 * i,
+                "tail_drop_lu": 1.5 + m,
+                "spectral_flatness": 0.01 * (m + 1),
+                "code_js_divergence": 0.5 - 0.1 * m,
+                "loudness_curve_lufs": [-20.0, -21.0],
+            }
             if (model, i) == ("base", 1):
                 metrics = {"spectral_flatness": 0.2}  # keys may be missing
-            rows.append({"prompt": prompt, "model": model, "seed": 10 + i, "file": file, "duration_s": 1.0,
-                         "valid_loss": 5.5 - 0.3 * m, "flags": ["decaying"] if (model, i) == ("final", 2) else [],
-                         "metrics": metrics})
-    epochs = [{"epoch": 0, "valid_loss": 5.5, "train_loss": None}, {"epoch": 1, "valid_loss": 5.2, "train_loss": 5.4},
-              {"epoch": 2, "valid_loss": 4.9, "train_loss": 5.0}]
-    summary = {"best_epoch": 2, "valid_loss_objective": {"base": 5.5, "best": 4.9, "final": 4.9},
-               "checks": {"best_vs_base": {"valid_loss": "better", "style_fd": "no measurable difference"},
-                          "final_vs_base": {"valid_loss": "worse"}},
-               "models": {m: {"mean": {"valid_loss": 5.5 - 0.3 * k, "code_js_divergence": 0.5 - 0.1 * k}, "clips": 3,
-                              "flags": {"decaying": 1} if m == "final" else {}, "flagged_clips": int(m == "final")}
-                          for k, m in enumerate(MODELS)},
-               "set": {m: {"style_fd": 50.0 + k, "style_fd_mfcc": 100.0 - k} for k, m in enumerate(MODELS)}}
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "model": model,
+                    "seed": 10 + i,
+                    "file": file,
+                    "duration_s": 1.0,
+                    "valid_loss": 5.5 - 0.3 * m,
+                    "flags": ["decaying"] if (model, i) == ("final", 2) else [],
+                    "metrics": metrics,
+                }
+            )
+    epochs = [
+        {"epoch": 0, "valid_loss": 5.5, "train_loss": None},
+        {"epoch": 1, "valid_loss": 5.2, "train_loss": 5.4},
+        {"epoch": 2, "valid_loss": 4.9, "train_loss": 5.0},
+    ]
+    summary = {
+        "best_epoch": 2,
+        "valid_loss_objective": {"base": 5.5, "best": 4.9, "final": 4.9},
+        "checks": {
+            "best_vs_base": {"valid_loss": "better", "style_fd": "no measurable difference"},
+            "final_vs_base": {"valid_loss": "worse"},
+        },
+        "models": {
+            m: {
+                "mean": {"valid_loss": 5.5 - 0.3 * k, "code_js_divergence": 0.5 - 0.1 * k},
+                "clips": 3,
+                "flags": {"decaying": 1} if m == "final" else {},
+                "flagged_clips": int(m == "final"),
+            }
+            for k, m in enumerate(MODELS)
+        },
+        "set": {m: {"style_fd": 50.0 + k, "style_fd_mfcc": 100.0 - k} for k, m in enumerate(MODELS)},
+    }
     samples = root / "metrics/train/samples"
     sample_prompts = PROMPTS[:2]
     for e in epochs:
         d = samples / f"epoch_{e['epoch']}"
         for j in range(2):
             tone(d / f"{j:02d}.wav", 330.0 + 110 * j + 20 * e["epoch"], 0.5)
-        (d / "index.json").write_text(json.dumps({**e, "prompts": sample_prompts, "files": ["00.wav", "01.wav"],
-                                                  "seed": 0, "seconds": 0.5, "sample_rate": SR}))
+        (d / "index.json").write_text(
+            json.dumps(
+                {**e, "prompts": sample_prompts, "files": ["00.wav", "01.wav"], "seed": 0, "seconds": 0.5, "sample_rate": SR}
+            )
+        )
     (samples / "index.json").write_text(json.dumps({"prompts": sample_prompts, "epochs": [0, 1, 2]}))
     loss = root / "metrics/plots/loss.png"  # drawn as summarize draws it, shown on the page
     plot_losses(epochs, loss, "training objective: real frames")
-    return {"rows": rows, "eval_dir": eval_dir, "epochs": epochs, "summary": summary, "samples": samples,
-            "loss": loss, "page": root / "metrics/report.html"}
+    return {
+        "rows": rows,
+        "eval_dir": eval_dir,
+        "epochs": epochs,
+        "summary": summary,
+        "samples": samples,
+        "loss": loss,
+        "page": root / "metrics/report.html",
+    }
 
 
 def in_ci() -> bool:
@@ -82,10 +119,14 @@ def browser_expected() -> bool:
 
 def fake_headline(k: int) -> dict:
     """A trial's metrics/headline.json, as `dvc exp show` gives it to `compare`."""
-    return {"best_epoch": k, "loss_objective": 5.0 - 0.1 * k,
-            "checks": {"better": k, "worse": 0, "no_measurable_difference": 5 - k},
-            "valid_loss_real": {m: 5.5 - 0.1 * k - 0.2 * i for i, m in enumerate(MODELS)},
-            "style_fd": {m: 100.0 + k for m in MODELS}, "flagged": {m: k % 2 for m in MODELS}}
+    return {
+        "best_epoch": k,
+        "loss_objective": 5.0 - 0.1 * k,
+        "checks": {"better": k, "worse": 0, "no_measurable_difference": 5 - k},
+        "valid_loss_real": {m: 5.5 - 0.1 * k - 0.2 * i for i, m in enumerate(MODELS)},
+        "style_fd": {m: 100.0 + k for m in MODELS},
+        "flagged": {m: k % 2 for m in MODELS},
+    }
 
 
 def chromium() -> str:
@@ -99,8 +140,19 @@ def chromium() -> str:
 
 
 def _run(exe: str, args: list[str], profile: Path) -> subprocess.CompletedProcess:
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
-           "--no-first-run", "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", *args]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--mute-audio",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -129,7 +181,10 @@ def probe(exe: str, page: Path, profile: Path) -> tuple[dict, list[str]]:
 
 
 def screenshot(exe: str, page: Path, out: Path, profile: Path, size: tuple[int, int] = (1280, 2000)) -> Path:
-    _run(exe, ["--virtual-time-budget=5000", f"--window-size={size[0]},{size[1]}", f"--screenshot={out}",
-               page.resolve().as_uri()], profile)
+    _run(
+        exe,
+        ["--virtual-time-budget=5000", f"--window-size={size[0]},{size[1]}", f"--screenshot={out}", page.resolve().as_uri()],
+        profile,
+    )
     assert out.is_file() and out.stat().st_size > 10_000, f"no screenshot at {out}"
     return out

@@ -141,9 +141,15 @@ def test_samples_off_and_missing(tmp_path):
 
 def test_trials_page(run, tmp_path):
     best = [r for r in run["rows"] if r["model"] == "best"]
-    trials = [{"name": f"trial-{k}", "description": f"rank {4 * k}", "metrics": fake_headline(k),
-               "rows": [{**r, "path": run["eval_dir"] / r["file"], "valid_loss": r["valid_loss"] + k} for r in best]}
-              for k in (1, 2)] + [{"name": "trial-failed", "metrics": {}, "rows": []}]
+    trials = [
+        {
+            "name": f"trial-{k}",
+            "description": f"rank {4 * k}",
+            "metrics": fake_headline(k),
+            "rows": [{**r, "path": run["eval_dir"] / r["file"], "valid_loss": r["valid_loss"] + k} for r in best],
+        }
+        for k in (1, 2)
+    ] + [{"name": "trial-failed", "metrics": {}, "rows": []}]
     page = write_trials_page(tmp_path / "reports/trials.html", trials)
     c, text = parse(page), page.read_text()
     assert len(c.audio) == len(PROMPTS) * 2

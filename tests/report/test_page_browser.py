@@ -47,9 +47,15 @@ def test_run_page_loads_every_clip(browser, tmp_path):
 def test_trials_page_loads_and_sorts(browser, tmp_path):
     r = fake_run(tmp_path)
     best = [x for x in r["rows"] if x["model"] == "best"]
-    trials = [{"name": f"trial-{k}", "description": "", "metrics": fake_headline(k),
-               "rows": [{**x, "path": r["eval_dir"] / x["file"], "valid_loss": x["valid_loss"] - k} for x in best]}
-              for k in (1, 2, 3)]
+    trials = [
+        {
+            "name": f"trial-{k}",
+            "description": "",
+            "metrics": fake_headline(k),
+            "rows": [{**x, "path": r["eval_dir"] / x["file"], "valid_loss": x["valid_loss"] - k} for x in best],
+        }
+        for k in (1, 2, 3)
+    ]
     page = write_trials_page(tmp_path / "reports/trials.html", trials)
     result, console = probe(browser, page, tmp_path / "profile")
     check(result, console, len(PROMPTS) * 3)

@@ -17,8 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run(cmd: list[str], **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in (allocator.SWITCH, "LD_PRELOAD", "MIMALLOC_PURGE_DELAY")}
-    return subprocess.run([sys.executable, *cmd], cwd=ROOT, env={**base, **env},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *cmd], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=300)
 
 
 ENV = ["-m", "musicgen_lora", "env"]  # runs as the model commands do, and reports the allocator
@@ -35,11 +34,19 @@ def test_model_commands_relaunch_under_mimalloc_keeping_freed_memory():
     assert info["launched_with"]["MIMALLOC_PURGE_DELAY"] == allocator.PURGE_DELAY_MS
 
 
-@pytest.mark.parametrize("argv,relaunched", [
-    (["validate"], False), (["compare", "--help"], False), (["corpus", "--help"], False),
-    (["trials", "--help"], False), (["--help"], False), (["metrics", "--help"], True),
-    (["train", "--help"], True), (["--debug", "encode", "--help"], True),
-])
+@pytest.mark.parametrize(
+    "argv,relaunched",
+    [
+        (["validate"], False),
+        (["compare", "--help"], False),
+        (["corpus", "--help"], False),
+        (["trials", "--help"], False),
+        (["--help"], False),
+        (["metrics", "--help"], True),
+        (["train", "--help"], True),
+        (["--debug", "encode", "--help"], True),
+    ],
+)
 def test_only_commands_that_compute_relaunch(monkeypatch, capsys, argv, relaunched):
     from musicgen_lora import __main__ as cli_module
 
@@ -66,11 +73,13 @@ def test_child_processes_inherit_no_preload_and_no_pinned_numerics():
     base = {k: v for k, v in os.environ.items() if k not in (allocator.SWITCH, "LD_PRELOAD")}
     changes = {**allocator.preload_vars(base), **numerics.pinned_vars("avx2")}
     assert "LD_PRELOAD" in changes
-    code = ("import subprocess, torch; from musicgen_lora.runtime.allocator import active; "
-            "from musicgen_lora.runtime.launch import scrub; scrub(); "
-            "print(active(), torch.backends.cpu.get_cpu_capability(), "
-            "int((torch.ones(64, 64) @ torch.ones(64, 64))[0, 0])); "
-            "print(subprocess.run(['env'], capture_output=True, text=True).stdout)")
+    code = (
+        "import subprocess, torch; from musicgen_lora.runtime.allocator import active; "
+        "from musicgen_lora.runtime.launch import scrub; scrub(); "
+        "print(active(), torch.backends.cpu.get_cpu_capability(), "
+        "int((torch.ones(64, 64) @ torch.ones(64, 64))[0, 0])); "
+        "print(subprocess.run(['env'], capture_output=True, text=True).stdout)"
+    )
     out = run(["-c", code], **launch.relaunch_env(base, changes))
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["mimalloc", "AVX2", "64"], out.stderr
@@ -82,8 +91,10 @@ def test_child_processes_inherit_no_preload_and_no_pinned_numerics():
 def test_installed_library_preloads_and_torch_computes_on_it():
     lib = allocator.library()
     assert lib is not None and lib.is_file() and lib.name.startswith("libmimalloc.so.")
-    code = ("import torch; from musicgen_lora.runtime.allocator import active; x = torch.ones(512, 512); "
-            "print(active(), int((x @ x).sum()))")
+    code = (
+        "import torch; from musicgen_lora.runtime.allocator import active; x = torch.ones(512, 512); "
+        "print(active(), int((x @ x).sum()))"
+    )
     on = run(["-c", code], LD_PRELOAD=str(lib))
     off = run(["-c", code])
     assert on.stdout.split() == ["mimalloc", str(512**3)], on.stderr

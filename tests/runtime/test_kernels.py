@@ -37,8 +37,10 @@ def test_fast_generation_matches_stock_and_restores_the_model():
             if "lora_B" in name:
                 p.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
     codes = torch.randint(0, dec.vocab_size, (2, dec.num_codebooks, 30), generator=torch.Generator().manual_seed(1))
-    batch = {**text_inputs(tok, ["bright chiptune", "calm piano"]),
-             "labels": delay_pattern_labels(codes, torch.ones(2, 30, dtype=torch.bool), True)}
+    batch = {
+        **text_inputs(tok, ["bright chiptune", "calm piano"]),
+        "labels": delay_pattern_labels(codes, torch.ones(2, 30, dtype=torch.bool), True),
+    }
 
     def measure(m):
         with torch.no_grad():
@@ -65,7 +67,7 @@ def test_fast_generation_matches_stock_and_restores_the_model():
 
 def test_only_layers_from_the_size_where_packing_pays_are_packed():
     model = nn.Module()
-    side = int(PACK_MIN_WEIGHTS ** 0.5)
+    side = int(PACK_MIN_WEIGHTS**0.5)
     model.decoder = nn.Sequential(nn.Linear(side, side), nn.Linear(side, side - 1), nn.Linear(128, 512))
     with fast_generation(model, prepack=True) as fast:
         assert [isinstance(m, PackedLinear) for m in fast.decoder] == [True, False, False]
@@ -107,6 +109,7 @@ def test_without_the_private_ops_generation_falls_back_to_stock_layers_with_one_
     monkeypatch.setattr(torch.ops.mkldnn, "_reorder_linear_weight", missing, raising=False)
     try:
         import warnings
+
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             assert not kernels.prepack_supported()

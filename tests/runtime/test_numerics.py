@@ -21,8 +21,10 @@ from conftest import ROOT, sh
 
 pytestmark = pytest.mark.slow
 AVX2_MACHINE = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
-STEPS = [["encode", "--segments", "seg", "--out", "tokens"],
-         ["train", "--tokens", "tokens", "--best", "best", "--final", "final", "--metrics", "train_metrics"]]
+STEPS = [
+    ["encode", "--segments", "seg", "--out", "tokens"],
+    ["train", "--tokens", "tokens", "--best", "best", "--final", "final", "--metrics", "train_metrics"],
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,13 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("numerics")
     (root / "assets").symlink_to(ROOT / "assets")
     (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    edit_params(root / "params.yaml", {"segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-                                       "train": {"epochs": 1, "grad_accum": 2, "sample_prompts": []}})
+    edit_params(
+        root / "params.yaml",
+        {
+            "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
+            "train": {"epochs": 1, "grad_accum": 2, "sample_prompts": []},
+        },
+    )
     corpus.write_corpus(root / "raw", [corpus.TARGET_STYLE], 3, 0, min_seconds=6, max_seconds=9)
     sh([sys.executable, "-m", "musicgen_lora", "segment", "--raw", "raw", "--out", "seg"], root)
     return root
@@ -42,8 +49,9 @@ def run_steps(root, cpu_isa: str, machine: dict) -> dict[str, str]:
     edit_params(root / "params.yaml", {"numerics": {"cpu_isa": cpu_isa}})
     env = {k: v for k, v in os.environ.items() if k not in AVX2_MACHINE and k != "MKL_CBWR"}
     for step in STEPS:
-        proc = subprocess.run([sys.executable, "-m", "musicgen_lora", *step], cwd=root, env={**env, **machine},
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "musicgen_lora", *step], cwd=root, env={**env, **machine}, capture_output=True, text=True
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     files = sorted((root / "tokens").glob("*.safetensors")) + [root / "final/adapter_model.safetensors"]
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
@@ -56,8 +64,11 @@ def test_pinned_numerics_give_the_same_tokens_and_adapter_on_an_avx2_machine(wor
 def outputs(root) -> tuple[dict, dict, list]:
     """(token arrays, adapter tensors, epochs.json) of the last run_steps."""
     tokens = {f"{f.name}/{k}": v for f in sorted((root / "tokens").glob("*.safetensors")) for k, v in load_file(f).items()}
-    return tokens, load_file(root / "final/adapter_model.safetensors"), \
-        json.loads((root / "train_metrics/epochs.json").read_text())
+    return (
+        tokens,
+        load_file(root / "final/adapter_model.safetensors"),
+        json.loads((root / "train_metrics/epochs.json").read_text()),
+    )
 
 
 def test_native_numerics_depend_on_the_machine_within_the_stated_tolerance(workspace):
@@ -84,10 +95,12 @@ def test_gradient_checkpointing_changes_no_bit_of_the_adapter(workspace):
     plain = hashlib.sha256((workspace / "final/adapter_model.safetensors").read_bytes()).hexdigest()
     edit_params(workspace / "params.yaml", {"train": {"gradient_checkpointing": True, "gradient_checkpointing_every": 2}})
     try:
-        proc = subprocess.run([sys.executable, "-m", "musicgen_lora", *STEPS[1]], cwd=workspace,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "musicgen_lora", *STEPS[1]], cwd=workspace, capture_output=True, text=True
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     finally:
-        edit_params(workspace / "params.yaml", {"train": {"gradient_checkpointing": False,
-                                                          "gradient_checkpointing_every": 1}})
+        edit_params(
+            workspace / "params.yaml", {"train": {"gradient_checkpointing": False, "gradient_checkpointing_every": 1}}
+        )
     assert hashlib.sha256((workspace / "final/adapter_model.safetensors").read_bytes()).hexdigest() == plain

@@ -20,8 +20,7 @@ def _loss(model, batch, dec) -> float:
 def test_merged_adapters_match_unmerged_and_restore_the_wrappers():
     model, tok = load_model(P.project_params("model", name=str(ROOT / "assets/tiny-musicgen")))
     dec = model.config.decoder
-    peft_model = get_peft_model(model, lora_config(P.project_params("train", rank=4, alpha=8.0), model),
-                                adapter_name="best")
+    peft_model = get_peft_model(model, lora_config(P.project_params("train", rank=4, alpha=8.0), model), adapter_name="best")
     peft_model.add_adapter("final", lora_config(P.project_params("train", rank=4, alpha=8.0), model))
     torch.manual_seed(0)
     with torch.no_grad():  # LoRA B starts at zero (a no-op adapter); give both adapters an effect
@@ -29,8 +28,10 @@ def test_merged_adapters_match_unmerged_and_restore_the_wrappers():
             if "lora_B" in name:
                 p.normal_(0, 0.05)
     codes = torch.randint(0, dec.vocab_size, (1, dec.num_codebooks, 20), generator=torch.Generator().manual_seed(1))
-    batch = {**text_inputs(tok, ["bright chiptune"]),
-             "labels": delay_pattern_labels(codes, torch.ones(1, 20, dtype=torch.bool), True)}
+    batch = {
+        **text_inputs(tok, ["bright chiptune"]),
+        "labels": delay_pattern_labels(codes, torch.ones(1, 20, dtype=torch.bool), True),
+    }
     peft_model.eval()
     wrappers = sum(isinstance(m, LoraLayer) for m in peft_model.modules())
     for name in ("best", "final"):
@@ -58,9 +59,11 @@ def test_copy_twin_renames_rows_and_copies_audio(tmp_path):
     (twin_dir / "01_b.wav").write_bytes(b"RIFF-two")
     (twin_dir / "padded").mkdir()
     (twin_dir / "padded/00_a.wav").write_bytes(b"RIFF-long")
-    rows = [ResultRow("a", "best", 0, 0, "clip", "best_model/00_a.wav", 15.0, 4.9, [], {"x": 1.0}, {}),
-            ResultRow("b", "best", 1, 8, "clip", "best_model/01_b.wav", 15.0, 4.9, ["noisy"], {"x": 2.0}, {}),
-            ResultRow("a", "best", 0, 0, "padded", "best_model/padded/00_a.wav", 30.0, 4.9, [], {"x": 1.0}, {})]
+    rows = [
+        ResultRow("a", "best", 0, 0, "clip", "best_model/00_a.wav", 15.0, 4.9, [], {"x": 1.0}, {}),
+        ResultRow("b", "best", 1, 8, "clip", "best_model/01_b.wav", 15.0, 4.9, ["noisy"], {"x": 2.0}, {}),
+        ResultRow("a", "best", 0, 0, "padded", "best_model/padded/00_a.wav", 30.0, 4.9, [], {"x": 1.0}, {}),
+    ]
     out = copy_twin(rows, twin_dir, tmp_path / "final_model", "final")
     assert [r.model for r in out] == ["final", "final"]  # only best is generated at the padded length
     assert [r.file for r in out] == ["final_model/00_a.wav", "final_model/01_b.wav"]
@@ -87,22 +90,41 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     model, tok = tiny
     info = codec_info(model.config)
     rng = np.random.default_rng(0)
-    ep = P.project_params("evaluate", prompts=["bright chiptune"], off_style_prompts=["calm piano"],
-                          samples_per_prompt=2, seconds=3.0, batch_size=2)
+    ep = P.project_params(
+        "evaluate",
+        prompts=["bright chiptune"],
+        off_style_prompts=["calm piano"],
+        samples_per_prompt=2,
+        seconds=3.0,
+        batch_size=2,
+    )
     gp = P.project_params("generation")
-    ref = {"train_code_hist": np.full((info.num_codebooks, info.codebook_size), 1 / info.codebook_size),
-           "silence_codes": np.zeros(info.num_codebooks, dtype=np.int64), "valid_mfcc": rng.normal(size=(5, 40)),
-           "valid_musicnn_tags": rng.uniform(0, 1, (5, 50)), "valid_musicnn_emb": rng.normal(size=(5, 200))}
+    ref = {
+        "train_code_hist": np.full((info.num_codebooks, info.codebook_size), 1 / info.codebook_size),
+        "silence_codes": np.zeros(info.num_codebooks, dtype=np.int64),
+        "valid_mfcc": rng.normal(size=(5, 40)),
+        "valid_musicnn_tags": rng.uniform(0, 1, (5, 50)),
+        "valid_musicnn_emb": rng.normal(size=(5, 200)),
+    }
     training = [rng.integers(0, info.codebook_size, (info.num_codebooks, 150)) for _ in range(3)]
-    ref["copy"] = CopyCheck(TrainingIndex.build(training), ref["silence_codes"], info.frame_rate,
-                            rng.normal(size=(3, 200)), nn_limit=0.5, run_limit_s=1.0)
+    ref["copy"] = CopyCheck(
+        TrainingIndex.build(training),
+        ref["silence_codes"],
+        info.frame_rate,
+        rng.normal(size=(3, 200)),
+        nn_limit=0.5,
+        run_limit_s=1.0,
+    )
     th = P.project_params("evaluate").thresholds()
     tagger = Tagger.load("MTT_musicnn")
     ev = Evaluation(model, tok, ep, gp, info, tagger, ref, th)
     rows, clips = ev.generate_set(info.frames(3.0), tmp_path, "base_model", "base", 5.0, 2)
     assert [(r.prompt, r.sample, r.seed, r.length) for r in rows] == [
-        ("bright chiptune", 0, 0, "clip"), ("calm piano", 0, 1, "clip"),
-        ("bright chiptune", 1, 2, "clip"), ("calm piano", 1, 3, "clip")]
+        ("bright chiptune", 0, 0, "clip"),
+        ("calm piano", 0, 1, "clip"),
+        ("bright chiptune", 1, 2, "clip"),
+        ("calm piano", 1, 3, "clip"),
+    ]
     assert rows[2].file == "base_model/00_1_bright-chiptune.wav" and (tmp_path / "00_1_bright-chiptune.wav").exists()
     assert not np.array_equal(clips[0], clips[2])  # another seed, another clip
     figures, emb = measure_style(rows, clips, info.sample_rate, tmp_path, ref, tagger, in_style(rows, ep))
@@ -114,8 +136,9 @@ def test_generate_set_pairs_seeds_measures_style_and_the_padded_length(tiny, tmp
     assert all(-1 <= r.metrics["style_similarity"] <= 1 and r.metrics["tag_kl"] >= 0 for r in rows)
     assert (tmp_path / "musicnn.safetensors").stat().st_size > 4 * 250 * 4
 
-    padded, _ = ev.generate_set(info.frames(4.0), tmp_path, "base_model", "base", 5.0, 1,
-                                {"clip_seconds": 3.0, "pad_to_seconds": 4.0})
+    padded, _ = ev.generate_set(
+        info.frames(4.0), tmp_path, "base_model", "base", 5.0, 1, {"clip_seconds": 3.0, "pad_to_seconds": 4.0}
+    )
     assert [r.length for r in padded] == ["padded", "padded"] and padded[0].file.startswith("base_model/padded/")
     assert padded[0].duration_s == 4.0 and 0 <= padded[0].metrics["past_silence_code_share"] <= 1
     assert np.isfinite(padded[0].metrics["past_loudness_change_lu"])

@@ -60,8 +60,9 @@ def test_metrics_measures_a_long_file_part_by_part(tmp_path, monkeypatch):
     peaks, rows, thresholds = {}, {}, project_params("evaluate").thresholds()
     for minutes in (1, 4):
         mix(tmp_path / f"{minutes}.wav", minutes)
-        peaks[minutes] = peak_bytes(lambda: rows.setdefault(minutes, list(cli.file_rows(tmp_path / f"{minutes}.wav",
-                                                                                         thresholds))))
+        peaks[minutes] = peak_bytes(
+            lambda: rows.setdefault(minutes, list(cli.file_rows(tmp_path / f"{minutes}.wav", thresholds)))
+        )
     assert [r["file"].split(" ", 1)[1] for r in rows[4]][:3] == ["[0-30 s]", "[30-60 s]", "[60-90 s]"]
     assert len(rows[4]) == 8 and peaks[4] < 1.25 * peaks[1], peaks
     # a part is measured as the file cut there would be
@@ -84,5 +85,5 @@ def test_tags_of_a_stream_are_the_tags_of_the_whole():
     x = (np.random.default_rng(1).standard_normal(16000 * 50 + 123) * 0.1).astype(np.float32)
     probs, embs = tagger(x, 16000)
     for size in (300, 16000 * 7):  # any block size: frames, patches and forward chunks fall where they fall whole
-        p, e = tagger.stream(x[i:i + size] for i in range(0, x.size, size))
+        p, e = tagger.stream(x[i : i + size] for i in range(0, x.size, size))
         assert np.array_equal(p, probs) and np.array_equal(e, embs)

@@ -44,7 +44,7 @@ def messy(tmp_path):
     full.write_bytes(full.read_bytes()[:30])  # header cut off mid-way
     for name in ("cut off.wav", "cut off.mp3"):  # an interrupted copy: the header promises 6 s
         sf.write(raw / name, music(6.0, SR), SR)
-        (raw / name).write_bytes((raw / name).read_bytes()[:(raw / name).stat().st_size // 2])
+        (raw / name).write_bytes((raw / name).read_bytes()[: (raw / name).stat().st_size // 2])
     (raw / "empty.wav").write_bytes(b"")
     (raw / "text.mp3").write_text("this is not audio at all\n" * 20)
     sf.write(raw / "silence.wav", np.zeros(6 * SR), SR)
@@ -61,17 +61,31 @@ def test_messy_folder_keeps_every_good_file(messy, tmp_path, capfd):
     out = tmp_path / "seg"
     summary = run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=1.5, valid_fraction=0.2), SR)
     rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
-    skipped = {json.loads(x)["source"]: json.loads(x)["reason"]
-               for x in (out / "skipped.jsonl").read_text(encoding="utf-8").splitlines()}
+    skipped = {
+        json.loads(x)["source"]: json.loads(x)["reason"]
+        for x in (out / "skipped.jsonl").read_text(encoding="utf-8").splitlines()
+    }
     assert {r["source"] for r in rows} == set(good)
-    assert {"truncated.wav", "cut off.wav", "cut off.mp3", "empty.wav", "text.mp3", "tiny.wav", "nan.wav",
-            "nested/lonely caption.txt", "silence.wav"} == set(skipped)  # every file that gave no clip, with its reason
+    assert {
+        "truncated.wav",
+        "cut off.wav",
+        "cut off.mp3",
+        "empty.wav",
+        "text.mp3",
+        "tiny.wav",
+        "nan.wav",
+        "nested/lonely caption.txt",
+        "silence.wav",
+    } == set(skipped)  # every file that gave no clip, with its reason
     for name in ("cut off.wav", "cut off.mp3"):  # damaged, never "shorter than min_clip_seconds"
         assert skipped[name].startswith("damaged: the audio stops at ") and "of the 6.00 s" in skipped[name]
     # libsndfile's "possibly a pipe?" never reaches a user about a regular file; mpg123's note is in the reason
     assert skipped["text.mp3"].startswith("not .mp3 audio") and "Illegal Audio-MPEG-Header" in skipped["text.mp3"]
-    assert "NaN" in skipped["nan.wav"] and "shorter" in skipped["tiny.wav"] and "no audio" in skipped[
-        "nested/lonely caption.txt"]
+    assert (
+        "NaN" in skipped["nan.wav"]
+        and "shorter" in skipped["tiny.wav"]
+        and "no audio" in skipped["nested/lonely caption.txt"]
+    )
     assert summary["dropped_quiet_clips"] == 2  # silence.wav: 6 s of digital silence at 4 s clips
     assert abs(summary["valid_share_of_duration"] - 0.2) < 0.1
     assert [r["caption"] for r in rows if r["source"] == "ñandú ünïcode.wav"][0] == "中文 音乐 ♪ chiptune"
@@ -100,7 +114,11 @@ def test_manifest_paths_cannot_escape(tmp_path):
 
 def test_metrics_cli_json(tmp_path):
     sf.write(tmp_path / "tone.wav", music(4.0, SR), SR)
-    proc = subprocess.run([sys.executable, "-m", "musicgen_lora", "metrics", "--json", str(tmp_path / "tone.wav")],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "musicgen_lora", "metrics", "--json", str(tmp_path / "tone.wav")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     row = json.loads(proc.stdout.strip())
     assert proc.returncode == 0 and row["flags"] == [] and math.isfinite(row["loudness_slope_lu_per_s"])

@@ -20,7 +20,7 @@ def test_cut_offsets_and_padding():
     clips = list(cut(blocks(), SR, clip_s=4.0, min_s=1.0))
     assert [c[0] / SR for c in clips] == [0.0, 4.0, 8.0]
     assert all(len(c[1]) == 4 * SR for c in clips)
-    assert clips[-1][2] == int(1.5 * SR) and np.all(clips[-1][1][int(1.5 * SR):] == 0)
+    assert clips[-1][2] == int(1.5 * SR) and np.all(clips[-1][1][int(1.5 * SR) :] == 0)
     assert len(list(cut(blocks(), SR, 4.0, min_s=2.0))) == 2  # 1.5 s tail dropped
 
 
@@ -62,11 +62,23 @@ def test_run_writes_manifest_skips_bad_and_keeps_files_apart(tmp_path):
     sf.write(raw / "latin1.wav", tone(5.0), SR)
     (raw / "latin1.txt").write_bytes("caf\xe9 chiptune".encode("latin-1"))
     out = tmp_path / "seg"
-    summary = run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
-                                           default_caption="music", captions="sidecar"), SR)
+    summary = run(
+        raw,
+        out,
+        project_params(
+            "segment",
+            clip_seconds=4.0,
+            min_clip_seconds=2.0,
+            valid_fraction=0.34,
+            default_caption="music",
+            captions="sidecar",
+        ),
+        SR,
+    )
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    skipped = {json.loads(line)["source"]: json.loads(line)["reason"]
-               for line in (out / "skipped.jsonl").read_text().splitlines()}
+    skipped = {
+        json.loads(line)["source"]: json.loads(line)["reason"] for line in (out / "skipped.jsonl").read_text().splitlines()
+    }
     assert set(skipped) == {"broken.mp3", "orphan.txt", "silent.wav", "notes.pdf", "latin1.txt"}
     assert "format not supported (.pdf)" in skipped["notes.pdf"] and "quieter" in skipped["silent.wav"]
     assert "not UTF-8" in skipped["latin1.txt"]
@@ -105,8 +117,12 @@ def test_captions_from_tags_where_no_caption_file(tmp_path):
 
     def captions(mode):
         out = tmp_path / mode
-        run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
-                                     captions=mode), SR)
+        run(
+            raw,
+            out,
+            project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34, captions=mode),
+            SR,
+        )
         rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
         skipped = [json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines()]
         return {r["source"]: (r["caption"], r["caption_source"]) for r in rows}, skipped
@@ -147,8 +163,12 @@ def test_links_pipes_and_huge_captions_never_leak_in(tmp_path):
     (raw / "linked").symlink_to(outside, target_is_directory=True)
     os.mkfifo(raw / "pipe.wav")
     out = tmp_path / "seg"
-    run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34,
-                                 captions="sidecar"), SR)
+    run(
+        raw,
+        out,
+        project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.34, captions="sidecar"),
+        SR,
+    )
     manifest = (out / "manifest.jsonl").read_text()
     assert "SECRET" not in manifest and "xxxx" not in manifest and len(manifest) < 5000
     rows = [json.loads(x) for x in manifest.splitlines()]
@@ -173,17 +193,24 @@ def test_a_link_into_the_dvc_cache_is_read(tmp_path):
     raw.mkdir(parents=True)
     (raw / "song.wav").symlink_to(obj)
     out = tmp_path / "seg"
-    run(raw, out, project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.0,
-                                 captions="sidecar"), SR)
+    run(
+        raw,
+        out,
+        project_params("segment", clip_seconds=4.0, min_clip_seconds=2.0, valid_fraction=0.0, captions="sidecar"),
+        SR,
+    )
     assert [json.loads(x)["source"] for x in (out / "manifest.jsonl").read_text().splitlines()] == ["song.wav"]
 
 
 def test_every_style_folder_keeps_recordings_in_valid():
     """13 recordings in three folders (the newcomer's choir, organ and fiddle): whatever the seed,
     each folder has valid recordings, so no style is missing from the valid loss and the target."""
-    durations = {**{f"choir/c{i}.wav": 60.0 + 7 * i for i in range(5)},
-                 **{f"organ/o{i}.wav": 90.0 + 5 * i for i in range(4)},
-                 **{f"fiddle/f{i}.wav": 45.0 + 3 * i for i in range(4)}, "loose.wav": 30.0}
+    durations = {
+        **{f"choir/c{i}.wav": 60.0 + 7 * i for i in range(5)},
+        **{f"organ/o{i}.wav": 90.0 + 5 * i for i in range(4)},
+        **{f"fiddle/f{i}.wav": 45.0 + 3 * i for i in range(4)},
+        "loose.wav": 30.0,
+    }
     for seed in range(10):
         split = split_sources(durations, 0.15, seed)
         for folder in ("choir", "organ", "fiddle"):
@@ -191,6 +218,7 @@ def test_every_style_folder_keeps_recordings_in_valid():
             assert any(v == "train" for s, v in split.items() if s.startswith(folder + "/")), (seed, folder)
     flat = {f"chiptune/s{i}.wav": 30.0 + i for i in range(20)}  # one folder: the split as before
     from musicgen_lora.stages.segment import _split_group
+
     assert split_sources(flat, 0.2, 3) == _split_group(flat, 0.2, 3)
 
 
@@ -201,8 +229,12 @@ def test_split_warnings_name_a_style_left_out_and_a_small_target():
     def row(source, caption, split):
         return ClipRow("0", "clips/0.wav", source, 0.0, 15.0, 0.0, caption, "sidecar", split)
 
-    rows = [row("a.wav", "fiddle reel", "train"), row("b.wav", "fiddle reel", "train"),
-            row("c.wav", "choir", "valid"), row("d.wav", "choir", "train")]
+    rows = [
+        row("a.wav", "fiddle reel", "train"),
+        row("b.wav", "fiddle reel", "train"),
+        row("c.wav", "choir", "valid"),
+        row("d.wav", "choir", "train"),
+    ]
     warnings = split_warnings(rows)
     assert len(warnings) == 2 and "'fiddle reel' (2 recordings)" in warnings[0] and "its own folder" in warnings[0]
     assert warnings[1].startswith("only 1 valid clip(s)")

@@ -21,30 +21,59 @@ def rows_for(model: str, rng, style_shift: float, length: str = "clip", silence:
     for s in range(2):
         for i, prompt in enumerate(PROMPTS):
             sub = "padded/" if length == "padded" else ""
-            m = {"style_similarity": 0.5 + 0.05 * i + style_shift + rng.normal(0, 0.01),
-                 "tag_kl": 0.8 + 0.1 * i + rng.normal(0, 0.05),  # no real change: noise only
-                 "code_js_divergence": 0.5 - style_shift / 2, "silence_code_share": 0.0,
-                 "integrated_loudness_lufs": -20.0, "loudness_slope_lu_per_s": 0.1,
-                 "loudness_thirds_delta_lu": 1.0 - 10 * silence, "tail_drop_lu": 0.0, "silence_ratio": 0.0,
-                 "spectral_flatness": 0.1, "loudness_curve_lufs": [-20.0] * 26, "top_tags": ["techno", "fast", "beat"]}
+            m = {
+                "style_similarity": 0.5 + 0.05 * i + style_shift + rng.normal(0, 0.01),
+                "tag_kl": 0.8 + 0.1 * i + rng.normal(0, 0.05),  # no real change: noise only
+                "code_js_divergence": 0.5 - style_shift / 2,
+                "silence_code_share": 0.0,
+                "integrated_loudness_lufs": -20.0,
+                "loudness_slope_lu_per_s": 0.1,
+                "loudness_thirds_delta_lu": 1.0 - 10 * silence,
+                "tail_drop_lu": 0.0,
+                "silence_ratio": 0.0,
+                "spectral_flatness": 0.1,
+                "loudness_curve_lufs": [-20.0] * 26,
+                "top_tags": ["techno", "fast", "beat"],
+            }
             if length == "padded":
-                m.update({"past_silence_code_share": silence + rng.uniform(0, 0.002), "within_silence_code_share": 0.0,
-                          "past_loudness_change_lu": -20 * silence + rng.normal(0, 0.1), "past_silence_ratio": silence})
-            rows.append({"prompt": prompt, "model": model, "sample": s, "seed": s * len(PROMPTS) + i, "length": length,
-                         "file": f"{model}_model/{sub}{i:02d}_{s}.wav", "duration_s": 3.0,
-                         "valid_loss": {"base": 5.0, "best": 4.5, "final": 4.5}[model], "flags": [], "metrics": m,
-                         "made_on": {"device": "cpu", "dtype": "float32", "batch": 1}})
-    return rows[:len(PROMPTS)] if length == "padded" else rows
+                m.update(
+                    {
+                        "past_silence_code_share": silence + rng.uniform(0, 0.002),
+                        "within_silence_code_share": 0.0,
+                        "past_loudness_change_lu": -20 * silence + rng.normal(0, 0.1),
+                        "past_silence_ratio": silence,
+                    }
+                )
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "model": model,
+                    "sample": s,
+                    "seed": s * len(PROMPTS) + i,
+                    "length": length,
+                    "file": f"{model}_model/{sub}{i:02d}_{s}.wav",
+                    "duration_s": 3.0,
+                    "valid_loss": {"base": 5.0, "best": 4.5, "final": 4.5}[model],
+                    "flags": [],
+                    "metrics": m,
+                    "made_on": {"device": "cpu", "dtype": "float32", "batch": 1},
+                }
+            )
+    return rows[: len(PROMPTS)] if length == "padded" else rows
 
 
 def test_summary_intervals_checks_and_report(tmp_path):
     rng = np.random.default_rng(0)
     train = tmp_path / "train"
     train.mkdir()
-    (train / "epochs.json").write_text(json.dumps([{"epoch": 0, "valid_loss": 5.0, "train_loss": None},
-                                                   {"epoch": 1, "valid_loss": 4.5, "train_loss": 4.8}]))
-    (train / "metrics.json").write_text(json.dumps({"best_epoch": 1, "mask_padding": False,
-                                                    "valid_loss_objective": {"base": 5.0, "best": 4.5, "final": 4.5}}))
+    (train / "epochs.json").write_text(
+        json.dumps([{"epoch": 0, "valid_loss": 5.0, "train_loss": None}, {"epoch": 1, "valid_loss": 4.5, "train_loss": 4.8}])
+    )
+    (train / "metrics.json").write_text(
+        json.dumps(
+            {"best_epoch": 1, "mask_padding": False, "valid_loss_objective": {"base": 5.0, "best": 4.5, "final": 4.5}}
+        )
+    )
     rows = rows_for("base", rng, 0.0) + rows_for("best", rng, 0.2) + rows_for("final", rng, 0.2)
     rows += rows_for("base", rng, 0.0, "padded") + rows_for("best", rng, 0.2, "padded", silence=0.3)
     write_jsonl(tmp_path / "results.jsonl", rows)
@@ -54,26 +83,79 @@ def test_summary_intervals_checks_and_report(tmp_path):
         sf.write(ev / r["file"], 0.1 * rng.standard_normal(SR), SR)
     tags = [["techno", 0.6], ["electronic", 0.5]]
     base_losses = list(5 + rng.normal(0, 0.3, 10))
-    sets = {"base": {"style_fd_mfcc": 400.0, "style_fd": 30.0, "n_generated": N, "n_target": 12, "top_tags": tags,
-                     "valid_losses": base_losses},
-            "best": {"style_fd_mfcc": 300.0, "style_fd": 20.0, "n_generated": N, "n_target": 12, "top_tags": tags,
-                     "valid_losses": [x - 0.5 for x in base_losses],
-                     "style_fd_vs_base": {"delta": -10.0, "ci95": [-14.0, -6.0], "n": N}}}
+    sets = {
+        "base": {
+            "style_fd_mfcc": 400.0,
+            "style_fd": 30.0,
+            "n_generated": N,
+            "n_target": 12,
+            "top_tags": tags,
+            "valid_losses": base_losses,
+        },
+        "best": {
+            "style_fd_mfcc": 300.0,
+            "style_fd": 20.0,
+            "n_generated": N,
+            "n_target": 12,
+            "top_tags": tags,
+            "valid_losses": [x - 0.5 for x in base_losses],
+            "style_fd_vs_base": {"delta": -10.0, "ci95": [-14.0, -6.0], "n": N},
+        },
+    }
     sets["final"] = {**sets["best"], "style_fd_vs_base": {"delta": -1.0, "ci95": [-4.0, 2.0], "n": N}}
-    (tmp_path / "sets.json").write_text(json.dumps({
-        "models": sets, "target": {"top_tags": [["piano", 0.7]], "n": 12, "clips": [
-            {"file": str(tmp_path / "segments/clips/000007.wav"), "source": "song.flac", "offset_s": 15.0,
-             "top_tags": [["piano", 0.8], ["classical", 0.5]]}]},
-        "padded": {"clip_seconds": 3.0, "pad_to_seconds": 6.0}, "prompts": None,  # no off-style prompts: all count
-        "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95}}))
-    (ev / "reference.json").write_text(json.dumps({"thresholds": {
-        "noisy_flatness": 0.3, "decaying_slope_lu_per_s": -0.5, "silent_tail_drop_lu": -10.0,
-        "mostly_silent_ratio": 0.5, "silence_threshold_dbfs": -60.0},
-        "base": {}, "base_valid_loss": 5.0, "target": {}, "padded": None, "copy": {}}))
+    (tmp_path / "sets.json").write_text(
+        json.dumps(
+            {
+                "models": sets,
+                "target": {
+                    "top_tags": [["piano", 0.7]],
+                    "n": 12,
+                    "clips": [
+                        {
+                            "file": str(tmp_path / "segments/clips/000007.wav"),
+                            "source": "song.flac",
+                            "offset_s": 15.0,
+                            "top_tags": [["piano", 0.8], ["classical", 0.5]],
+                        }
+                    ],
+                },
+                "padded": {"clip_seconds": 3.0, "pad_to_seconds": 6.0},
+                "prompts": None,  # no off-style prompts: all count
+                "bootstrap": {"seed": 0, "resamples": 500, "level": 0.95},
+            }
+        )
+    )
+    (ev / "reference.json").write_text(
+        json.dumps(
+            {
+                "thresholds": {
+                    "noisy_flatness": 0.3,
+                    "decaying_slope_lu_per_s": -0.5,
+                    "silent_tail_drop_lu": -10.0,
+                    "mostly_silent_ratio": 0.5,
+                    "silence_threshold_dbfs": -60.0,
+                },
+                "base": {},
+                "base_valid_loss": 5.0,
+                "target": {},
+                "padded": None,
+                "copy": {},
+            }
+        )
+    )
     save_file({"valid_musicnn_emb": rng.normal(size=(12, 8))}, str(ev / "reference.safetensors"))
     out = tmp_path / "metrics"
-    summary = summarize.run(train, tmp_path / "results.jsonl", tmp_path / "sets.json", ev, out / "summary.json",
-                            out / "headline.json", out / "summary.md", out / "plots", out / "report.html")
+    summary = summarize.run(
+        train,
+        tmp_path / "results.jsonl",
+        tmp_path / "sets.json",
+        ev,
+        out / "summary.json",
+        out / "headline.json",
+        out / "summary.md",
+        out / "plots",
+        out / "report.html",
+    )
 
     best = summary["checks"]["best_vs_base"]
     assert best["valid_loss"] == "better" and best["style_fd"] == "better" and best["style_similarity"] == "better"

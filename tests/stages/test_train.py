@@ -19,11 +19,32 @@ from musicgen_lora.core.params import edit_params
 from conftest import make_project, sh
 
 pytestmark = pytest.mark.slow
-TRAIN = ["python", "-m", "musicgen_lora", "train", "--tokens", "data/tokens", "--best", "models/best_model",
-         "--final", "models/final_model", "--metrics", "metrics/train"]
-PARAMS = {"segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
-          "train": {"epochs": 2, "grad_accum": 1, "checkpoint_every": 3, "dropout": 0.1, "text_dropout": 0.2,
-                    "sample_prompts": ["bright upbeat chiptune"], "sample_seconds": 1.0}}
+TRAIN = [
+    "python",
+    "-m",
+    "musicgen_lora",
+    "train",
+    "--tokens",
+    "data/tokens",
+    "--best",
+    "models/best_model",
+    "--final",
+    "models/final_model",
+    "--metrics",
+    "metrics/train",
+]
+PARAMS = {
+    "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
+    "train": {
+        "epochs": 2,
+        "grad_accum": 1,
+        "checkpoint_every": 3,
+        "dropout": 0.1,
+        "text_dropout": 0.2,
+        "sample_prompts": ["bright upbeat chiptune"],
+        "sample_seconds": 1.0,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +79,13 @@ def test_killed_run_resumes_to_the_same_result(project):
     valid = [line.split("\t") for line in clean_curves["plots/metrics/valid/loss.tsv"].splitlines()[1:]]
     assert [float(v) for _, v in valid] == pytest.approx([e["valid_loss"] for e in clean_losses])
     assert int(valid[0][0]) == 0 and int(valid[-1][0]) == steps
-    assert json.loads(clean_curves["metrics.json"]) == {"train": {"loss": pytest.approx(float(
-        clean_curves["plots/metrics/train/loss.tsv"].splitlines()[-1].split("\t")[1]))},
-        "valid": {"loss": clean_losses[-1]["valid_loss"]}, "step": steps}
+    assert json.loads(clean_curves["metrics.json"]) == {
+        "train": {
+            "loss": pytest.approx(float(clean_curves["plots/metrics/train/loss.tsv"].splitlines()[-1].split("\t")[1]))
+        },
+        "valid": {"loss": clean_losses[-1]["valid_loss"]},
+        "step": steps,
+    }
     cards = {d: (root / f"models/{d}/README.md").read_bytes() for d in ("best_model", "final_model")}
     assert all(b"PeftModel.from_pretrained" in card for card in cards.values())  # model/card.py, not peft's template
 
@@ -168,8 +193,10 @@ def test_continuing_an_adapter_starts_at_its_valid_loss(project):
     sha = hashlib.sha256((root / "adapters/round-1/adapter_model.safetensors").read_bytes()).hexdigest()
     record = json.loads((root / "metrics/train/environment.json").read_text())["init_adapter"]
     assert record == {"path": "adapters/round-1", "sha256": sha}
-    assert f"Continued from the adapter `adapters/round-1` (adapter_model.safetensors sha256 `{sha}`)" in \
-        (root / "models/final_model/README.md").read_text()
+    assert (
+        f"Continued from the adapter `adapters/round-1` (adapter_model.safetensors sha256 `{sha}`)"
+        in (root / "models/final_model/README.md").read_text()
+    )
 
 
 def test_nan_loss_stops_naming_the_step(project, monkeypatch, capsys):

@@ -13,15 +13,15 @@ from musicgen_lora.model.tokens import INDEX
 from transformers import TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_callback import DefaultFlowCallback
 
-from musicgen_lora.stages.train import (ClipDataset, Collator, EpochCallback, epoch_losses, last_complete_checkpoint,
-                                        run_key)
+from musicgen_lora.stages.train import ClipDataset, Collator, EpochCallback, epoch_losses, last_complete_checkpoint, run_key
 
 
 def items(n: int, frames: int = 6, real: int = 4, k: int = 4) -> list[dict]:
     codes = torch.arange(n * k * frames).reshape(n, k, frames) % 200
     mask = torch.arange(frames)[None].expand(n, frames) < real
-    clips = SimpleNamespace(captions=[f"caption {i}" for i in range(n)],
-                            clip=lambda i: {"codes": codes[i], "frame_mask": mask[i]})
+    clips = SimpleNamespace(
+        captions=[f"caption {i}" for i in range(n)], clip=lambda i: {"codes": codes[i], "frame_mask": mask[i]}
+    )
     return [ClipDataset(clips)[i] for i in range(n)]
 
 
@@ -55,17 +55,26 @@ def test_caption_dropout_is_decided_per_seed_epoch_and_clip(tiny):
 
 
 def test_epoch_losses_average_each_epochs_steps():
-    history = [{"loss": 4.0, "epoch": 0.5}, {"loss": 2.0, "epoch": 1.0}, {"eval_loss": 3.0, "epoch": 1.0},
-               {"loss": 1.0, "epoch": 1.5}, {"loss": 1.0, "epoch": 2.0}, {"eval_loss": 2.5, "epoch": 2.0}]
-    assert epoch_losses(history) == [{"epoch": 1, "valid_loss": 3.0, "train_loss": 3.0},
-                                     {"epoch": 2, "valid_loss": 2.5, "train_loss": 1.0}]
+    history = [
+        {"loss": 4.0, "epoch": 0.5},
+        {"loss": 2.0, "epoch": 1.0},
+        {"eval_loss": 3.0, "epoch": 1.0},
+        {"loss": 1.0, "epoch": 1.5},
+        {"loss": 1.0, "epoch": 2.0},
+        {"eval_loss": 2.5, "epoch": 2.0},
+    ]
+    assert epoch_losses(history) == [
+        {"epoch": 1, "valid_loss": 3.0, "train_loss": 3.0},
+        {"epoch": 2, "valid_loss": 2.5, "train_loss": 1.0},
+    ]
 
 
 def test_a_checkpoint_due_on_an_epochs_last_step_is_saved_after_its_evaluation(tmp_path):
     """Trainer's own order (save at the step, evaluate at the epoch end) leaves a window where a
     kill resumes past the evaluation; EpochCallback moves that save after it. Mid-epoch saves stay."""
-    args = TrainingArguments(output_dir=str(tmp_path), save_strategy="steps", save_steps=3, eval_strategy="epoch",
-                             use_cpu=True, report_to="none")
+    args = TrainingArguments(
+        output_dir=str(tmp_path), save_strategy="steps", save_steps=3, eval_strategy="epoch", use_cpu=True, report_to="none"
+    )
     flow, ours = DefaultFlowCallback(), EpochCallback(None, tmp_path / "best")
     state, control = TrainerState(max_steps=12, save_steps=3), TrainerControl()
 

@@ -14,8 +14,13 @@ import torch
 
 from musicgen_lora.tiny import corpus
 from musicgen_lora.tiny.bootstrap import HELD_OUT, BuildConfig, build_tiny, build_tokenizer, new_model, style_audio
-from musicgen_lora.tiny.codec_train import (init_from_data, logmel_correlation, reconstruction_quality, spectral_terms,
-                                       train_codec)
+from musicgen_lora.tiny.codec_train import (
+    init_from_data,
+    logmel_correlation,
+    reconstruction_quality,
+    spectral_terms,
+    train_codec,
+)
 
 SR = 16000
 

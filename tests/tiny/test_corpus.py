@@ -24,8 +24,9 @@ SMALL = dict(tracks_per_style=4, seed=0, min_seconds=0.5, max_seconds=2.0)
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +132,14 @@ def test_styles_are_separable():
 
 
 def test_cli(tmp_path, capsys):
-    assert corpus_main(["--out", str(tmp_path), "--generic", "--tracks", "2",
-                        "--min-seconds", "0.5", "--max-seconds", "1"]) == 0
+    assert (
+        corpus_main(["--out", str(tmp_path), "--generic", "--tracks", "2", "--min-seconds", "0.5", "--max-seconds", "1"])
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(GENERIC_STYLES)
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "8 tracks" in out[0] and "min" in out[0]
-    assert corpus_main(["--out", str(tmp_path / "t"), "--tracks", "1", "--max-seconds", "1",
-                        "--min-seconds", "0.5"]) == 0
+    assert corpus_main(["--out", str(tmp_path / "t"), "--tracks", "1", "--max-seconds", "1", "--min-seconds", "0.5"]) == 0
     assert [p.name for p in (tmp_path / "t").iterdir()] == [TARGET_STYLE]
     for bad in (["--styles", "polka"], ["--target", "--generic"], ["--min-seconds", "5", "--max-seconds", "1"]):
         with pytest.raises(SystemExit) as exc:

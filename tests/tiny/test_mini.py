@@ -51,8 +51,9 @@ def test_a_killed_build_resumes_to_the_same_weights(tmp_path, monkeypatch):
     cfg = mini.MiniConfig.quick()
     phases = tmp_path / "phases"
     whole = mini.build_mini(tmp_path / "whole", tmp_path / "work-whole", cfg, phases)
-    assert sorted(p.name for p in phases.iterdir()) == sorted(f"{name}-{part}" for name in ("codec", "refine", "lm")
-                                                              for part in ("state.json", "weights.safetensors"))
+    assert sorted(p.name for p in phases.iterdir()) == sorted(
+        f"{name}-{part}" for name in ("codec", "refine", "lm") for part in ("state.json", "weights.safetensors")
+    )
     assert len(whole["codec_loss"]) == cfg.codec_steps and len(whole["lm_loss"]) == cfg.lm_steps
     assert len(whole["refine_loss"]) == cfg.refine_steps
     # saves: codec init, step 2, step 4 (codec done), refine step 2 (done), lm step 2: killed in the LM phase

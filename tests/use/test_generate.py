@@ -29,12 +29,22 @@ def test_short_request_writes_the_length_asked_and_a_sidecar(in_root, tmp_path, 
 
 
 def test_several_prompts_one_file_each_each_from_the_seed(in_root, tmp_path, capsys):
-    rc, _, _ = run(capsys, "--prompt", "Bright chiptune!", "--prompt", "calm piano", "--seconds", 1, "--seed", 5,
-                   "--out-dir", tmp_path / "many")
+    rc, _, _ = run(
+        capsys,
+        "--prompt",
+        "Bright chiptune!",
+        "--prompt",
+        "calm piano",
+        "--seconds",
+        1,
+        "--seed",
+        5,
+        "--out-dir",
+        tmp_path / "many",
+    )
     assert rc == 0
     files = sorted(p.name for p in (tmp_path / "many").iterdir())
-    assert files == ["00_bright-chiptune.wav", "00_bright-chiptune.wav.json", "01_calm-piano.wav",
-                     "01_calm-piano.wav.json"]
+    assert files == ["00_bright-chiptune.wav", "00_bright-chiptune.wav.json", "01_calm-piano.wav", "01_calm-piano.wav.json"]
     run(capsys, "--prompt", "calm piano", "--seconds", 1, "--seed", 5, "--out", tmp_path / "alone.wav")
     # a prompt gives the same audio whichever prompts come with it
     assert np.array_equal(sf.read(tmp_path / "alone.wav")[0], sf.read(tmp_path / "many/01_calm-piano.wav")[0])
@@ -42,39 +52,46 @@ def test_several_prompts_one_file_each_each_from_the_seed(in_root, tmp_path, cap
 
 def test_beyond_the_window_continues_and_measures_every_seam(in_root, tmp_path, capsys, tiny_adapter):
     out = tmp_path / "long.wav"
-    rc, stdout, _ = run(capsys, "--adapter", tiny_adapter, "--prompt", "chiptune", "--seconds", 10, "--window", 4,
-                        "--out", out)
+    rc, stdout, _ = run(
+        capsys, "--adapter", tiny_adapter, "--prompt", "chiptune", "--seconds", 10, "--window", 4, "--out", out
+    )
     assert rc == 0
     assert sf.info(out).frames == 10 * 16000
     lines = [line for line in stdout.splitlines() if "seam " in line]
-    assert [re.search(r"seam (\d) at ([\d.]+) s", line).groups() for line in lines] == \
-        [("1", "4.00"), ("2", "6.40"), ("3", "8.80")]  # window 4 s, stride 0.6 x 4 = 2.4 s
+    assert [re.search(r"seam (\d) at ([\d.]+) s", line).groups() for line in lines] == [
+        ("1", "4.00"),
+        ("2", "6.40"),
+        ("3", "8.80"),
+    ]  # window 4 s, stride 0.6 x 4 = 2.4 s
     assert all("LU" in line and "spectral jump" in line and "n/a" not in line for line in lines)
-    assert all(re.search(r"s (stands out|blends in) \(jumps more than \d+% of the clip's own moments", line)
-               for line in lines)  # every seam judged, not just measured
+    assert all(
+        re.search(r"s (stands out|blends in) \(jumps more than \d+% of the clip's own moments", line) for line in lines
+    )  # every seam judged, not just measured
     side = json.loads((tmp_path / "long.wav.json").read_text())
     assert (side["window_s"], side["stride_s"], side["windows"]) == (4.0, 2.4, 4)
     assert [s["at_s"] for s in side["seams"]] == [4.0, 6.4, 8.8]
     assert all(isinstance(s["loudness_jump_lu"], float) and s["spectral_jump_db"] >= 0 for s in side["seams"])
-    assert all(s["verdict"] in ("stands out", "blends in") and 0 <= s["loudness_percentile"] <= 100
-               for s in side["seams"])
+    assert all(s["verdict"] in ("stands out", "blends in") and 0 <= s["loudness_percentile"] <= 100 for s in side["seams"])
     assert side["adapter"] == str(tiny_adapter) and len(side["adapter_sha256"]) == 64
     assert set(side["seam_typical"]) == {"loudness_jump_lu", "spectral_jump_db"}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--adapter", "{tmp}/no_such_adapter"], "no_such_adapter: no adapter_config.json"),
-    (["--prompt", "second"], "--out names one file but 2 prompts were given; use --out-dir"),
-    (["--window", 90], "--window 90 s is more than this decoder's 4096 positions hold"),
-    (["--seconds", 0], "--seconds must be in [0.1, 3600]"),
-    (["--seconds", "1e-9"], "--seconds must be in [0.1, 3600]"),
-    (["--seconds", 100000], "--seconds must be in [0.1, 3600]"),
-    (["--seconds", "nan"], "--seconds must be in"),
-    (["--window", "nan"], "--window must be a number of seconds more than 0"),
-    (["--seed", 2**64], "--seed must be in [0, 2**32)"),
-    (["--seed", -1], "--seed must be in [0, 2**32)"),
-    (["--model", "{tmp}/no_model"], "no_model': no such folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--adapter", "{tmp}/no_such_adapter"], "no_such_adapter: no adapter_config.json"),
+        (["--prompt", "second"], "--out names one file but 2 prompts were given; use --out-dir"),
+        (["--window", 90], "--window 90 s is more than this decoder's 4096 positions hold"),
+        (["--seconds", 0], "--seconds must be in [0.1, 3600]"),
+        (["--seconds", "1e-9"], "--seconds must be in [0.1, 3600]"),
+        (["--seconds", 100000], "--seconds must be in [0.1, 3600]"),
+        (["--seconds", "nan"], "--seconds must be in"),
+        (["--window", "nan"], "--window must be a number of seconds more than 0"),
+        (["--seed", 2**64], "--seed must be in [0, 2**32)"),
+        (["--seed", -1], "--seed must be in [0, 2**32)"),
+        (["--model", "{tmp}/no_model"], "no_model': no such folder"),
+    ],
+)
 def test_errors_are_one_line_and_exit_1(in_root, tmp_path, capsys, args, message):
     args = [str(a).replace("{tmp}", str(tmp_path)) for a in args]
     rc, _, err = run(capsys, "--prompt", "chiptune", "--out", tmp_path / "x.wav", *args)
@@ -115,9 +132,25 @@ def test_two_writers_of_one_out_leave_a_matching_wav_and_sidecar(in_root, tmp_pa
     import sys
 
     def start(seed, out):  # the command line a user runs (relaunched with the pinned numerics)
-        return subprocess.Popen([sys.executable, "-m", "musicgen_lora", "generate", "--prompt", "chiptune", "--seconds",
-                                 "1", "--seed", str(seed), "--out", str(out)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "musicgen_lora",
+                "generate",
+                "--prompt",
+                "chiptune",
+                "--seconds",
+                "1",
+                "--seed",
+                str(seed),
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     out = tmp_path / "same.wav"
     procs = [start(seed, out) for seed in (1, 2)]

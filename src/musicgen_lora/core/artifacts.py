@@ -60,13 +60,14 @@ def rows_of(path: Path, kind: type[Row]) -> list[Row]:
     for n, row in enumerate(read_jsonl(path), 1):
         if not isinstance(row, dict) or set(row) != set(fields):
             got = sorted(row) if isinstance(row, dict) else type(row).__name__
-            raise UserError(f"{path}: line {n} has {got}, expected the keys {sorted(fields)}; regenerate it "
-                            f"(`dvc repro`)")
-        bad = [k for k, t in fields.items() if not isinstance(row[k], types[t]) or
-               (t != "bool" and isinstance(row[k], bool))]
+            raise UserError(f"{path}: line {n} has {got}, expected the keys {sorted(fields)}; regenerate it (`dvc repro`)")
+        bad = [
+            k for k, t in fields.items() if not isinstance(row[k], types[t]) or (t != "bool" and isinstance(row[k], bool))
+        ]
         if bad:
-            raise UserError(f"{path}: line {n}: {bad[0]} is {row[bad[0]]!r}, not a {fields[bad[0]]}; regenerate it "
-                            f"(`dvc repro`)")
+            raise UserError(
+                f"{path}: line {n}: {bad[0]} is {row[bad[0]]!r}, not a {fields[bad[0]]}; regenerate it (`dvc repro`)"
+            )
         out.append(kind(**row))
     return out
 
@@ -78,8 +79,14 @@ def read_manifest(seg_dir: Path) -> list[ClipRow]:
 
 REFERENCE = "reference.json"  # evaluation/: what `evaluate base` measured, read by evaluate, summarize, metrics
 # key -> the JSON types its value may have
-REFERENCE_KEYS = {"thresholds": (dict,), "base": (dict,), "base_valid_loss": (float, int), "target": (dict,),
-                  "padded": (dict, type(None)), "copy": (dict,)}
+REFERENCE_KEYS = {
+    "thresholds": (dict,),
+    "base": (dict,),
+    "base_valid_loss": (float, int),
+    "target": (dict,),
+    "padded": (dict, type(None)),
+    "copy": (dict,),
+}
 
 
 def read_json_object(path: Path, what: str, regenerate: str) -> dict:
@@ -116,14 +123,15 @@ def read_reference(path: Path) -> dict:
     ref = read_json_object(path, "the file `evaluate base` writes", fix)
     if set(ref) != set(REFERENCE_KEYS):
         odd = sorted(set(ref) ^ set(REFERENCE_KEYS))
-        raise UserError(f"{path}: not the file `evaluate base` writes ({', '.join(map(repr, odd[:3]))} "
-                        f"missing or unknown); {fix}")
-    bad = next((k for k, types in REFERENCE_KEYS.items() if not isinstance(ref[k], types)
-                or isinstance(ref[k], bool)), None)
+        raise UserError(
+            f"{path}: not the file `evaluate base` writes ({', '.join(map(repr, odd[:3]))} missing or unknown); {fix}"
+        )
+    bad = next((k for k, types in REFERENCE_KEYS.items() if not isinstance(ref[k], types) or isinstance(ref[k], bool)), None)
     if bad is None:
         th, names = ref["thresholds"], {f.name for f in dataclasses.fields(FlagThresholds)}
-        if set(th) != names or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                                       for v in th.values()):
+        if set(th) != names or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in th.values()
+        ):
             bad = "thresholds"
     if bad:
         raise UserError(f"{path}: {bad} is not what `evaluate base` writes; {fix}")
@@ -192,8 +200,11 @@ def _result_rows(rows: list, where: str) -> list[dict]:
     for n, row in enumerate(rows, 1):
         if not isinstance(row, dict):
             raise UserError(f"{where}: line {n} is not a JSON object; " + REPRO.format("evaluate"))
-        out.append(dataclasses.asdict(record(row, ResultRow, f"{where}: line {n}", "a row evaluate writes",
-                                             REPRO.format("evaluate"))))
+        out.append(
+            dataclasses.asdict(
+                record(row, ResultRow, f"{where}: line {n}", "a row evaluate writes", REPRO.format("evaluate"))
+            )
+        )
     return out
 
 
@@ -212,8 +223,9 @@ class SetMetrics:
 
 def read_set_metrics(path: Path) -> SetMetrics:
     fix = REPRO.format("evaluate")
-    return record(read_json_object(path, "the file `evaluate` writes", fix), SetMetrics, str(path),
-                  "the file `evaluate` writes", fix)
+    return record(
+        read_json_object(path, "the file `evaluate` writes", fix), SetMetrics, str(path), "the file `evaluate` writes", fix
+    )
 
 
 def read_epochs(path: Path) -> list[dict]:
@@ -222,8 +234,11 @@ def read_epochs(path: Path) -> list[dict]:
         rows = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         rows = None
-    if not isinstance(rows, list) or not rows or not all(
-            isinstance(r, dict) and {"epoch", "train_loss", "valid_loss"} <= set(r) for r in rows):
+    if (
+        not isinstance(rows, list)
+        or not rows
+        or not all(isinstance(r, dict) and {"epoch", "train_loss", "valid_loss"} <= set(r) for r in rows)
+    ):
         raise UserError(f"{path}: not the per-epoch losses `train` writes; " + REPRO.format("train"))
     return rows
 
@@ -232,14 +247,27 @@ def read_train_metrics(path: Path) -> dict:
     """metrics/train/metrics.json: the run's best epoch, losses and early stop, as train writes them."""
     data = read_json_object(path, "the metrics `train` writes", REPRO.format("train"))
     if not {"best_epoch", "valid_loss_objective"} <= set(data):
-        raise UserError(f"{path}: not the metrics `train` writes (no best_epoch or valid_loss_objective); "
-                        + REPRO.format("train"))
+        raise UserError(
+            f"{path}: not the metrics `train` writes (no best_epoch or valid_loss_objective); " + REPRO.format("train")
+        )
     return data
 
 
 # summary.json's keys that every reader may rely on (stages/summarize.py writes more)
-SUMMARY_KEYS = ("prompts", "best_epoch", "valid_loss_objective", "models", "bootstrap", "target", "set", "checks",
-                "thresholds", "copies", "verdicts", "per_clip")
+SUMMARY_KEYS = (
+    "prompts",
+    "best_epoch",
+    "valid_loss_objective",
+    "models",
+    "bootstrap",
+    "target",
+    "set",
+    "checks",
+    "thresholds",
+    "copies",
+    "verdicts",
+    "per_clip",
+)
 
 
 def parse_summary(text: str | None, where: str) -> dict:

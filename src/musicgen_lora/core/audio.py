@@ -85,16 +85,21 @@ def check_complete(path: Path, frames_read: int, f: sf.SoundFile) -> None:
     WAV's length as what the file holds, so its header is read for what it declares)."""
     declared = _wav_declared_frames(Path(path)) or f.frames
     if frames_read < 0.99 * declared:
-        raise AudioError(f"{path}: damaged: the audio stops at {frames_read / f.samplerate:.2f} s of the "
-                         f"{declared / f.samplerate:.2f} s its header declares (a cut-off copy or download?); "
-                         f"copy it again")
+        raise AudioError(
+            f"{path}: damaged: the audio stops at {frames_read / f.samplerate:.2f} s of the "
+            f"{declared / f.samplerate:.2f} s its header declares (a cut-off copy or download?); "
+            f"copy it again"
+        )
 
 
 def warn_notes(path: Path, notes: list[str]) -> None:
     """Decoded, but the decoder saw damage: one line that names the file."""
     if notes:
-        log.warning(f"{path}: warning: the decoder reported {notes[0]!r}"
-                    + (f" and {len(notes) - 1} more notes" if len(notes) > 1 else "") + "; used what it decoded")
+        log.warning(
+            f"{path}: warning: the decoder reported {notes[0]!r}"
+            + (f" and {len(notes) - 1} more notes" if len(notes) > 1 else "")
+            + "; used what it decoded"
+        )
 
 
 def _unreadable(path: Path, exc: Exception, notes: list[str]) -> str:
@@ -152,10 +157,15 @@ def _wav_declared_frames(path: Path) -> int | None:
 
 def _ffmpeg_to_wav(path: Path, wav: Path) -> None:
     if shutil.which("ffmpeg") is None:
-        raise AudioError(f"{path}: format not supported without ffmpeg ({path.suffix}); install ffmpeg "
-                         f"(apt-get install ffmpeg) or convert the file to flac/wav")
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-acodec", "pcm_f32le", str(wav)],
-                          capture_output=True, text=True)
+        raise AudioError(
+            f"{path}: format not supported without ffmpeg ({path.suffix}); install ffmpeg "
+            f"(apt-get install ffmpeg) or convert the file to flac/wav"
+        )
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-acodec", "pcm_f32le", str(wav)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode or not wav.exists():
         raise AudioError(f"{path}: unreadable audio (ffmpeg: {proc.stderr.strip()[:200]})")
 

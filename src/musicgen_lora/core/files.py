@@ -97,8 +97,10 @@ def inside(base: Path, relative: str) -> Path:
     """`base / relative`, refusing paths (from manifests or rows) that would leave `base`."""
     path = (Path(base) / relative).resolve()
     if not path.is_relative_to(Path(base).resolve()):
-        raise UserError(f"{base}: a row names {relative!r}, which points outside {base}; regenerate it "
-                        f"(`dvc repro`) instead of editing it")
+        raise UserError(
+            f"{base}: a row names {relative!r}, which points outside {base}; regenerate it "
+            f"(`dvc repro`) instead of editing it"
+        )
     return path
 
 

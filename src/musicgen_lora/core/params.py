@@ -75,9 +75,11 @@ class ModelParams:
     cpu_threads: int | None
 
     def rules(self) -> list[tuple[bool, str, str]]:
-        return [(bool(self.name.strip()), "name", "a non-empty model id or directory"),
-                (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N"),
-                (self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads", "an integer >= 1, or null")]
+        return [
+            (bool(self.name.strip()), "name", "a non-empty model id or directory"),
+            (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device", "auto, cpu, cuda or cuda:N"),
+            (self.cpu_threads is None or self.cpu_threads >= 1, "cpu_threads", "an integer >= 1, or null"),
+        ]
 
 
 @dataclass(frozen=True)
@@ -173,9 +175,12 @@ class TrainParams:
         return [
             (0 < self.rank <= MAX_RANK, "rank", f"an integer in [1, {MAX_RANK}] (and at most the decoder's width)"),
             (_seed_ok(self.seed), "seed", SEED_RANGE),
-            (self.init_adapter is None or under_adapters(self.init_adapter),
-             "init_adapter", "null (start afresh) or a folder under adapters/ (no `..`, no link out of it: the "
-                             "train stage depends on adapters/ only), e.g. adapters/round-1"),
+            (
+                self.init_adapter is None or under_adapters(self.init_adapter),
+                "init_adapter",
+                "null (start afresh) or a folder under adapters/ (no `..`, no link out of it: the "
+                "train stage depends on adapters/ only), e.g. adapters/round-1",
+            ),
             (_finite(self.alpha) and self.alpha > 0, "alpha", "finite and > 0"),
             (0 <= self.dropout < 1, "dropout", "in [0, 1)"),
             (len(self.target_modules) > 0, "target_modules", "a non-empty list"),
@@ -183,14 +188,23 @@ class TrainParams:
             (0 < self.lr <= 1, "lr", "in (0, 1]"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.grad_accum >= 1, "grad_accum", ">= 1"),
-            (self.gradient_checkpointing_every >= 1, "gradient_checkpointing_every",
-             "an integer >= 1 (1: every decoder layer)"),
+            (
+                self.gradient_checkpointing_every >= 1,
+                "gradient_checkpointing_every",
+                "an integer >= 1 (1: every decoder layer)",
+            ),
             # it picks the layers checkpointing recomputes: alone it would do nothing, silently
-            (self.gradient_checkpointing or self.gradient_checkpointing_every <= 1, "gradient_checkpointing_every",
-             "1 while train.gradient_checkpointing is false (set that to true as well)"),
+            (
+                self.gradient_checkpointing or self.gradient_checkpointing_every <= 1,
+                "gradient_checkpointing_every",
+                "1 while train.gradient_checkpointing is false (set that to true as well)",
+            ),
             (self.epochs >= 1, "epochs", ">= 1"),
-            (self.early_stopping_patience is None or self.early_stopping_patience >= 1, "early_stopping_patience",
-             "an integer >= 1 (epochs without a better valid loss), or null"),
+            (
+                self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+                "early_stopping_patience",
+                "an integer >= 1 (epochs without a better valid loss), or null",
+            ),
             (self.warmup_steps >= 0, "warmup_steps", ">= 0"),
             (0 <= self.weight_decay <= 1, "weight_decay", "in [0, 1]"),
             (_finite(self.max_grad_norm) and self.max_grad_norm > 0, "max_grad_norm", "finite and > 0"),
@@ -245,8 +259,11 @@ class EvaluateParams(FlagThresholds):
             (len(self.prompts) > 0, "prompts", "a non-empty list of prompts"),
             (all(p.strip() for p in self.prompts), "prompts", "non-empty strings"),
             (all(p.strip() for p in self.off_style_prompts), "off_style_prompts", "non-empty strings ([] = none)"),
-            (not set(self.prompts) & set(self.off_style_prompts), "off_style_prompts",
-             "prompts that are not also in evaluate.prompts"),
+            (
+                not set(self.prompts) & set(self.off_style_prompts),
+                "off_style_prompts",
+                "prompts that are not also in evaluate.prompts",
+            ),
             (self.samples_per_prompt >= 1, "samples_per_prompt", ">= 1"),
             # the decoder's position limit is checked against the model (evaluate, validate)
             (2.4 <= self.seconds <= 600, "seconds", "in [2.4, 600] (the clip metrics need 2.4 s)"),
@@ -303,10 +320,14 @@ def section_problems(name: str, raw) -> tuple[object | None, list[str]]:
     raw = dict(raw)
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
-    problems = [f"params.yaml: unknown key {name}.{key} (known: {', '.join(sorted(known))})"
-                for key in raw if key not in known]
-    problems += [f"params.yaml: {name}.{key} is missing (every key is set in params.yaml; "
-                 f"copy it from the project's params.yaml)" for key in known if key not in raw]
+    problems = [
+        f"params.yaml: unknown key {name}.{key} (known: {', '.join(sorted(known))})" for key in raw if key not in known
+    ]
+    problems += [
+        f"params.yaml: {name}.{key} is missing (every key is set in params.yaml; copy it from the project's params.yaml)"
+        for key in known
+        if key not in raw
+    ]
     for key in [k for k in known if k in raw]:
         value, hint = raw[key], hints[key]
         if not _type_ok(value, hint):
@@ -318,8 +339,11 @@ def section_problems(name: str, raw) -> tuple[object | None, list[str]]:
     if problems:
         return None, problems
     params = cls(**raw)
-    return params, [f"params.yaml: {name}.{key} must be {rule} (got {short(getattr(params, key))})"
-                    for holds, key, rule in params.rules() if not holds]
+    return params, [
+        f"params.yaml: {name}.{key} must be {rule} (got {short(getattr(params, key))})"
+        for holds, key, rule in params.rules()
+        if not holds
+    ]
 
 
 def parse_section(name: str, raw):
@@ -345,7 +369,7 @@ def expanded_nodes(node, limit: int = MAX_YAML_NODES) -> int:
         total = 1
         children = n.value if isinstance(n.value, list) else []
         for child in children:
-            for c in (child if isinstance(child, tuple) else (child,)):
+            for c in child if isinstance(child, tuple) else (child,):
                 total += size(c)
                 if total > limit:
                     break
@@ -366,8 +390,10 @@ def read_params(path: Path = PARAMS_FILE) -> dict:
         text = path.read_text(encoding="utf-8")
         nodes = expanded_nodes(YAML(typ="safe").compose(text))
         if nodes > MAX_YAML_NODES:
-            raise ParamsError(f"{path}: its aliases expand to over {MAX_YAML_NODES:,} values (a YAML alias bomb?); "
-                              f"write the values out instead of repeating anchors")
+            raise ParamsError(
+                f"{path}: its aliases expand to over {MAX_YAML_NODES:,} values (a YAML alias bomb?); "
+                f"write the values out instead of repeating anchors"
+            )
         data = YAML(typ="safe").load(text) or {}
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -394,8 +420,10 @@ def edit_params(path: Path, changes: dict, note: str | None = None) -> None:
     for section, values in changes.items():
         for key, value in values.items():
             if section in data and not isinstance(data[section], dict):
-                raise ParamsError(f"{path}: section {section} is empty or not a mapping; restore it "
-                                  f"(`git checkout {Path(path).name}`) and run again")
+                raise ParamsError(
+                    f"{path}: section {section} is empty or not a mapping; restore it "
+                    f"(`git checkout {Path(path).name}`) and run again"
+                )
             if section not in data or key not in data[section]:
                 raise ParamsError(f"{path}: no key {section}.{key} to set")
             if note and data[section][key] != value:
@@ -442,6 +470,8 @@ def problems(path: Path = PARAMS_FILE) -> list[str]:
     seg = typing.cast("SegmentParams | None", parsed["segment"])
     enc = typing.cast("EncodeParams | None", parsed["encode"])
     if seg and enc and enc.pad_to_seconds is not None and enc.pad_to_seconds < seg.clip_seconds:
-        out.append(f"params.yaml: encode.pad_to_seconds must be null or >= segment.clip_seconds "
-                   f"({seg.clip_seconds:g}) (got {enc.pad_to_seconds!r})")
+        out.append(
+            f"params.yaml: encode.pad_to_seconds must be null or >= segment.clip_seconds "
+            f"({seg.clip_seconds:g}) (got {enc.pad_to_seconds!r})"
+        )
     return out

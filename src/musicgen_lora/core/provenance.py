@@ -48,14 +48,19 @@ def machine(device: torch.device | str | None = None) -> dict:
     return info
 
 
-def environment(model_name: str, revision: str | None, seeds: dict, data_files: list[Path],
-                device: torch.device | str | None = None) -> dict:
+def environment(
+    model_name: str, revision: str | None, seeds: dict, data_files: list[Path], device: torch.device | str | None = None
+) -> dict:
     """`machine(device)` plus what the run was given: seeds, model, and a hash of its data files."""
     digest = hashlib.sha256()
     for f in data_files:
         digest.update(Path(f).read_bytes())
-    return {**machine(device), "seeds": seeds, "model": {"name": model_name, "revision": revision},
-            "data_sha256": digest.hexdigest()}
+    return {
+        **machine(device),
+        "seeds": seeds,
+        "model": {"name": model_name, "revision": revision},
+        "data_sha256": digest.hexdigest(),
+    }
 
 
 def env_main(argv: list[str]) -> int:

@@ -23,7 +23,7 @@ import torchaudio.functional as AF
 from .audio import AudioError, as_channels, check_complete, opened, read_block, warn_notes
 
 LOWPASS_WIDTH = 6  # torchaudio.functional.resample's default lowpass_filter_width
-ROLLOFF = 0.99     # and its rolloff
+ROLLOFF = 0.99  # and its rolloff
 
 
 class Resampler:
@@ -37,16 +37,16 @@ class Resampler:
         self.context = self.o * (math.ceil(width / self.o) + 2)  # real samples each side, on the o-grid
         self.buf: np.ndarray | None = None
         self.buf_start = 0  # input index of buf[..., 0]
-        self.done = 0       # input index up to which output was given (on the o-grid)
+        self.done = 0  # input index up to which output was given (on the o-grid)
 
     def _out(self, stop: int | None) -> np.ndarray:
         """Output for input [done, stop) (to the end: stop None), from a chunk with context."""
         assert self.buf is not None  # called from push (after it sets buf) and from finish (buf checked)
         lo = max(0, self.done - self.context)
-        chunk = self.buf[..., lo - self.buf_start: None if stop is None else stop + self.context - self.buf_start]
+        chunk = self.buf[..., lo - self.buf_start : None if stop is None else stop + self.context - self.buf_start]
         out = AF.resample(torch.from_numpy(np.ascontiguousarray(chunk)), self.orig, self.new).numpy()
         skip = (self.done - lo) * self.n // self.o
-        return out[..., skip:] if stop is None else out[..., skip: skip + (stop - self.done) * self.n // self.o]
+        return out[..., skip:] if stop is None else out[..., skip : skip + (stop - self.done) * self.n // self.o]
 
     def push(self, x: np.ndarray) -> np.ndarray:
         self.buf = x if self.buf is None else np.concatenate([self.buf, x], axis=-1)
@@ -94,7 +94,7 @@ def stream_audio(path: Path, sample_rate: int, channels: int = 1, block: int = 0
     if resampler:
         pending = np.concatenate([pending, resampler.finish()], axis=-1)
     for i in range(0, pending.shape[-1], block):
-        yield _layout(pending[:, i:i + block], channels)
+        yield _layout(pending[:, i : i + block], channels)
     warn_notes(path, notes)
 
 

@@ -62,8 +62,10 @@ def verify_tracked(out: Path, lock: Path = LOCK, cache: Path = CACHE) -> int:
     md5 = recorded_md5(out, lock)
     if not md5:
         return 0
-    fix = (f"restore it with `dvc checkout --relink {lock_path(out)}` (or `dvc pull`), or re-run its stage with "
-           f"`dvc repro` (if you re-made it by hand on purpose, `dvc commit` records it)")
+    fix = (
+        f"restore it with `dvc checkout --relink {lock_path(out)}` (or `dvc pull`), or re-run its stage with "
+        f"`dvc repro` (if you re-made it by hand on purpose, `dvc commit` records it)"
+    )
     if not md5.endswith(".dir"):
         if _md5(Path(out)) != md5:
             raise UserError(f"{out}: its bytes differ from what dvc.lock records (md5 {md5}); {fix}")

@@ -108,11 +108,13 @@ def trial_tags(manifest: Path = MANIFEST, partial: bool = False) -> list[str]:
     missing = [n for n in trials if n not in names]
     if not names or (missing and not partial):
         which = f"none of the {len(trials)} trials" if not names else f"{len(missing)} of the {len(trials)} trials"
-        raise UserError(f"compare: {which} of {manifest} {'has a' if not names else 'have no'} git tag here "
-                        f"({', '.join(missing[:3])}"
-                        f"{', ...' if len(missing) > 3 else ''}); reports/ is left as it is. Fetch the tags "
-                        f"(`git fetch --tags`; the repository that ran them shares them with `git push --tags`) "
-                        f"or run the trials (`make trials`){'' if not names else '; --partial reports the others'}")
+        raise UserError(
+            f"compare: {which} of {manifest} {'has a' if not names else 'have no'} git tag here "
+            f"({', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}); reports/ is left as it is. Fetch the tags "
+            f"(`git fetch --tags`; the repository that ran them shares them with `git push --tags`) "
+            f"or run the trials (`make trials`){'' if not names else '; --partial reports the others'}"
+        )
     return names
 
 
@@ -133,8 +135,11 @@ def experiment_runs() -> list[tuple[str, str]]:
     rows = exp_show(".")
     head = git("rev-parse", "HEAD").strip()
     runs = [("baseline", head)] if git("ls-tree", head, SUMMARY_AT, check=False).strip() else []
-    exps = [r for r in rows if r.get("typ") in ("branch_commit", "branch_base") and r.get("Experiment")
-            and r.get("State") in (None, "Success")]
+    exps = [
+        r
+        for r in rows
+        if r.get("typ") in ("branch_commit", "branch_base") and r.get("Experiment") and r.get("State") in (None, "Success")
+    ]
     return runs + [(r["Experiment"], r["rev"]) for r in sorted(exps, key=lambda r: str(r.get("Created") or ""))]
 
 
@@ -151,9 +156,11 @@ def default_runs(manifest: Path = MANIFEST) -> list[tuple[str, str]]:
             seen.add(commit)
             out.append((name, rev))
     if len(out) < 2:
-        raise UserError("compare: nothing to compare here (no finished experiment of this commit in `dvc exp show`, "
-                        "no trial tags); run some, e.g. `dvc exp run -n lr-high -S train.lr=0.002`, or name the "
-                        "revisions: `compare EXP_OR_TAG_OR_BRANCH_OR_COMMIT ...`")
+        raise UserError(
+            "compare: nothing to compare here (no finished experiment of this commit in `dvc exp show`, "
+            "no trial tags); run some, e.g. `dvc exp run -n lr-high -S train.lr=0.002`, or name the "
+            "revisions: `compare EXP_OR_TAG_OR_BRANCH_OR_COMMIT ...`"
+        )
     return out
 
 
@@ -169,19 +176,23 @@ def resolve(revs: list[str]) -> list[tuple[str, str]]:
     for rev in revs:
         commit = exps.get(rev) or git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
         if not commit:
-            raise UserError(f"compare: '{rev}' is no experiment (`dvc exp list`), tag, branch or commit here; "
-                            "name one of those")
+            raise UserError(
+                f"compare: '{rev}' is no experiment (`dvc exp list`), tag, branch or commit here; name one of those"
+            )
         if not git("ls-tree", commit, SUMMARY_AT, check=False):
-            raise UserError(f"compare: '{rev}' has no {SUMMARY_AT} (a commit without a finished run); "
-                            "name a run's commit, or run it first (`dvc exp run`)")
+            raise UserError(
+                f"compare: '{rev}' has no {SUMMARY_AT} (a commit without a finished run); "
+                "name a run's commit, or run it first (`dvc exp run`)"
+            )
         out.append((rev, commit))
     return out
 
 
 def collect(runs: list[tuple[str, str]]) -> list[dict]:
     """Every run's params, figures, losses and summary; `runs` are (name, revision)."""
-    show = json.loads(subprocess.run(["dvc", "exp", "show", "-T", "--json"], capture_output=True, text=True,
-                                     check=True).stdout)
+    show = json.loads(
+        subprocess.run(["dvc", "exp", "show", "-T", "--json"], capture_output=True, text=True, check=True).stdout
+    )
     rows = exp_rows(show)
     out = []
     for name, rev in runs:
@@ -195,9 +206,17 @@ def collect(runs: list[tuple[str, str]]) -> list[dict]:
             figures = C.figures(summary)
         except (UserError, KeyError, TypeError):  # a summary of another shape: what dvc exp show has
             summary, figures = {}, found["metrics"]
-        out.append({"name": name, "rev": rev, **found, "figures": figures,
-                    "train_losses": epoch_losses(rev, "train"), "valid_losses": epoch_losses(rev, "valid"),
-                    "summary": summary})
+        out.append(
+            {
+                "name": name,
+                "rev": rev,
+                **found,
+                "figures": figures,
+                "train_losses": epoch_losses(rev, "train"),
+                "valid_losses": epoch_losses(rev, "valid"),
+                "summary": summary,
+            }
+        )
     return out
 
 
@@ -218,8 +237,9 @@ def extract_best_audio(runs: list[tuple[str, str]], out_dir: Path) -> dict[str, 
             rows = parse_results(fs.read_text(RESULTS_AT, encoding="utf-8"), f"{rev}:{RESULTS_AT}")
             folder = re.sub(r"[^A-Za-z0-9._-]", "_", name)
             out[name] = []
-            for r in (r for r in rows if r["model"] == "best" and r.get("length", "clip") == "clip"
-                      and r.get("sample", 0) == 0):
+            for r in (
+                r for r in rows if r["model"] == "best" and r.get("length", "clip") == "clip" and r.get("sample", 0) == 0
+            ):
                 inside(Path(EVAL_DIR), r["file"])  # a row naming a path outside evaluation/ is refused
                 dest = Path(folder) / Path(r["file"]).name
                 (tmp / dest).parent.mkdir(parents=True, exist_ok=True)
@@ -232,13 +252,23 @@ def write_page(rows: list[dict], out: Path, stem: str, descriptions: dict[str, s
     """reports/<stem>.html with the audio extracted beside it (<stem>_audio/)."""
     rows = sorted(rows, key=rank_key)  # the report's order: verdict, then style distance
     clips = extract_best_audio([(r["name"], r["rev"]) for r in rows], out / f"{stem}_audio")
-    return write_trials_page(out / f"{stem}.html", [
-        {"name": r["name"], "description": descriptions.get(r["name"], ""), "metrics": r["figures"],
-         "rows": clips[r["name"]]} for r in rows], title=f"{stem.capitalize()}: best adapters side by side")
+    return write_trials_page(
+        out / f"{stem}.html",
+        [
+            {
+                "name": r["name"],
+                "description": descriptions.get(r["name"], ""),
+                "metrics": r["figures"],
+                "rows": clips[r["name"]],
+            }
+            for r in rows
+        ],
+        title=f"{stem.capitalize()}: best adapters side by side",
+    )
 
 
 def per_model(figures: dict, key: str, fmt: str = "{:.3f}") -> str:
-    """"base / best / final" of one figure."""
+    """ "base / best / final" of one figure."""
     return " / ".join(fmt.format(figures.get(key, {}).get(n, float("nan"))) for n in ("base", "best", "final"))
 
 
@@ -250,8 +280,15 @@ def param(row: dict, key: str, missing=None):
 
 def changed_params(rows: list[dict]) -> list[str]:
     """section.key of every param whose value differs between the runs (what the experiments vary)."""
-    flat = [{f"{sec}.{k}": json.dumps(v, sort_keys=True) for sec, d in r["params"].items() if isinstance(d, dict)
-             for k, v in d.items()} for r in rows]
+    flat = [
+        {
+            f"{sec}.{k}": json.dumps(v, sort_keys=True)
+            for sec, d in r["params"].items()
+            if isinstance(d, dict)
+            for k, v in d.items()
+        }
+        for r in rows
+    ]
     keys = sorted(set().union(*flat)) if flat else []
     return [k for k in keys if len({f.get(k) for f in flat}) > 1]
 
@@ -259,17 +296,30 @@ def changed_params(rows: list[dict]) -> list[str]:
 def experiments_table(rows: list[dict]) -> str:
     """One row per run: the params the runs vary, the verdicts and the figures behind them."""
     varied = changed_params(rows)
-    head = ["run", *varied, "best epoch", "verdict best / final", "of the way to the target (best)",
-            "valid loss base / best / final (real frames)", "style FD (musicnn) base / best / final"]
+    head = [
+        "run",
+        *varied,
+        "best epoch",
+        "verdict best / final",
+        "of the way to the target (best)",
+        "valid loss base / best / final (real frames)",
+        "style FD (musicnn) base / best / final",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(rows, key=rank_key):
         m = r["figures"]
         values = [param(r, k, "-") for k in varied]
         verdict = m.get("verdict", {})
         share = m.get("style_share_pct", {}).get("best")
-        cells = [r["name"], *values, m.get("best_epoch", "-"),
-                 f"{verdict.get('best', '-')} / {verdict.get('final', '-')}", "-" if share is None else f"{share:.0f}%",
-                 per_model(m, "valid_loss_real"), per_model(m, "style_fd", "{:.4g}")]
+        cells = [
+            r["name"],
+            *values,
+            m.get("best_epoch", "-"),
+            f"{verdict.get('best', '-')} / {verdict.get('final', '-')}",
+            "-" if share is None else f"{share:.0f}%",
+            per_model(m, "valid_loss_real"),
+            per_model(m, "style_fd", "{:.4g}"),
+        ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -279,23 +329,51 @@ def _fmt(values: list[float]) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["trial", "rank", "alpha", "dropout", "lr", "batch", "grad accum", "epochs", "warmup steps",
-            "clip / padding", "train loss per epoch (objective)", "valid loss per epoch from 0 = base (objective)",
-            "best epoch", "valid loss base / best / final (real frames only)",
-            "style FD (musicnn) base / best / final",
-            "flagged clips base / best / final"]
+    head = [
+        "trial",
+        "rank",
+        "alpha",
+        "dropout",
+        "lr",
+        "batch",
+        "grad accum",
+        "epochs",
+        "warmup steps",
+        "clip / padding",
+        "train loss per epoch (objective)",
+        "valid loss per epoch from 0 = base (objective)",
+        "best epoch",
+        "valid loss base / best / final (real frames only)",
+        "style FD (musicnn) base / best / final",
+        "flagged clips base / best / final",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t, e, m = r["params"].get("train", {}), r["params"].get("encode", {}), r["figures"]
         pad = e.get("pad_to_seconds")
         clip = r["params"].get("segment", {}).get("clip_seconds", 15.0)
-        padding = (f"{clip:g} s padded to {pad:g} s" if pad else f"{clip:g} s") + \
-            (", masked" if t.get("mask_padding", True) else ", padding NOT masked")
+        padding = (f"{clip:g} s padded to {pad:g} s" if pad else f"{clip:g} s") + (
+            ", masked" if t.get("mask_padding", True) else ", padding NOT masked"
+        )
 
-        cells = [r["name"], t.get("rank"), t.get("alpha"), t.get("dropout"), t.get("lr"), t.get("batch_size"),
-                 t.get("grad_accum"), t.get("epochs"), t.get("warmup_steps"), padding, _fmt(r["train_losses"]),
-                 _fmt(r["valid_losses"]), m.get("best_epoch", "-"), per_model(m, "valid_loss_real"),
-                 per_model(m, "style_fd", "{:.4g}"), per_model(m, "flagged", "{}")]
+        cells = [
+            r["name"],
+            t.get("rank"),
+            t.get("alpha"),
+            t.get("dropout"),
+            t.get("lr"),
+            t.get("batch_size"),
+            t.get("grad_accum"),
+            t.get("epochs"),
+            t.get("warmup_steps"),
+            padding,
+            _fmt(r["train_losses"]),
+            _fmt(r["valid_losses"]),
+            m.get("best_epoch", "-"),
+            per_model(m, "valid_loss_real"),
+            per_model(m, "style_fd", "{:.4g}"),
+            per_model(m, "flagged", "{}"),
+        ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -342,34 +420,47 @@ def style_ranking(rows: list[dict]) -> str:
     """Runs ranked by best's verdict, then its musicnn style distance (lower = closer to the
     held-out target clips), each with its paired intervals against base, and best's
     style_similarity against the top run's."""
-    ranked = sorted((r for r in rows if r["summary"].get("set", {}).get("best", {}).get("style_fd") is not None),
-                    key=rank_key)
+    ranked = sorted(
+        (r for r in rows if r["summary"].get("set", {}).get("best", {}).get("style_fd") is not None), key=rank_key
+    )
     if not ranked:
         return "No run has a musicnn style distance (run them with this version of evaluate)."
     top = ranked[0]["summary"]
     target = top.get("target", {})
-    lines = [f"Target clips: {target.get('n', '?')} held-out real clips, heard by musicnn as "
-             + ", ".join(t for t, _ in target.get("top_tags", [])) + ". Intervals: 95% paired bootstrap over the "
-             "(prompt, seed) pairs; a difference counts only where its interval excludes 0. Ranked by best's "
-             "verdict (improved first, then forgets prompts, not closer, inert, degraded, copies training audio), "
-             "then by style FD.", "",
-             "| rank | run | verdict (best) | style FD base -> best (n gen / target) | best - base [95% CI] | "
-             "best vs base | style_similarity best (best - base [95% CI]) | "
-             "best's style_similarity - top run's [95% CI] | best's top tags |", "|" + "---|" * 9]
+    lines = [
+        f"Target clips: {target.get('n', '?')} held-out real clips, heard by musicnn as "
+        + ", ".join(t for t, _ in target.get("top_tags", []))
+        + ". Intervals: 95% paired bootstrap over the "
+        "(prompt, seed) pairs; a difference counts only where its interval excludes 0. Ranked by best's "
+        "verdict (improved first, then forgets prompts, not closer, inert, degraded, copies training audio), "
+        "then by style FD.",
+        "",
+        "| rank | run | verdict (best) | style FD base -> best (n gen / target) | best - base [95% CI] | "
+        "best vs base | style_similarity best (best - base [95% CI]) | "
+        "best's style_similarity - top run's [95% CI] | best's top tags |",
+        "|" + "---|" * 9,
+    ]
     for i, r in enumerate(ranked, 1):
         s = r["summary"]
         base, best = s["set"]["base"], s["set"]["best"]
         sim = s.get("models", {}).get("best", {})
         d_sim = sim.get("delta_vs_base", {}).get("style_similarity")
         d_top = vs_top(top, s) if i > 1 else None
-        other = "(top)" if i == 1 else f"{_ci(d_top, '{:+.3f}')}: {_verdict(d_top, False)}" if d_top \
+        other = (
+            "(top)"
+            if i == 1
+            else f"{_ci(d_top, '{:+.3f}')}: {_verdict(d_top, False)}"
+            if d_top
             else "not paired (other prompts)"
+        )
         words = ", ".join(best_words(r)) or "-"
-        lines.append(f"| {i} | {r['name']} | {words} | {base['style_fd']:.4g} -> {best['style_fd']:.4g} "
-                     f"({best.get('n_generated')} / {best.get('n_target')}) | "
-                     f"{_ci(best.get('style_fd_vs_base'), '{:+.3g}')} | {_verdict(best.get('style_fd_vs_base'), True)} | "
-                     f"{sim.get('mean', {}).get('style_similarity', float('nan')):.3f} ({_ci(d_sim, '{:+.3f}')}) | "
-                     f"{other} | {', '.join(t for t, _ in best.get('top_tags', [])[:3])} |")
+        lines.append(
+            f"| {i} | {r['name']} | {words} | {base['style_fd']:.4g} -> {best['style_fd']:.4g} "
+            f"({best.get('n_generated')} / {best.get('n_target')}) | "
+            f"{_ci(best.get('style_fd_vs_base'), '{:+.3g}')} | {_verdict(best.get('style_fd_vs_base'), True)} | "
+            f"{sim.get('mean', {}).get('style_similarity', float('nan')):.3f} ({_ci(d_sim, '{:+.3f}')}) | "
+            f"{other} | {', '.join(t for t, _ in best.get('top_tags', [])[:3])} |"
+        )
     return "\n".join(lines)
 
 
@@ -381,8 +472,14 @@ def plot(rows: list[dict], path: Path) -> None:
     for i, r in enumerate(rows):
         if r["valid_losses"]:
             padded = r["params"].get("train", {}).get("mask_padding") is False
-            ax.plot(range(len(r["valid_losses"])), r["valid_losses"], marker=markers[i % len(markers)], markersize=7,
-                    ls=":" if padded else "-", label=r["name"] + (" (padded frames in the loss)" if padded else ""))
+            ax.plot(
+                range(len(r["valid_losses"])),
+                r["valid_losses"],
+                marker=markers[i % len(markers)],
+                markersize=7,
+                ls=":" if padded else "-",
+                label=r["name"] + (" (padded frames in the loss)" if padded else ""),
+            )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch (0 = base model)", ylabel="valid loss (training objective)", title="Valid loss per trial")
     ax.legend(fontsize=8)
@@ -391,16 +488,24 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="musicgen_lora compare", description=__doc__)
-    ap.add_argument("revs", nargs="*", metavar="REV",
-                    help="experiments (their `dvc exp run -n` names), tags, branches or commits to compare; default: "
-                         "this commit's run and its experiments, and the trials' tags")
-    ap.add_argument("--trials", action="store_true",
-                    help="the reference trials' report instead (reports/trials.{md,html}: what `make compare` writes)")
+    ap.add_argument(
+        "revs",
+        nargs="*",
+        metavar="REV",
+        help="experiments (their `dvc exp run -n` names), tags, branches or commits to compare; default: "
+        "this commit's run and its experiments, and the trials' tags",
+    )
+    ap.add_argument(
+        "--trials",
+        action="store_true",
+        help="the reference trials' report instead (reports/trials.{md,html}: what `make compare` writes)",
+    )
     ap.add_argument("--manifest", type=Path, default=MANIFEST)
     ap.add_argument("--out", type=Path, default=Path("reports"))
     ap.add_argument("--json", action="store_true", help="print the collected rows as JSON instead")
-    ap.add_argument("--partial", action="store_true", help="with --trials: report the trials that have tags when "
-                                                           "some do not")
+    ap.add_argument(
+        "--partial", action="store_true", help="with --trials: report the trials that have tags when some do not"
+    )
     args = ap.parse_args(argv)
     if args.trials and args.revs:
         raise UserError("compare: name revisions or --trials, not both")
@@ -414,14 +519,17 @@ def main(argv: list[str]) -> int:
         return 0
     if args.trials:
         stem, descriptions = "trials", {t.name: t.description for t in load_trials(args.manifest)}
-        report = "# The reference trainings\n\nFrom `dvc exp show -T --json` and each tag's DVCLive losses.\n\n" \
-            + table(rows)
+        report = "# The reference trainings\n\nFrom `dvc exp show -T --json` and each tag's DVCLive losses.\n\n" + table(
+            rows
+        )
     else:
         varied = changed_params(rows)
         stem, descriptions = "experiments", {r["name"]: ", ".join(f"{k}={param(r, k)}" for k in varied) for r in rows}
-        report = "# Your experiments\n\n" + ", ".join(f"`{n}`" for n, _ in runs) + ", ranked by verdict then style " \
-            "distance; the verdicts and intervals are each run's own (best and final against base).\n\n" \
+        report = (
+            "# Your experiments\n\n" + ", ".join(f"`{n}`" for n, _ in runs) + ", ranked by verdict then style "
+            "distance; the verdicts and intervals are each run's own (best and final against base).\n\n"
             + experiments_table(rows)
+        )
     report += "\n\n## Ranked by verdict, then style (musicnn)\n\n" + style_ranking(rows) + "\n"
     with atomic_path(args.out / f"{stem}.md") as tmp:
         tmp.write_text(report, encoding="utf-8")

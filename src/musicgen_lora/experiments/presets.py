@@ -58,6 +58,8 @@ def main(argv: list[str]) -> int:
     name = changes.get("model", {}).get("name")
     if name and name != "tiny":
         print(f"the checkpoint: {checkpoint_hint(name)}")
-    print("now set evaluate.prompts and train.sample_prompts (what the page plays after every epoch) to prompts "
-          "in your style, then `python -m musicgen_lora validate` and commit")
+    print(
+        "now set evaluate.prompts and train.sample_prompts (what the page plays after every epoch) to prompts "
+        "in your style, then `python -m musicgen_lora validate` and commit"
+    )
     return 0

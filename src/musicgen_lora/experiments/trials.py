@@ -66,8 +66,10 @@ def load_trials(path: Path = MANIFEST) -> list[Trial]:
     try:
         trials = [Trial(str(t["name"]), str(t["description"]), dict(t.get("params") or {})) for t in data["trials"]]
     except (TypeError, KeyError, AttributeError, ValueError):
-        raise UserError(f"{path}: expected `trials:` with a name, a description and params per trial "
-                        f"(see experiments/trials.yaml in the project)") from None
+        raise UserError(
+            f"{path}: expected `trials:` with a name, a description and params per trial "
+            f"(see experiments/trials.yaml in the project)"
+        ) from None
     names = [t.name for t in trials]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: duplicate trial names in {names}")

@@ -45,8 +45,7 @@ class Interval:
         return cls(d["delta"], *d["ci95"], d["n"])
 
     def as_dict(self, digits: int = 5) -> dict:
-        return {"delta": round(self.delta, digits), "ci95": [round(self.low, digits), round(self.high, digits)],
-                "n": self.n}
+        return {"delta": round(self.delta, digits), "ci95": [round(self.low, digits), round(self.high, digits)], "n": self.n}
 
 
 def resample_indices(n: int, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -75,8 +74,14 @@ def paired_mean_diff(first, second, resamples: int = RESAMPLES, seed: int = 0, l
     return Interval(float(d.mean()), *percentile_interval(means, level), d.size)
 
 
-def paired_stat_diff(stat: Callable[[np.ndarray], float], first: np.ndarray, second: np.ndarray,
-                     resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> Interval:
+def paired_stat_diff(
+    stat: Callable[[np.ndarray], float],
+    first: np.ndarray,
+    second: np.ndarray,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> Interval:
     """`stat(second) - stat(first)` for a set statistic (a Fréchet distance of feature rows, say),
     rows paired by index, with the interval from resampling the pairs: both sets are drawn with the
     same indices, so what the two models share (prompt, seed) cancels as it does in the point value."""
@@ -89,7 +94,7 @@ def paired_stat_diff(stat: Callable[[np.ndarray], float], first: np.ndarray, sec
 
 
 def verdict(interval: Interval, lower_is_better: bool) -> str:
-    """"better" / "worse" only where the interval excludes zero (over at least MIN_PAIRS pairs),
+    """ "better" / "worse" only where the interval excludes zero (over at least MIN_PAIRS pairs),
     else "no measurable difference"."""
     if not interval.excludes_zero():
         return UNCLEAR

@@ -20,12 +20,19 @@ from .flags import flags
 
 log = logging.getLogger(__name__)
 
-PART_S = 300.0    # a longer file is measured in parts of this length (memory flat in its length)
+PART_S = 300.0  # a longer file is measured in parts of this length (memory flat in its length)
 
-_TABLE = (("file", None, "{}"), ("LUFS", "integrated_loudness_lufs", "{:.1f}"),
-          ("slope LU/s", "loudness_slope_lu_per_s", "{:+.2f}"), ("tail LU", "tail_drop_lu", "{:+.1f}"),
-          ("silence", "silence_ratio", "{:.2f}"), ("flatness", "spectral_flatness", "{:.3f}"),
-          ("pulse", "pulse_clarity", "{:.2f}"), ("chroma H", "chroma_entropy", "{:.2f}"), ("flags", None, "{}"))
+_TABLE = (
+    ("file", None, "{}"),
+    ("LUFS", "integrated_loudness_lufs", "{:.1f}"),
+    ("slope LU/s", "loudness_slope_lu_per_s", "{:+.2f}"),
+    ("tail LU", "tail_drop_lu", "{:+.1f}"),
+    ("silence", "silence_ratio", "{:.2f}"),
+    ("flatness", "spectral_flatness", "{:.3f}"),
+    ("pulse", "pulse_clarity", "{:.2f}"),
+    ("chroma H", "chroma_entropy", "{:.2f}"),
+    ("flags", None, "{}"),
+)
 
 
 def _cell(row: dict, head: str, key: str | None, fmt: str) -> str:
@@ -42,8 +49,9 @@ def file_rows(path: Path, thresholds: FlagThresholds) -> Iterator[dict]:
         sr = f.samplerate
     part = int(PART_S * sr)
     for i, audio in enumerate(stream_audio(path, sr, 1, block=part)):
-        label = str(path) if i == 0 and len(audio) < part else \
-            f"{path} [{i * PART_S:.0f}-{(i * part + len(audio)) / sr:.0f} s]"
+        label = (
+            str(path) if i == 0 and len(audio) < part else f"{path} [{i * PART_S:.0f}-{(i * part + len(audio)) / sr:.0f} s]"
+        )
         if i and len(audio) < MIN_CLIP_S * sr:
             log.info(f"note: {path}: the last {len(audio) / sr:.1f} s are too short to measure")
             return
@@ -81,8 +89,11 @@ def metrics_cli(argv: list[str], thresholds: FlagThresholds) -> int:
         table = [[head for head, _, _ in _TABLE]] + rows
         widths = [max(len(r[i]) for r in table) for i in range(len(_TABLE))]
         for r in table:
-            print("  ".join(c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w)
-                            for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+            print(
+                "  ".join(
+                    c.ljust(w) if i in (0, len(r) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+                ).rstrip()
+            )
     return rc
 
 

@@ -21,8 +21,10 @@ MIN_CLIP_S = 2.4  # the shortest audio clip_metrics measures
 def _k_weighted(x: np.ndarray, sr: int) -> np.ndarray:
     # BS.1770's K-weighting (shelf + high-pass) through pyloudnorm's public IIRfilter, with the
     # very stages and constants its Meter builds for filter_class "K-weighting".
-    for stage in (pyloudnorm.IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sr, "high_shelf"),
-                  pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sr, "high_pass")):
+    for stage in (
+        pyloudnorm.IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sr, "high_shelf"),
+        pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sr, "high_pass"),
+    ):
         x = stage.apply_filter(x)
     return x
 
@@ -96,8 +98,10 @@ def _tail(t: np.ndarray, lufs: np.ndarray, dur: float, tail_s: float, block_s: f
     cut = dur - tail_s
     tail, rest = lufs[start >= cut - 1e-9], lufs[start + block_s <= cut + 1e-9]
     if tail_s < block_s or tail.size == 0 or rest.size == 0:
-        raise ValueError(f"tail_drop: need tail_s >= {block_s} s and audio > tail_s + {block_s} s "
-                         f"(got tail_s={tail_s}, audio {dur:.2f} s)")
+        raise ValueError(
+            f"tail_drop: need tail_s >= {block_s} s and audio > tail_s + {block_s} s "
+            f"(got tail_s={tail_s}, audio {dur:.2f} s)"
+        )
     return float(tail.mean() - rest.mean())
 
 
@@ -135,7 +139,7 @@ def rms_per_second(audio: np.ndarray, sr: int) -> list[float]:
     """
     x = checked_audio(audio, sr, 0.5, "rms_per_second")
     values = list(_frame_dbfs(x, sr)) if x.size >= sr else []
-    rem = x[(x.size // sr) * sr:]
+    rem = x[(x.size // sr) * sr :]
     if rem.size >= sr / 2:
         values.extend(_frame_dbfs(rem, rem.size))
     return [float(v) for v in values]

@@ -55,8 +55,7 @@ class TrainingIndex:
     frame: np.ndarray  # (N,) int32
 
     @classmethod
-    def build(cls, clips: list[np.ndarray], silence: np.ndarray | None = None,
-              window: int = WINDOW) -> "TrainingIndex":
+    def build(cls, clips: list[np.ndarray], silence: np.ndarray | None = None, window: int = WINDOW) -> "TrainingIndex":
         """From each training clip's codes (K, T), real frames only."""
         silent = None if silence is None else silent_window(silence, window)
         parts = []
@@ -82,8 +81,9 @@ class TrainingIndex:
         return found, clip, frame
 
 
-def copy_figures(codes: np.ndarray, index: TrainingIndex, frame_rate: float, silence: np.ndarray | None = None,
-                 window: int = WINDOW) -> dict:
+def copy_figures(
+    codes: np.ndarray, index: TrainingIndex, frame_rate: float, silence: np.ndarray | None = None, window: int = WINDOW
+) -> dict:
     """copy_longest_s, copy_share and where the longest run is in the training set (clip index,
     start frame; -1 where nothing was found) for one generated clip's codes (K, T)."""
     h = window_hashes(codes, window)
@@ -105,8 +105,12 @@ def copy_figures(codes: np.ndarray, index: TrainingIndex, frame_rate: float, sil
             best, best_at = run, (int(clip[start]), int(frame[start]))
     frames = best + window - 1 if best else 0
     share = float(found.sum() / counted.sum()) if counted.any() else 0.0
-    return {"copy_longest_s": round(frames / frame_rate, 3), "copy_share": round(share, 4),
-            "copy_clip": best_at[0], "copy_frame": best_at[1]}
+    return {
+        "copy_longest_s": round(frames / frame_rate, 3),
+        "copy_share": round(share, 4),
+        "copy_clip": best_at[0],
+        "copy_frame": best_at[1],
+    }
 
 
 def cosine_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -151,8 +155,12 @@ class CopyCheck:
 
     def is_copy(self, m: dict) -> bool:
         """Both say so: a long verbatim run, and heard nearer a training clip than they are to each other."""
-        return (self.run_limit_s is not None and self.nn_limit is not None
-                and m.get("copy_longest_s", 0) > self.run_limit_s and m.get("copy_nn_distance", 1) < self.nn_limit)
+        return (
+            self.run_limit_s is not None
+            and self.nn_limit is not None
+            and m.get("copy_longest_s", 0) > self.run_limit_s
+            and m.get("copy_nn_distance", 1) < self.nn_limit
+        )
 
 
 def run_limit(reference_runs: list[float], floor_s: float = 1.0) -> float:
@@ -174,7 +182,16 @@ def copies_of(rows: list[dict], copy_ref: dict) -> list[dict]:
         i = m.get("copy_clip", -1)
         t = train[i] if 0 <= i < len(train) else {}
         start = round(m["copy_frame"] / rate, 2) if rate and m.get("copy_frame", -1) >= 0 else None
-        out.append({"model": r["model"], "prompt": r["prompt"], "sample": r.get("sample", 0), "file": r["file"],
-                    "longest_s": m.get("copy_longest_s"), "share": m.get("copy_share"),
-                    "nn_distance": m.get("copy_nn_distance"), "training": {**t, "run_starts_s": start}})
+        out.append(
+            {
+                "model": r["model"],
+                "prompt": r["prompt"],
+                "sample": r.get("sample", 0),
+                "file": r["file"],
+                "longest_s": m.get("copy_longest_s"),
+                "share": m.get("copy_share"),
+                "nn_distance": m.get("copy_nn_distance"),
+                "training": {**t, "run_starts_s": start},
+            }
+        )
     return out

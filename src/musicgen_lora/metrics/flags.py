@@ -32,15 +32,27 @@ def _scalars(metrics: dict, what: str) -> list[float]:
 def flags(metrics: dict, thresholds: FlagThresholds) -> list[str]:
     """Subset of ["decaying", "silent_tail", "mostly_silent", "noisy"] whose threshold is crossed (strictly)."""
     slope, tail, silence, flat = _scalars(metrics, "flags")
-    hit = (slope < thresholds.decaying_slope_lu_per_s, tail < thresholds.silent_tail_drop_lu,
-           silence > thresholds.mostly_silent_ratio, flat > thresholds.noisy_flatness)
+    hit = (
+        slope < thresholds.decaying_slope_lu_per_s,
+        tail < thresholds.silent_tail_drop_lu,
+        silence > thresholds.mostly_silent_ratio,
+        flat > thresholds.noisy_flatness,
+    )
     return [name for name, h in zip(FLAG_NAMES, hit) if h]
 
 
-def calibrate_thresholds(reference_metrics: list[dict], base: FlagThresholds, *,
-                         endings: list[dict] = (), slope_margin: float = 0.25, tail_margin: float = 3.0,
-                         silence_margin: float = 0.1, flatness_margin: float = 0.05, low_pct: float = 5.0,
-                         high_pct: float = 95.0) -> FlagThresholds:
+def calibrate_thresholds(
+    reference_metrics: list[dict],
+    base: FlagThresholds,
+    *,
+    endings: list[dict] = (),
+    slope_margin: float = 0.25,
+    tail_margin: float = 3.0,
+    silence_margin: float = 0.1,
+    flatness_margin: float = 0.05,
+    low_pct: float = 5.0,
+    high_pct: float = 95.0,
+) -> FlagThresholds:
     """Thresholds relative to real (training) clips, never stricter than `base`.
 
     decaying = min(base, P5(slopes) - slope_margin); silent_tail = min(base, P5(tail drops) -
@@ -63,7 +75,8 @@ def calibrate_thresholds(reference_metrics: list[dict], base: FlagThresholds, *,
         base,
         decaying_slope_lu_per_s=float(min(base.decaying_slope_lu_per_s, np.percentile(slope, low_pct) - slope_margin)),
         silent_tail_drop_lu=float(min(base.silent_tail_drop_lu, tail_limit)),
-        mostly_silent_ratio=float(min(1.0, max(base.mostly_silent_ratio,
-                                               np.percentile(silence, high_pct) + silence_margin))),
+        mostly_silent_ratio=float(
+            min(1.0, max(base.mostly_silent_ratio, np.percentile(silence, high_pct) + silence_margin))
+        ),
         noisy_flatness=float(min(1.0, max(base.noisy_flatness, np.percentile(flat, high_pct) + flatness_margin))),
     )

@@ -18,6 +18,7 @@ frames (3 s); a trailing part shorter than a patch is dropped, as musicnn does.
     probs, emb = tagger(audio, sr)          # (P, 50) per 3 s patch, (P, 200) 'penultimate'
     tagger.top_tags(clip_tags(probs), k=5)  # [("techno", 0.93), ...]
 """
+
 from __future__ import annotations
 
 import json
@@ -33,19 +34,19 @@ SR = 16000
 N_FFT = 512
 HOP = 256
 N_MELS = 96
-N_FRAMES = 187                              # librosa.time_to_frames(3 s) + 1, as musicnn's extractor
-MIN_SAMPLES = (N_FRAMES - 1) * HOP          # the fewest samples that give 187 centred frames (2.976 s)
-BN_EPS = 1e-3                               # tf.compat.v1.layers.batch_normalization's default
+N_FRAMES = 187  # librosa.time_to_frames(3 s) + 1, as musicnn's extractor
+MIN_SAMPLES = (N_FRAMES - 1) * HOP  # the fewest samples that give 187 centred frames (2.976 s)
+BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 MODELS = ("MTT_musicnn", "MSD_musicnn")
-CHUNK = 16                                  # patches per forward pass (bounds memory on long audio)
+CHUNK = 16  # patches per forward pass (bounds memory on long audio)
 # The weights live in the repository, not in the package: <repo>/assets/musicnn, found from this
 # file (src/musicgen_lora/metrics/musicnn.py) because the working directory is not reliable.
 ASSETS = Path(__file__).resolve().parents[3] / "assets" / "musicnn"
 
 
-_F_SP, _MIN_LOG_HZ = 200.0 / 3, 1000.0     # Slaney's mel scale (librosa's default, htk=False):
-_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP          # linear below 1 kHz, logarithmic above; constants computed
-_LOGSTEP = np.log(6.4) / 27.0               # as librosa computes them (so the filterbank is bit-exact)
+_F_SP, _MIN_LOG_HZ = 200.0 / 3, 1000.0  # Slaney's mel scale (librosa's default, htk=False):
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP  # linear below 1 kHz, logarithmic above; constants computed
+_LOGSTEP = np.log(6.4) / 27.0  # as librosa computes them (so the filterbank is bit-exact)
 
 
 def _hz_to_mel(f: float) -> float:
@@ -85,9 +86,9 @@ def _log_mel_padded(y: np.ndarray) -> np.ndarray:
     """log_mel of the signal whose reflect-padded form (or a stretch of it, starting on the hop
     grid) is `y`: frame i covers y[i * HOP : i * HOP + N_FFT]."""
     frames = np.lib.stride_tricks.sliding_window_view(y, N_FFT)[::HOP]
-    spec = np.fft.rfft(_WINDOW * frames, axis=-1).astype(np.complex64)   # float64 FFT, complex64 result
-    power = np.abs(spec) ** 2                                            # float32, (frames, 257)
-    mel = (_MEL @ power.T).T                                             # float32, (frames, 96)
+    spec = np.fft.rfft(_WINDOW * frames, axis=-1).astype(np.complex64)  # float64 FFT, complex64 result
+    power = np.abs(spec) ** 2  # float32, (frames, 257)
+    mel = (_MEL @ power.T).T  # float32, (frames, 96)
     mel16 = mel.astype(np.float16).astype(np.float32)
     return np.log10(np.float32(10000) * mel16 + np.float32(1))
 
@@ -95,12 +96,21 @@ def _log_mel_padded(y: np.ndarray) -> np.ndarray:
 def patches(logmel: np.ndarray) -> np.ndarray:
     """(P, 187, 96): non-overlapping 187-frame patches from frame 0; the rest (< 187 frames) is dropped."""
     starts = range(0, logmel.shape[0] - N_FRAMES + 1, N_FRAMES)
-    return np.stack([logmel[s:s + N_FRAMES] for s in starts]) if len(starts) else np.zeros((0, N_FRAMES, N_MELS), np.float32)
+    return (
+        np.stack([logmel[s : s + N_FRAMES] for s in starts]) if len(starts) else np.zeros((0, N_FRAMES, N_MELS), np.float32)
+    )
 
 
 def _bn(x: torch.Tensor, w: dict, name: str) -> torch.Tensor:
-    return F.batch_norm(x, w[f"{name}.running_mean"], w[f"{name}.running_var"], w[f"{name}.weight"],
-                        w[f"{name}.bias"], training=False, eps=BN_EPS)
+    return F.batch_norm(
+        x,
+        w[f"{name}.running_mean"],
+        w[f"{name}.running_var"],
+        w[f"{name}.weight"],
+        w[f"{name}.bias"],
+        training=False,
+        eps=BN_EPS,
+    )
 
 
 def forward(w: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,21 +122,21 @@ def forward(w: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     max and mean over time (interleaved per feature, as TF flattens (753, 2)), BN, dense 200 + ReLU + BN
     (the 'penultimate' embedding), dense 50, sigmoid.
     """
-    x = _bn(x.unsqueeze(1), w, "input_bn")                                # (P, 1, T, 96)
+    x = _bn(x.unsqueeze(1), w, "input_bn")  # (P, 1, T, 96)
     feats = []
     for name in ("timbral74", "timbral77"):
         y = F.relu(F.conv2d(F.pad(x, (0, 0, 3, 3)), w[f"{name}.conv.weight"], w[f"{name}.conv.bias"]))
-        feats.append(_bn(y, w, f"{name}.bn").amax(dim=3))                 # (P, 204, T)
+        feats.append(_bn(y, w, f"{name}.bn").amax(dim=3))  # (P, 204, T)
     for k in (128, 64, 32):
         y = F.pad(x, (0, 0, (k - 1) // 2, k - 1 - (k - 1) // 2))
         y = F.relu(F.conv2d(y, w[f"temporal{k}.conv.weight"], w[f"temporal{k}.conv.bias"]))
-        feats.append(_bn(y, w, f"temporal{k}.bn").amax(dim=3))            # (P, 51, T)
-    mid = [torch.cat(feats, dim=1)]                                       # (P, 561, T)
+        feats.append(_bn(y, w, f"temporal{k}.bn").amax(dim=3))  # (P, 51, T)
+    mid = [torch.cat(feats, dim=1)]  # (P, 561, T)
     for i in (1, 2, 3):
         y = F.relu(F.conv1d(F.pad(mid[-1], (3, 3)), w[f"midend{i}.conv.weight"], w[f"midend{i}.conv.bias"]))
         y = _bn(y, w, f"midend{i}.bn")
-        mid.append(y if i == 1 else y + mid[-1])                          # (P, 64, T)
-    h = torch.cat(mid, dim=1)                                             # (P, 753, T)
+        mid.append(y if i == 1 else y + mid[-1])  # (P, 64, T)
+    h = torch.cat(mid, dim=1)  # (P, 753, T)
     pooled = torch.stack([h.amax(dim=2), h.mean(dim=2)], dim=2).flatten(1)  # (P, 1506)
     pooled = _bn(pooled, w, "backend.pool_bn")
     pen = _bn(F.relu(F.linear(pooled, w["backend.dense.weight"], w["backend.dense.bias"])), w, "backend.dense_bn")
@@ -151,7 +161,8 @@ class Tagger:
             raise FileNotFoundError(
                 f"musicnn weights not found: {path} (and tags.json). They are committed under assets/musicnn/ of the"
                 " repository and looked up relative to this package's source file, so use a checkout (editable"
-                " install) or pass assets=...; `make musicnn` regenerates them.")
+                " install) or pass assets=...; `make musicnn` regenerates them."
+            )
         tags = json.loads((root / "tags.json").read_text())[name]
         return cls(name, load_file(str(path), device="cpu"), tags)
 
@@ -164,11 +175,13 @@ class Tagger:
         if sr != SR:
             audio = _resample(audio, sr)
         if audio.shape[0] < MIN_SAMPLES:
-            raise ValueError(f"audio too short for musicnn: {audio.shape[0] / SR:.3f} s at 16 kHz; needs at least"
-                             f" {MIN_SAMPLES} samples ({MIN_SAMPLES / SR:.3f} s, one 187-frame patch)")
+            raise ValueError(
+                f"audio too short for musicnn: {audio.shape[0] / SR:.3f} s at 16 kHz; needs at least"
+                f" {MIN_SAMPLES} samples ({MIN_SAMPLES / SR:.3f} s, one 187-frame patch)"
+            )
         x = torch.from_numpy(patches(log_mel(audio)))
         with torch.inference_mode():  # CHUNK patches at a time: the timbral maps take ~9 MB a patch
-            outs = [forward(self.weights, x[i:i + CHUNK]) for i in range(0, x.shape[0], CHUNK)]
+            outs = [forward(self.weights, x[i : i + CHUNK]) for i in range(0, x.shape[0], CHUNK)]
         return torch.cat([p for p, _ in outs]).numpy(), torch.cat([e for _, e in outs]).numpy()
 
     def stream(self, blocks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -181,11 +194,11 @@ class Tagger:
         for piece in _reflect_padded(blocks, N_FFT // 2):
             buf = np.concatenate([buf, piece])
             while HOP * (frame + group) + HOP <= base + buf.size:  # the chunk's last frame is in
-                x = patches(_log_mel_padded(buf[HOP * frame - base: HOP * (frame + group) + HOP - base]))
+                x = patches(_log_mel_padded(buf[HOP * frame - base : HOP * (frame + group) + HOP - base]))
                 self._forward(x, probs, embs)
                 frame += group
-                buf, base = buf[HOP * frame - base:], HOP * frame
-        rest = buf[HOP * frame - base:]
+                buf, base = buf[HOP * frame - base :], HOP * frame
+        rest = buf[HOP * frame - base :]
         if rest.size >= N_FFT:
             self._forward(patches(_log_mel_padded(rest)), probs, embs)
         if not probs:
@@ -195,7 +208,7 @@ class Tagger:
     def _forward(self, x: np.ndarray, probs: list, embs: list) -> None:
         with torch.inference_mode():
             for i in range(0, x.shape[0], CHUNK):
-                p, e = forward(self.weights, torch.from_numpy(x[i:i + CHUNK]))
+                p, e = forward(self.weights, torch.from_numpy(x[i : i + CHUNK]))
                 probs.append(p.numpy())
                 embs.append(e.numpy())
 
@@ -214,15 +227,16 @@ def _reflect_padded(blocks: Iterable[np.ndarray], pad: int) -> Iterator[np.ndarr
             started = True
         if started and held.size > pad + 1:  # the last pad + 1 samples wait for the right reflection
             yield held[: held.size - pad - 1]
-            held = held[held.size - pad - 1:]
+            held = held[held.size - pad - 1 :]
     if not started:
         raise ValueError(f"audio too short for musicnn: needs at least {MIN_SAMPLES} samples at 16 kHz")
     yield held
-    yield held[-2: -pad - 2: -1]
+    yield held[-2 : -pad - 2 : -1]
 
 
 def _resample(audio: np.ndarray, sr: int) -> np.ndarray:
     import torchaudio.functional as AF  # only needed off 16 kHz
+
     return AF.resample(torch.from_numpy(audio.astype(np.float32)), int(sr), SR).numpy()
 
 

@@ -16,8 +16,15 @@ from .clip import loudness_curve, silence_ratio
 from .style import silence_code_share
 
 
-def past_length_metrics(audio: np.ndarray, sr: int, codes: np.ndarray, frame_rate: float, real_s: float,
-                        silence_codes: list[int], silence_threshold_dbfs: float) -> dict:
+def past_length_metrics(
+    audio: np.ndarray,
+    sr: int,
+    codes: np.ndarray,
+    frame_rate: float,
+    real_s: float,
+    silence_codes: list[int],
+    silence_threshold_dbfs: float,
+) -> dict:
     """Measures of a clip longer than `real_s`, split there.
 
     - `past_silence_code_share` / `within_silence_code_share`: share of codec frames that are the
@@ -29,8 +36,9 @@ def past_length_metrics(audio: np.ndarray, sr: int, codes: np.ndarray, frame_rat
     split = int(round(real_s * frame_rate))
     cut = int(round(real_s * sr))
     if not (0 < split < codes.shape[1]) or not (0 < cut < len(audio) - int(0.5 * sr)):
-        raise ValueError(f"past_length_metrics: the clip ({len(audio) / sr:.2f} s) must extend > 0.5 s past "
-                         f"real_s = {real_s:g} s")
+        raise ValueError(
+            f"past_length_metrics: the clip ({len(audio) / sr:.2f} s) must extend > 0.5 s past real_s = {real_s:g} s"
+        )
     t, lufs = loudness_curve(audio, sr)
     return {
         "past_silence_code_share": silence_code_share(codes[:, split:], silence_codes),

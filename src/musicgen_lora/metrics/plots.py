@@ -19,8 +19,11 @@ from ..core.audio import read_audio  # noqa: E402
 from ..core.files import atomic_path, inside  # noqa: E402
 
 MODELS = ("base", "best", "final")
-STYLE = {"base": dict(color="tab:gray", ls="-", marker="o"), "best": dict(color="tab:blue", ls="-", marker="s"),
-         "final": dict(color="tab:orange", ls="--", marker="^")}
+STYLE = {
+    "base": dict(color="tab:gray", ls="-", marker="o"),
+    "best": dict(color="tab:blue", ls="-", marker="s"),
+    "final": dict(color="tab:orange", ls="--", marker="^"),
+}
 
 
 def save_png(fig, path: Path) -> None:
@@ -37,8 +40,7 @@ def plot_losses(epochs: list[dict], path: Path, objective: str) -> None:
     ax.plot([e["epoch"] for e in epochs], [e["valid_loss"] for e in epochs], "o-", label="valid (held-out clips)")
     ax.plot([e["epoch"] for e in trained], [e["train_loss"] for e in trained], "s--", label="train (mean of epoch)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="epoch (0 = base model, before training)", ylabel=f"loss ({objective})",
-           title="LoRA training loss")
+    ax.set(xlabel="epoch (0 = base model, before training)", ylabel=f"loss ({objective})", title="LoRA training loss")
     ax.legend()
     save_png(fig, path)
 
@@ -59,8 +61,11 @@ def plot_loudness(rows: list[dict], path: Path) -> None:
         label = name if twin == name else f"{name} (same clips as {twin})"
         ax.plot(t, c.mean(0), label=label, markevery=max(1, n // 12), **STYLE[name])
         ax.fill_between(t, c.min(0), c.max(0), alpha=0.12, color=STYLE[name]["color"])
-    ax.set(xlabel="time in the clip (s)", ylabel="loudness (LUFS, 0.4 s blocks)",
-           title="Loudness over the clip (line: mean over prompts; band: min-max)")
+    ax.set(
+        xlabel="time in the clip (s)",
+        ylabel="loudness (LUFS, 0.4 s blocks)",
+        title="Loudness over the clip (line: mean over prompts; band: min-max)",
+    )
     ax.legend()
     save_png(fig, path)
 

@@ -57,11 +57,16 @@ class Seam:
 
     @property
     def verdict(self) -> str:
-        """"stands out" where a jump exceeds STANDS_OUT_PERCENTILE of the clip's own points and is
+        """ "stands out" where a jump exceeds STANDS_OUT_PERCENTILE of the clip's own points and is
         audible, "blends in" where neither does, "n/a" where neither could be measured."""
-        pairs = [(rank, abs(jump) >= floor) for rank, jump, floor in
-                 ((self.loudness_percentile, self.loudness_jump_lu, AUDIBLE_LU),
-                  (self.spectral_percentile, self.spectral_jump_db, AUDIBLE_DB)) if rank is not None]
+        pairs = [
+            (rank, abs(jump) >= floor)
+            for rank, jump, floor in (
+                (self.loudness_percentile, self.loudness_jump_lu, AUDIBLE_LU),
+                (self.spectral_percentile, self.spectral_jump_db, AUDIBLE_DB),
+            )
+            if rank is not None
+        ]
         if not pairs:
             return "n/a"
         return "stands out" if any(rank > STANDS_OUT_PERCENTILE and loud for rank, loud in pairs) else "blends in"
@@ -81,8 +86,11 @@ def _mel_means(x: np.ndarray, sr: int, hop: int) -> tuple[np.ndarray, int, int]:
     spec, n_fft = power_spectrum(x, sr, SPECTRUM_WINDOW_S, hop=hop)  # centred frames: frame j at j * hop
     fb = AF.melscale_fbanks(spec.shape[0], 0.0, sr / 2, MEL_BANDS, sr).double().numpy()
     mel = spec.T @ fb
-    return (np.concatenate([np.zeros((1, MEL_BANDS)), np.cumsum(mel, axis=0)]),
-            max(1, round(SPECTRUM_SPAN_S * sr / hop)), math.ceil(n_fft / 2 / hop))
+    return (
+        np.concatenate([np.zeros((1, MEL_BANDS)), np.cumsum(mel, axis=0)]),
+        max(1, round(SPECTRUM_SPAN_S * sr / hop)),
+        math.ceil(n_fft / 2 / hop),
+    )
 
 
 def _spectral_jump(cum: np.ndarray, m: int, span: int, gap: int) -> float | None:
@@ -93,7 +101,7 @@ def _spectral_jump(cum: np.ndarray, m: int, span: int, gap: int) -> float | None
     before = (cum[a1 + 1] - cum[a0]) / (a1 - a0 + 1)
     after = (cum[b1 + 1] - cum[b0]) / (b1 - b0 + 1)
     diff = 10 * np.log10(after + POWER_FLOOR) - 10 * np.log10(before + POWER_FLOOR)
-    return float(np.sqrt(np.mean(diff ** 2)))
+    return float(np.sqrt(np.mean(diff**2)))
 
 
 def measure(audio: np.ndarray, sr: int, hop: int, seam_samples: list[int]) -> tuple[list[Seam], dict]:
@@ -105,8 +113,9 @@ def measure(audio: np.ndarray, sr: int, hop: int, seam_samples: list[int]) -> tu
     lufs, per_block = _loudness(x, sr, hop)
     cum, span, gap = _mel_means(x, sr, hop)
     jumps = np.abs(lufs[per_block:] - lufs[:-per_block]) if lufs.size > per_block else np.empty(0)
-    spectral_at = {m: j for m in range(span, cum.shape[0] - 1 - span)
-                   if (j := _spectral_jump(cum, m, span, gap)) is not None}
+    spectral_at = {
+        m: j for m in range(span, cum.shape[0] - 1 - span) if (j := _spectral_jump(cum, m, span, gap)) is not None
+    }
     spectral = list(spectral_at.values())
     # a seam's rank is among the points whose windows do not reach a seam (those share its jump)
     points = [s // hop for s in seam_samples]
@@ -120,10 +129,13 @@ def measure(audio: np.ndarray, sr: int, hop: int, seam_samples: list[int]) -> tu
         after = float(lufs[m]) if m < lufs.size else None
         loud = None if before is None or after is None else after - before
         spec = _spectral_jump(cum, m, span, gap)
-        seams.append(Seam(round(s / sr, 3), before, after, loud, spec, _percentile(own_loud, loud),
-                          _percentile(own_spec, spec)))
-    typical = {"loudness_jump_lu": float(np.median(jumps)) if jumps.size else None,
-               "spectral_jump_db": float(np.median(spectral)) if spectral else None}
+        seams.append(
+            Seam(round(s / sr, 3), before, after, loud, spec, _percentile(own_loud, loud), _percentile(own_spec, spec))
+        )
+    typical = {
+        "loudness_jump_lu": float(np.median(jumps)) if jumps.size else None,
+        "spectral_jump_db": float(np.median(spectral)) if spectral else None,
+    }
     return seams, typical
 
 

@@ -193,13 +193,13 @@ class FrechetToTarget:
             raise ValueError(f"rows: expected (n >= 2, {self.d}), got shape {a.shape}")
         xc = a - a.mean(axis=0)
         proj = xc @ self.q
-        if np.sum((xc - proj @ self.q.T) ** 2) > 1e-9 * max(1.0, np.sum(xc ** 2)):
+        if np.sum((xc - proj @ self.q.T) ** 2) > 1e-9 * max(1.0, np.sum(xc**2)):
             raise ValueError("rows: not drawn from the span this FrechetToTarget was built with")
         r = self.q.shape[1]
         cov_a = proj.T @ proj / (a.shape[0] - 1) + self.eps * np.eye(r)
         roots = np.sqrt(np.maximum(np.linalg.eigvalsh(self.root_b @ cov_a @ self.root_b), 0)).sum()
         diff = a.mean(axis=0) - self.mu_b
-        trace_a = float(np.sum(xc ** 2)) / (a.shape[0] - 1) + self.d * self.eps
+        trace_a = float(np.sum(xc**2)) / (a.shape[0] - 1) + self.d * self.eps
         value = float(diff @ diff + trace_a + self.trace_b - 2.0 * (roots + (self.d - r) * self.eps))
         return max(0.0, value)
 
@@ -217,6 +217,9 @@ def self_distance(feats: np.ndarray, seed: int, splits: int = 20) -> dict | None
     for _ in range(splits):
         order = rng.permutation(len(x))
         values.append(frechet_distance(x[order[: len(x) // 2]], x[order[len(x) // 2 :]]))
-    return {"mean": round(float(np.mean(values)), 4), "range95": [round(float(np.percentile(values, 2.5)), 4),
-                                                                  round(float(np.percentile(values, 97.5)), 4)],
-            "splits": splits, "n": len(x)}
+    return {
+        "mean": round(float(np.mean(values)), 4),
+        "range95": [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)],
+        "splits": splits,
+        "n": len(x),
+    }

@@ -33,10 +33,10 @@ from .musicnn import MIN_SAMPLES, SR, Tagger, clip_tags
 from .style import FrechetToTarget, frechet_distance
 
 TAGGER = "MTT_musicnn"
-KL_EPS = 1e-6          # audiocraft's epsilon in kl_divergence
-TOP_K = 5              # tags named per set
-CLIP_TAGS = 3          # tags named per clip row
-CAPTION_TAGS = 5       # most tags in an automatic caption
+KL_EPS = 1e-6  # audiocraft's epsilon in kl_divergence
+TOP_K = 5  # tags named per set
+CLIP_TAGS = 3  # tags named per clip row
+CAPTION_TAGS = 5  # most tags in an automatic caption
 CAPTION_MIN_PROB = 0.1  # a tag below this probability is not worth a caption word (the top tag always is)
 
 
@@ -44,7 +44,7 @@ CAPTION_MIN_PROB = 0.1  # a tag below this probability is not worth a caption wo
 class Profiles:
     """Clip-level musicnn outputs of a set of clips, one row per clip (in the set's row order)."""
 
-    tags: np.ndarray        # (n, 50) tag probabilities, mean over patches
+    tags: np.ndarray  # (n, 50) tag probabilities, mean over patches
     embeddings: np.ndarray  # (n, 200) penultimate embeddings, mean over patches
 
     def __len__(self) -> int:
@@ -121,20 +121,31 @@ def clip_measures(p: Profiles, target: Profiles, names: list[str]) -> list[dict]
     """Per clip: style_similarity, tag_kl and its top tags in words (rounded: rows stay small)."""
     sim = style_similarity(p.embeddings, target.embeddings)
     kl = kl_to_target(p.tags, target.tags)
-    return [{"style_similarity": round(float(s), 4), "tag_kl": round(float(k), 4),
-             "top_tags": [n for n, _ in top_tags(t, names, CLIP_TAGS)]} for s, k, t in zip(sim, kl, p.tags)]
+    return [
+        {
+            "style_similarity": round(float(s), 4),
+            "tag_kl": round(float(k), 4),
+            "top_tags": [n for n, _ in top_tags(t, names, CLIP_TAGS)],
+        }
+        for s, k, t in zip(sim, kl, p.tags)
+    ]
 
 
 def set_measures(p: Profiles, target: Profiles, names: list[str]) -> dict:
     """Per set: style_fd (musicnn-embedding Fréchet distance to the target clips; None below 2 clips)
     with n_generated and n_target, and the top tags in words."""
     fd = frechet_distance(p.embeddings, target.embeddings) if len(p) >= 2 and len(target) >= 2 else None
-    return {"style_fd": None if fd is None else round(fd, 4), "n_generated": len(p), "n_target": len(target),
-            "top_tags": top_tags(p.tags, names)}
+    return {
+        "style_fd": None if fd is None else round(fd, 4),
+        "n_generated": len(p),
+        "n_target": len(target),
+        "top_tags": top_tags(p.tags, names),
+    }
 
 
-def style_fd_interval(base: np.ndarray, model: np.ndarray, target: np.ndarray, seed: int,
-                      resamples: int = B.RESAMPLES) -> B.Interval | None:
+def style_fd_interval(
+    base: np.ndarray, model: np.ndarray, target: np.ndarray, seed: int, resamples: int = B.RESAMPLES
+) -> B.Interval | None:
     """style_fd(model) - style_fd(base) with a paired bootstrap interval: the generated clips are
     resampled in (prompt, seed) pairs, base and model with the same draws; the target set stays
     fixed, so the interval is the spread from generation alone. Rows of `base` and `model` must be

@@ -31,13 +31,15 @@ from .registry import FLAG_FIGURES, FLAG_WORDS, STYLE
 # threshold: a base whose tails rise (+4 LU) and an adapter whose tails stay level (0 LU) have
 # moved "down", towards a silent tail, without a defect in sight.
 SILENCE_CODES_LIMIT = 0.05  # silence codes have no flag: 5% of frames is where padding was learned (trial-1)
-SUGGEST = {"inert": "more epochs or a higher train.lr",
-           "degraded": "a lower train.lr (or fewer epochs)",
-           "overfit": "fewer epochs (or keep using best)",
-           "not closer": "more epochs, a higher train.lr, or captions that describe your music",
-           "far": "more of your music, or more epochs",
-           "forgets prompts": "fewer epochs, a lower train.lr or train.rank, so the captions still steer",
-           "copies training audio": "more of your music, fewer epochs or a lower train.rank"}
+SUGGEST = {
+    "inert": "more epochs or a higher train.lr",
+    "degraded": "a lower train.lr (or fewer epochs)",
+    "overfit": "fewer epochs (or keep using best)",
+    "not closer": "more epochs, a higher train.lr, or captions that describe your music",
+    "far": "more of your music, or more epochs",
+    "forgets prompts": "fewer epochs, a lower train.lr or train.rank, so the captions still steer",
+    "copies training audio": "more of your music, fewer epochs or a lower train.rank",
+}
 
 
 def _excludes_zero(iv: dict | None) -> bool:
@@ -88,6 +90,7 @@ def judge(summary: dict, model: str) -> dict:
         return limit is not None and (mean > limit if side == "higher" else mean < limit)
 
     worse_flags = [k for k in FLAG_FIGURES if defect(k)]
+
     def defects(model_row: dict) -> int:  # flagged clips, a copy aside (it has a word of its own)
         return model_row["flagged_clips"] - model_row.get("copy_only_clips", 0)
 
@@ -104,8 +107,9 @@ def judge(summary: dict, model: str) -> dict:
     worse = [k for k in STYLE if checks.get(k) == B.WORSE]
     moved = [k for k, iv in deltas.items() if k != "valid_loss" and _excludes_zero(iv)]
     floor = (summary.get("target", {}).get("self_fd") or {}).get("mean")
-    share = style_share(sets["base"].get("style_fd"), sets[model].get("style_fd"), floor,
-                        sets[model].get("style_fd_vs_base"))
+    share = style_share(
+        sets["base"].get("style_fd"), sets[model].get("style_fd"), floor, sets[model].get("style_fd_vs_base")
+    )
     if better and not worse and "degraded" not in words:
         words.append("improved")
         iv = sets[model].get("style_fd_vs_base") if "style_fd" in better else deltas.get(better[0])
@@ -116,26 +120,35 @@ def judge(summary: dict, model: str) -> dict:
         because.append("no style check and no per-clip figure moved beyond its interval")
     elif "degraded" not in words:
         words.append("not closer")
-        because.append("style: " + (", ".join(f"{k} further" for k in worse) if worse else "no measurable move") +
-                       (f"; other figures moved: {', '.join(moved[:3])}" if moved else ""))
+        because.append(
+            "style: "
+            + (", ".join(f"{k} further" for k in worse) if worse else "no measurable move")
+            + (f"; other figures moved: {', '.join(moved[:3])}" if moved else "")
+        )
     final_iv = summary.get("final_vs_best_valid_loss")
     if model == "final" and final_iv and _excludes_zero(final_iv) and final_iv["delta"] > 0:
         words.append("overfit")
-        because.append(f"held-out loss rose after the best epoch ({summary['best_epoch']}): final - best "
-                       f"{_fmt(final_iv)}")
+        because.append(f"held-out loss rose after the best epoch ({summary['best_epoch']}): final - best {_fmt(final_iv)}")
     copies = m.get("flags", {}).get(COPY_FLAG, 0)
     if copies:
         words.append("copies training audio")
-        because.append(f"{copies} clip(s) flagged {COPY_FLAG}: long verbatim runs of training codes, heard near a "
-                       f"training clip")
+        because.append(
+            f"{copies} clip(s) flagged {COPY_FLAG}: long verbatim runs of training codes, heard near a training clip"
+        )
     off = m.get("off_style", {}).get("style_similarity")
     if off and B.verdict(B.Interval.from_dict(off), lower_is_better=False) == B.BETTER:
         words.append("forgets prompts")
         because.append(f"the off-style prompts sound more like your music than base's: style_similarity {_fmt(off)}")
     heard = [t for t, _ in sets[model].get("top_tags", [])[:3]]
     target = [t for t, _ in summary.get("target", {}).get("top_tags", [])[:3]]
-    problem = next((w for w in ("copies training audio", "degraded", "forgets prompts", "overfit", "inert",
-                                "not closer") if w in words), None)
+    problem = next(
+        (
+            w
+            for w in ("copies training audio", "degraded", "forgets prompts", "overfit", "inert", "not closer")
+            if w in words
+        ),
+        None,
+    )
     v = {"words": words, "because": because, "style_share": share, "heard_as": heard, "target_heard_as": target}
     words_next = problem or ("far" if "improved" in words and not close(v) else None)
     return {**v, "suggestion": SUGGEST.get(words_next) if words_next else None}

@@ -86,8 +86,10 @@ def continued(tp: TrainParams) -> str:
     if not tp.init_adapter:
         return ""
     sha = hashlib.sha256((Path(tp.init_adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()
-    return (f"\n\nContinued from the adapter `{tp.init_adapter}` (adapter_model.safetensors sha256 `{sha}`), "
-            f"not from zero: epoch 0 of the losses is that adapter.")
+    return (
+        f"\n\nContinued from the adapter `{tp.init_adapter}` (adapter_model.safetensors sha256 `{sha}`), "
+        f"not from zero: epoch 0 of the losses is that adapter."
+    )
 
 
 def card_data(mp: ModelParams) -> ModelCardData:
@@ -101,17 +103,24 @@ def what_it_is(which: str, epoch: int, rows: list[dict], tp: TrainParams) -> str
     best = min(reversed(trained), key=lambda r: r["valid_loss"]) if trained else None  # ties: the later, as train keeps
     last = trained[-1]["epoch"] if trained else 0
     if which == "best":
-        return (f"the **best** adapter of its run: the lowest valid loss, epoch {epoch} of {tp.epochs}"
-                + (" (the same epoch as the final adapter)" if epoch == last else ""))
-    stopped = (f", where early stopping ended the run (no better valid loss for {tp.early_stopping_patience} "
-               f"epoch(s))") if tp.early_stopping_patience and epoch < tp.epochs else ""
-    return (f"the **final** adapter of its run: the last epoch, {epoch} of {tp.epochs}{stopped}"
-            + (f" (the lowest valid loss was epoch {best['epoch']}: the best adapter)"
-               if best and best["epoch"] != epoch else " (also the lowest valid loss)"))
+        return f"the **best** adapter of its run: the lowest valid loss, epoch {epoch} of {tp.epochs}" + (
+            " (the same epoch as the final adapter)" if epoch == last else ""
+        )
+    stopped = (
+        (f", where early stopping ended the run (no better valid loss for {tp.early_stopping_patience} epoch(s))")
+        if tp.early_stopping_patience and epoch < tp.epochs
+        else ""
+    )
+    return f"the **final** adapter of its run: the last epoch, {epoch} of {tp.epochs}{stopped}" + (
+        f" (the lowest valid loss was epoch {best['epoch']}: the best adapter)"
+        if best and best["epoch"] != epoch
+        else " (also the lowest valid loss)"
+    )
 
 
-def model_card(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: TrainParams, mp: ModelParams,
-               tokens_dir: Path) -> ModelCard:
+def model_card(
+    adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: TrainParams, mp: ModelParams, tokens_dir: Path
+) -> ModelCard:
     """The card of adapter `which` ("best" or "final", from `epoch`), given the run's per-epoch
     rows ({epoch, train_loss, valid_loss}; epoch 0 is the base model): card.md.j2 filled in."""
     config = load_config(mp)
@@ -121,30 +130,50 @@ def model_card(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: 
     clips = index["clips"]
     n_train, n_valid = (sum(c["split"] == s for c in clips) for s in ("train", "valid"))
     return ModelCard.from_template(
-        card_data(mp), template_path=str(TEMPLATE),
-        which=which, epoch=epoch, what=what_it_is(which, epoch, rows, tp), tp=tp, rows=rows, loss=_loss,
+        card_data(mp),
+        template_path=str(TEMPLATE),
+        which=which,
+        epoch=epoch,
+        what=what_it_is(which, epoch, rows, tp),
+        tp=tp,
+        rows=rows,
+        loss=_loss,
         epoch0=" (start adapter)" if tp.init_adapter else " (base model)",  # what epoch 0 measured
-        base=resolve_name(mp), base_description=base_description(mp), base_revision=base_revision(mp), codec=info,
-        targets=", ".join(f"`{t}`" for t in tp.target_modules), adapter_parameters=adapter_parameters(adapter_dir),
-        world=world_size(), versions=", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft")),
-        continued=continued(tp), index=index, index_path=index_path.as_posix(),
-        data_sha=hashlib.sha256(index_path.read_bytes()).hexdigest(), n_train=n_train, n_valid=n_valid,
-        folder=adapter_dir.as_posix(), prompt=next((c["caption"] for c in clips if c["split"] == "train"), "music"),
-        q=json.dumps, sh=shlex.quote,  # a Python string literal, a shell word
+        base=resolve_name(mp),
+        base_description=base_description(mp),
+        base_revision=base_revision(mp),
+        codec=info,
+        targets=", ".join(f"`{t}`" for t in tp.target_modules),
+        adapter_parameters=adapter_parameters(adapter_dir),
+        world=world_size(),
+        versions=", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft")),
+        continued=continued(tp),
+        index=index,
+        index_path=index_path.as_posix(),
+        data_sha=hashlib.sha256(index_path.read_bytes()).hexdigest(),
+        n_train=n_train,
+        n_valid=n_valid,
+        folder=adapter_dir.as_posix(),
+        prompt=next((c["caption"] for c in clips if c["split"] == "train"), "music"),
+        q=json.dumps,
+        sh=shlex.quote,  # a Python string literal, a shell word
         revision=f", revision={json.dumps(mp.revision)}" if mp.revision else "",
         model_class=model_class(config).__name__,  # MusicgenForConditionalGeneration, or the melody class
         wav="audio[0, 0].numpy()" if audio_channels(config) == 1 else "audio[0].T.numpy()",  # stereo: (samples, 2)
-        example_seconds=EXAMPLE_SECONDS, delay=delay, steps=math.ceil(EXAMPLE_SECONDS * info.frame_rate) + delay)
+        example_seconds=EXAMPLE_SECONDS,
+        delay=delay,
+        steps=math.ceil(EXAMPLE_SECONDS * info.frame_rate) + delay,
+    )
 
 
-def card_text(adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: TrainParams, mp: ModelParams,
-              tokens_dir: Path) -> str:
+def card_text(
+    adapter_dir: Path, which: str, epoch: int, rows: list[dict], tp: TrainParams, mp: ModelParams, tokens_dir: Path
+) -> str:
     """The card as written (YAML header, then the Markdown)."""
     return str(model_card(adapter_dir, which, epoch, rows, tp, mp, tokens_dir))
 
 
-def write_card(adapter_dir: Path, which: str, rows: list[dict], tp: TrainParams, mp: ModelParams,
-               tokens_dir: Path) -> None:
+def write_card(adapter_dir: Path, which: str, rows: list[dict], tp: TrainParams, mp: ModelParams, tokens_dir: Path) -> None:
     """README.md and the base model name of adapter folder `adapter_dir` ("best": its epoch is in
     its epoch.json; "final": the last epoch of `rows`)."""
     adapter_dir = Path(adapter_dir)
@@ -158,8 +187,9 @@ def write_card(adapter_dir: Path, which: str, rows: list[dict], tp: TrainParams,
         card.save(tmp)
 
 
-def write_cards(best_dir: Path | None, final_dir: Path | None, rows: list[dict], tp: TrainParams, mp: ModelParams,
-                tokens_dir: Path) -> None:
+def write_cards(
+    best_dir: Path | None, final_dir: Path | None, rows: list[dict], tp: TrainParams, mp: ModelParams, tokens_dir: Path
+) -> None:
     """The cards of the adapters a run wrote (None: not written by this run)."""
     for which, folder in (("best", best_dir), ("final", final_dir)):
         if folder is not None:

@@ -97,20 +97,34 @@ def sample_codes(model, inputs: dict, prompt: torch.Tensor | None, frames: int, 
     with _codes_only(model, sink), presized_cache(model, steps):
         model.generate(**inputs, **extra, max_new_tokens=steps, **sampling.generate_kwargs())
     if not sink:
-        raise RuntimeError("continuation: this transformers no longer decodes through audio_encoder.decode; "
-                           "the sampled codes cannot be taken")
+        raise RuntimeError(
+            "continuation: this transformers no longer decodes through audio_encoder.decode; "
+            "the sampled codes cannot be taken"
+        )
     codes = sink[0] if len(sink) == 1 else stereo.interleave(sink[0], sink[1])
     expected = frames + (0 if prompt is None else prompt.shape[-1])
-    if codes.shape[-1] != expected or (prompt is not None and not torch.equal(codes[..., :prompt.shape[-1]],
-                                                                              prompt.to(codes))):
-        raise RuntimeError(f"continuation: generate returned {codes.shape[-1]} frames, expected the prompt's "
-                           f"{expected - frames} followed by {frames} new ones")
-    return codes[..., codes.shape[-1] - frames:]
+    if codes.shape[-1] != expected or (
+        prompt is not None and not torch.equal(codes[..., : prompt.shape[-1]], prompt.to(codes))
+    ):
+        raise RuntimeError(
+            f"continuation: generate returned {codes.shape[-1]} frames, expected the prompt's "
+            f"{expected - frames} followed by {frames} new ones"
+        )
+    return codes[..., codes.shape[-1] - frames :]
 
 
 @torch.no_grad()
-def generate_codes(model, tokenizer, prompts: list[str], windows: Windows, guidance_scale: float,
-                   temperature: float, top_k: int, seed: int, progress=None) -> torch.Tensor:
+def generate_codes(
+    model,
+    tokenizer,
+    prompts: list[str],
+    windows: Windows,
+    guidance_scale: float,
+    temperature: float,
+    top_k: int,
+    seed: int,
+    progress=None,
+) -> torch.Tensor:
     """Codes (B, K, windows.total) for `prompts`, window after window; prompt i from seed + i
     (`sampling.py`: its random stream runs on across the windows). `progress(frames_done)` is
     called after each window."""
@@ -121,7 +135,7 @@ def generate_codes(model, tokenizer, prompts: list[str], windows: Windows, guida
         progress(codes.shape[-1])
     for start in windows.seams():
         new = min(windows.stride, windows.total - start)
-        more = sample_codes(model, inputs, codes[..., -windows.context:], new, sampling)
+        more = sample_codes(model, inputs, codes[..., -windows.context :], new, sampling)
         codes = torch.cat([codes, more], dim=-1)
         if progress:
             progress(codes.shape[-1])
@@ -134,10 +148,14 @@ def plan(config, frame_rate: float, seconds: float, window_s: float | None, stri
     window_s = default_window_s(config, frame_rate) if window_s is None else window_s
     window = int(round(window_s * frame_rate))
     if window > limit:
-        raise ValueError(f"--window {window_s:g} s is more than this decoder's {config.decoder.max_position_embeddings} "
-                         f"positions hold ({limit / frame_rate:.1f} s at {frame_rate:g} frames/s)")
+        raise ValueError(
+            f"--window {window_s:g} s is more than this decoder's {config.decoder.max_position_embeddings} "
+            f"positions hold ({limit / frame_rate:.1f} s at {frame_rate:g} frames/s)"
+        )
     stride = int(round((STRIDE_SHARE * window_s if stride_s is None else stride_s) * frame_rate))
     if window < 2 or not 0 < stride < window:
-        raise ValueError(f"--stride must be more than 0 and less than --window ({window_s:g} s), "
-                         f"each at least one frame (1/{frame_rate:g} s)")
+        raise ValueError(
+            f"--stride must be more than 0 and less than --window ({window_s:g} s), "
+            f"each at least one frame (1/{frame_rate:g} s)"
+        )
     return Windows(total=max(1, math.ceil(seconds * frame_rate - 1e-9)), window=window, stride=stride)

@@ -15,8 +15,9 @@ from .stereo import delays
 IGNORE = -100  # label value CrossEntropy skips
 
 
-def delay_pattern_labels(codes: torch.Tensor, frame_mask: torch.Tensor, mask_padding: bool,
-                         channels: int = 1) -> torch.Tensor:
+def delay_pattern_labels(
+    codes: torch.Tensor, frame_mask: torch.Tensor, mask_padding: bool, channels: int = 1
+) -> torch.Tensor:
     """Decoder labels (B, T + K/channels - 1, K) for codes (B, K, T), in MusicGen's delay pattern.
 
     Codebook k is shifted right by k steps, so at sequence step s the decoder predicts frame s
@@ -71,8 +72,15 @@ def text_inputs(tokenizer, captions: list[str]) -> dict[str, torch.Tensor]:
     return dict(tokenizer(captions, padding=True, return_tensors="pt"))
 
 
-def loss_inputs(tokenizer, captions: list[str], codes: torch.Tensor, frame_mask: torch.Tensor, mask_padding: bool,
-                channels: int = 1, chroma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def loss_inputs(
+    tokenizer,
+    captions: list[str],
+    codes: torch.Tensor,
+    frame_mask: torch.Tensor,
+    mask_padding: bool,
+    channels: int = 1,
+    chroma: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """A batch for `forward_loss`: captions tokenized, delay-pattern labels, and (melody models)
     each clip's chroma as `input_features`."""
     batch = text_inputs(tokenizer, captions)
@@ -92,6 +100,11 @@ def forward_loss(model, batch: dict[str, torch.Tensor], pad_id: int, start_id: i
     extra = {"input_features": batch["input_features"]} if "input_features" in batch else {}
     # use_cache=False: a teacher-forced forward needs no key/value cache (built and returned, it
     # costs ~0.15 GB per clip on musicgen-small)
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                decoder_input_ids=decoder_input_ids(labels, start_id, pad_id), use_cache=False, **extra)
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        decoder_input_ids=decoder_input_ids(labels, start_id, pad_id),
+        use_cache=False,
+        **extra,
+    )
     return codebook_loss(out.logits[:, -labels.shape[1] :], labels)

@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import torch
-from transformers import (AutoConfig, MusicgenForConditionalGeneration, MusicgenMelodyForConditionalGeneration,
-                          PretrainedConfig)
+from transformers import (
+    AutoConfig,
+    MusicgenForConditionalGeneration,
+    MusicgenMelodyForConditionalGeneration,
+    PretrainedConfig,
+)
 
 from ..core.errors import UserError
 
@@ -35,17 +39,20 @@ def check_available(name: str, revision: str | None) -> None:
     Hugging Face cache (`hf download` puts it there)."""
     from huggingface_hub import try_to_load_from_cache
 
-    fetch = (f"download it once with `hf download {name}` (or `hf download {name} --local-dir DIR` and set "
-             f"model.name: DIR)")
+    fetch = f"download it once with `hf download {name}` (or `hf download {name} --local-dir DIR` and set model.name: DIR)"
     path = Path(name).expanduser()
     looks_local = path.is_absolute() or name.startswith(".") or name.count("/") != 1 or path.exists()
     if looks_local:
         if not path.is_dir():
-            raise UserError(f"params.yaml: model.name {name!r}: no such folder; point it at a checkpoint folder, e.g. "
-                            f"`hf download facebook/musicgen-small --local-dir {name}`, or use a hub id")
+            raise UserError(
+                f"params.yaml: model.name {name!r}: no such folder; point it at a checkpoint folder, e.g. "
+                f"`hf download facebook/musicgen-small --local-dir {name}`, or use a hub id"
+            )
         if not (path / "config.json").is_file():
-            raise UserError(f"params.yaml: model.name {name!r}: the folder has no config.json (not a checkpoint); "
-                            f"download one into it: `hf download facebook/musicgen-small --local-dir {name}`")
+            raise UserError(
+                f"params.yaml: model.name {name!r}: the folder has no config.json (not a checkpoint); "
+                f"download one into it: `hf download facebook/musicgen-small --local-dir {name}`"
+            )
         return
     cached = try_to_load_from_cache(name, "config.json", revision=revision)
     if not isinstance(cached, str):
@@ -59,8 +66,10 @@ def read_config(name: str, revision: str | None) -> PretrainedConfig:
     try:
         config = AutoConfig.from_pretrained(name, revision=revision)
     except (ValueError, KeyError) as exc:  # no or unknown model_type
-        raise UserError(f"{name}: not a MusicGen checkpoint ({str(exc).splitlines()[0][:160]}); model.name must "
-                        f"be a MusicGen checkpoint (model_type {' or '.join(CLASSES)})") from None
+        raise UserError(
+            f"{name}: not a MusicGen checkpoint ({str(exc).splitlines()[0][:160]}); model.name must "
+            f"be a MusicGen checkpoint (model_type {' or '.join(CLASSES)})"
+        ) from None
     model_class(config, name)
     return config
 
@@ -69,8 +78,10 @@ def model_class(config: PretrainedConfig, name: str = "model.name") -> type[PreT
     try:
         return CLASSES[config.model_type]
     except KeyError:
-        raise UserError(f"{name}: a {config.model_type!r} checkpoint, which this pipeline cannot train "
-                        f"(model_type must be {' or '.join(CLASSES)})") from None
+        raise UserError(
+            f"{name}: a {config.model_type!r} checkpoint, which this pipeline cannot train "
+            f"(model_type must be {' or '.join(CLASSES)})"
+        ) from None
 
 
 def is_melody(config: PretrainedConfig) -> bool:
@@ -108,8 +119,10 @@ def check_loading(name: str, cls: type, info: dict) -> None:
     problems += [f"{len(unexpected)} unexpected weights ({_sample(unexpected)})"] if unexpected else []
     problems += [f"{len(mismatched)} weights of another shape ({_sample(mismatched)})"] if mismatched else []
     if problems:
-        raise UserError(f"{name}: does not load as {cls.__name__}: {'; '.join(problems)}; is it a complete "
-                        f"MusicGen checkpoint of the type its config.json names?")
+        raise UserError(
+            f"{name}: does not load as {cls.__name__}: {'; '.join(problems)}; is it a complete "
+            f"MusicGen checkpoint of the type its config.json names?"
+        )
 
 
 def load(name: str, revision: str | None):
@@ -121,7 +134,9 @@ def load(name: str, revision: str | None):
     # would give half weights, fp16 training without a scaler and a lossy merge)
     # (transformers annotates from_pretrained as returning the model alone, and `revision` as str: with
     # output_loading_info it returns (model, loading info), and revision None is the default branch)
-    model, info = cast("tuple[PreTrainedModel, dict]", cls.from_pretrained(
-        name, revision=revision, output_loading_info=True, dtype=torch.float32))
+    model, info = cast(
+        "tuple[PreTrainedModel, dict]",
+        cls.from_pretrained(name, revision=revision, output_loading_info=True, dtype=torch.float32),
+    )
     check_loading(name, cls, info)
     return model

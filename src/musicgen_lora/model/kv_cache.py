@@ -97,8 +97,11 @@ def presized_cache(model, new_positions: int):
         done = presize(cache, new_positions)
         if done is None and not seen["warned"]:
             seen["warned"] = True
-            warnings.warn(f"kv cache: this transformers' cache ({type(cache).__name__}) is not laid out as "
-                          "expected; generating with its own growing cache", stacklevel=2)
+            warnings.warn(
+                f"kv cache: this transformers' cache ({type(cache).__name__}) is not laid out as "
+                "expected; generating with its own growing cache",
+                stacklevel=2,
+            )
         seen["swapped"] += done or 0
 
     handle = model.decoder.register_forward_hook(after_forward)

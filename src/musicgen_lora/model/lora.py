@@ -40,16 +40,19 @@ def lora_config(tp: TrainParams, model_or_config) -> LoraConfig:
         names = module_names(model_or_config)
     missing = [t for t in tp.target_modules if not any(re.fullmatch(rf"decoder\..*\.{re.escape(t)}", n) for n in names)]
     if missing:
-        raise ParamsError(f"params.yaml: train.target_modules {missing} match no module of the MusicGen decoder "
-                          f"(allowed: names such as {', '.join(LORA_TARGETS)})")
+        raise ParamsError(
+            f"params.yaml: train.target_modules {missing} match no module of the MusicGen decoder "
+            f"(allowed: names such as {', '.join(LORA_TARGETS)})"
+        )
     config = getattr(model_or_config, "config", model_or_config)
     width = config.decoder.hidden_size
     if tp.rank > width:  # LoRA's A is rank x width: a higher rank adds weights and no capacity
-        raise ParamsError(f"params.yaml: train.rank must be at most the decoder's width {width} (got {tp.rank}; "
-                          f"LoRA ranks of 4-64 are usual)")
+        raise ParamsError(
+            f"params.yaml: train.rank must be at most the decoder's width {width} (got {tp.rank}; "
+            f"LoRA ranks of 4-64 are usual)"
+        )
     # peft annotates lora_alpha as int; it only divides by it (scaling alpha / r), and train.alpha is a float
-    return LoraConfig(r=tp.rank, lora_alpha=tp.alpha, lora_dropout=tp.dropout,
-                      target_modules=pattern, bias="none")
+    return LoraConfig(r=tp.rank, lora_alpha=tp.alpha, lora_dropout=tp.dropout, target_modules=pattern, bias="none")
 
 
 def check_adapter_dir(path: Path) -> None:
@@ -57,11 +60,16 @@ def check_adapter_dir(path: Path) -> None:
     safely: missing, empty, or holding only a pickled `adapter_model.bin` (never unpickled here)."""
     path = Path(path)
     if not (path / "adapter_config.json").is_file():
-        raise UserError(f"{path}: no adapter_config.json (not a peft adapter folder); point at a folder that "
-                        f"`train` wrote, e.g. models/best_model")
+        raise UserError(
+            f"{path}: no adapter_config.json (not a peft adapter folder); point at a folder that "
+            f"`train` wrote, e.g. models/best_model"
+        )
     if not (path / "adapter_model.safetensors").is_file():
-        pickled = " (adapter_model.bin is a pickle: not loaded, convert it to safetensors)" \
-            if (path / "adapter_model.bin").exists() else ""
+        pickled = (
+            " (adapter_model.bin is a pickle: not loaded, convert it to safetensors)"
+            if (path / "adapter_model.bin").exists()
+            else ""
+        )
         raise UserError(f"{path}: no adapter_model.safetensors{pickled}")
 
 
@@ -80,12 +88,18 @@ def continue_from(peft_model, path: Path, base: str, param: str = "train.init_ad
     tensors = read_adapter_weights(path)
     saved = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
     ours = {**vars(peft_model.peft_config["default"]), "base_model_name_or_path": base}
-    for key, name in (("r", "train.rank"), ("lora_alpha", "train.alpha"), ("target_modules", "train.target_modules"),
-                      ("base_model_name_or_path", "model.name")):
+    for key, name in (
+        ("r", "train.rank"),
+        ("lora_alpha", "train.alpha"),
+        ("target_modules", "train.target_modules"),
+        ("base_model_name_or_path", "model.name"),
+    ):
         theirs, mine = saved.get(key), ours[key]
         if (float(theirs) != float(mine)) if key in ("r", "lora_alpha") else (theirs != mine):
-            raise ParamsError(f"params.yaml: {param} {path} has {key} {theirs!r}, this run {mine!r}; "
-                              f"set {name} to match it, or start afresh ({param}: null)")
+            raise ParamsError(
+                f"params.yaml: {param} {path} has {key} {theirs!r}, this run {mine!r}; "
+                f"set {name} to match it, or start afresh ({param}: null)"
+            )
     weights = path / "adapter_model.safetensors"
     try:
         loaded = set_peft_model_state_dict(peft_model, tensors)
@@ -106,18 +120,23 @@ def read_adapter_weights(path: Path) -> dict:
     try:
         json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise UserError(f"{path / 'adapter_config.json'}: not JSON ({exc}); restore the folder (`dvc checkout`) "
-                        f"or train it again") from None
+        raise UserError(
+            f"{path / 'adapter_config.json'}: not JSON ({exc}); restore the folder (`dvc checkout`) or train it again"
+        ) from None
     weights = path / "adapter_model.safetensors"
     try:
         tensors = load_file(weights)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{weights}: not a readable safetensors file ({str(exc)[:120]}); restore the folder "
-                        f"(`dvc checkout`) or train it again") from None
+        raise UserError(
+            f"{weights}: not a readable safetensors file ({str(exc)[:120]}); restore the folder "
+            f"(`dvc checkout`) or train it again"
+        ) from None
     bad = next((k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()), None)
     if bad:
-        raise UserError(f"{weights}: tensor {bad} holds NaN or infinite values (a corrupt or diverged adapter); "
-                        f"restore it (`dvc checkout`) or train it again")
+        raise UserError(
+            f"{weights}: tensor {bad} holds NaN or infinite values (a corrupt or diverged adapter); "
+            f"restore it (`dvc checkout`) or train it again"
+        )
     return tensors
 
 
@@ -127,10 +146,15 @@ def check_adapter_keys(peft_model, name: str, path: Path, tensors: dict) -> None
     expected = set(get_peft_model_state_dict(peft_model, adapter_name=name))
     missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
     if missing or extra:
-        what = f"lacks {len(missing)} weights (e.g. {missing[0]})" if missing else \
-            f"has {len(extra)} weights this model has no place for (e.g. {extra[0]})"
-        raise UserError(f"{path / 'adapter_model.safetensors'}: {what}; restore it (`dvc checkout`) or train it "
-                        f"again with this model.name")
+        what = (
+            f"lacks {len(missing)} weights (e.g. {missing[0]})"
+            if missing
+            else f"has {len(extra)} weights this model has no place for (e.g. {extra[0]})"
+        )
+        raise UserError(
+            f"{path / 'adapter_model.safetensors'}: {what}; restore it (`dvc checkout`) or train it "
+            f"again with this model.name"
+        )
 
 
 def load_adapters(model, adapters: dict[str, Path]) -> PeftModel | None:
@@ -146,8 +170,10 @@ def load_adapters(model, adapters: dict[str, Path]) -> PeftModel | None:
             else:
                 peft_model.load_adapter(str(path), adapter_name=name)
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise UserError(f"{path}: does not fit this model ({str(exc).splitlines()[0][:200]}); "
-                            f"was it trained with another model.name?") from None
+            raise UserError(
+                f"{path}: does not fit this model ({str(exc).splitlines()[0][:200]}); "
+                f"was it trained with another model.name?"
+            ) from None
         check_adapter_keys(peft_model, name, path, weights[name])
     return peft_model
 

@@ -33,8 +33,10 @@ def chroma_extractor(name: str, revision: str | None, sample_rate: int) -> Music
         # revision None is the default branch (transformers annotates it as str)
         return MusicgenMelodyFeatureExtractor.from_pretrained(name, revision=revision)
     except OSError:
-        log.info(f"melody: {name} has no preprocessor_config.json; chroma from MusicgenMelodyFeatureExtractor's "
-                 f"defaults at {sample_rate} Hz")
+        log.info(
+            f"melody: {name} has no preprocessor_config.json; chroma from MusicgenMelodyFeatureExtractor's "
+            f"defaults at {sample_rate} Hz"
+        )
         return MusicgenMelodyFeatureExtractor(sampling_rate=sample_rate)
 
 
@@ -60,5 +62,7 @@ def similarity(model, free: np.ndarray, guided: np.ndarray, sample_rate: int, re
     (`guided`) the melody reference."""
     ref = torch.from_numpy(np.asarray(reference))
     free_c, guided_c = chroma(model.chroma_extractor, [free, guided], sample_rate)
-    return {"melody_chroma_cosine": chroma_cosine(guided_c, ref),
-            "melody_chroma_cosine_unconditioned": chroma_cosine(free_c, ref)}
+    return {
+        "melody_chroma_cosine": chroma_cosine(guided_c, ref),
+        "melody_chroma_cosine_unconditioned": chroma_cosine(free_c, ref),
+    }

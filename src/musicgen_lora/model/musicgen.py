@@ -37,8 +37,10 @@ class _MusicgenSpecialTokens(logging.Filter):
     by design; transformers' config check warns about that on every load. Drop exactly that
     message, for exactly those values, and let every other warning through."""
 
-    PATTERN = re.compile(r"(pad|bos|decoder_start)_token_id must be `None` or an integer within the vocabulary "
-                         r"\(between 0 and (\d+)\), got (\d+)")
+    PATTERN = re.compile(
+        r"(pad|bos|decoder_start)_token_id must be `None` or an integer within the vocabulary "
+        r"\(between 0 and (\d+)\), got (\d+)"
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         m = self.PATTERN.search(record.getMessage())
@@ -99,16 +101,20 @@ def resolve_device(params: ModelParams) -> torch.device:
     device = torch.device(want)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ParamsError(f"params.yaml: model.device is {params.device} but torch sees no CUDA device "
-                            f"(use auto or cpu)")
+            raise ParamsError(
+                f"params.yaml: model.device is {params.device} but torch sees no CUDA device (use auto or cpu)"
+            )
         if device.index is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ParamsError(f"params.yaml: model.device is {params.device}, but {os.environ['WORLD_SIZE']} processes "
-                              f"would all use that one GPU; use cuda (each process takes its own: LOCAL_RANK)")
+            raise ParamsError(
+                f"params.yaml: model.device is {params.device}, but {os.environ['WORLD_SIZE']} processes "
+                f"would all use that one GPU; use cuda (each process takes its own: LOCAL_RANK)"
+            )
         if device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
         if device.index >= torch.cuda.device_count():
-            raise ParamsError(f"params.yaml: model.device is {params.device} but there are "
-                            f"{torch.cuda.device_count()} CUDA devices")
+            raise ParamsError(
+                f"params.yaml: model.device is {params.device} but there are {torch.cuda.device_count()} CUDA devices"
+            )
     return device
 
 
@@ -119,8 +125,10 @@ def generation_dtype(device: torch.device, half_precision: bool) -> torch.dtype 
     if not half_precision:
         return None
     if device.type != "cuda":
-        log.info("evaluate.half_precision: bf16 generation on the CPU (as on a GPU; faster than float32 only on "
-                 "CPUs with bf16 instructions)")
+        log.info(
+            "evaluate.half_precision: bf16 generation on the CPU (as on a GPU; faster than float32 only on "
+            "CPUs with bf16 instructions)"
+        )
         return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
@@ -145,8 +153,10 @@ def check_generation_length(config: PretrainedConfig, seconds: float, key: str =
     frames, limit = info.frames(seconds), config.decoder.max_position_embeddings
     if frames + k - 1 > limit:
         most = (limit - k + 1) / info.frame_rate
-        raise ParamsError(f"params.yaml: {key} must be <= {most:g} for this model ({limit} decoder positions at "
-                          f"{info.frame_rate:g} frames/s; got {seconds:g}); longer output: `generate --seconds`")
+        raise ParamsError(
+            f"params.yaml: {key} must be <= {most:g} for this model ({limit} decoder positions at "
+            f"{info.frame_rate:g} frames/s; got {seconds:g}); longer output: `generate --seconds`"
+        )
     return frames
 
 
@@ -202,12 +212,14 @@ def checkpoint_decoder(model, every_n_layers: int = 1) -> None:
     instead of keeping its activations. Only the decoder: the text encoder and codec are frozen
     and keep nothing for the backward pass. Recomputation runs the same kernels on the same
     inputs, so losses and gradients are bit for bit those of a run without it."""
-    model.decoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False},
-                                                  every_n_layers=every_n_layers)
+    model.decoder.activation_checkpointing_enable(
+        activation_checkpointing_kwargs={"use_reentrant": False}, every_n_layers=every_n_layers
+    )
 
 
-def load_model(params: ModelParams, device: torch.device | str | None = None, half_precision: bool = False,
-               codec_only: bool = False):
+def load_model(
+    params: ModelParams, device: torch.device | str | None = None, half_precision: bool = False, codec_only: bool = False
+):
     """Load (model, tokenizer) through `from_pretrained` onto `device` (None: `resolve_device`): a
     hub id honours the HF cache and HF_HUB_OFFLINE; `tiny` is the same call on the embedded
     directory. The class comes from the config (`families.load`, which stops on any weight the
@@ -242,6 +254,7 @@ def load_model(params: ModelParams, device: torch.device | str | None = None, ha
 
 # --- codec ----------------------------------------------------------------------------------
 
+
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
@@ -274,8 +287,10 @@ def decode_codes(model, codes: torch.Tensor) -> torch.Tensor:
     codes = codes.to(codec_device(model))
     if families.audio_channels(model.config) == 1:
         return model.audio_encoder.decode(codes[None], [None] * codes.shape[0]).audio_values[:, 0]
-    return torch.stack([model.audio_encoder.decode(c[None], [None] * codes.shape[0]).audio_values[:, 0]
-                        for c in stereo.split(codes)], dim=-1)
+    return torch.stack(
+        [model.audio_encoder.decode(c[None], [None] * codes.shape[0]).audio_values[:, 0] for c in stereo.split(codes)],
+        dim=-1,
+    )
 
 
 @contextlib.contextmanager
@@ -332,9 +347,17 @@ def lm_weights_in(model, dtype: torch.dtype | None):
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], frames: int, guidance_scale: float,
-             temperature: float, top_k: int, seed: int,
-             melody: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    frames: int,
+    guidance_scale: float,
+    temperature: float,
+    top_k: int,
+    seed: int,
+    melody: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample audio (B, N) (stereo: (B, N, 2)) and its codes (B, K, T) for `prompts`; prompt i from
     seed + i, whatever else is in the batch (`sampling.py`). `melody`: a chroma (frames, 12) every
     prompt is conditioned on (melody models)."""

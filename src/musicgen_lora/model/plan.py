@@ -43,10 +43,11 @@ class Costs:
     """Bytes a step keeps for the backward pass, each part a quadratic (a, b, c) in the decoder
     positions p of one clip: a is the step's own (half-precision copies of frozen weights, made
     once a step whatever the batch), b p + c p^2 each clip's."""
-    fixed: tuple[float, float, float]       # embeddings, heads, logits and loss
-    layer: tuple[float, float, float]       # a decoder layer that keeps its activations
+
+    fixed: tuple[float, float, float]  # embeddings, heads, logits and loss
+    layer: tuple[float, float, float]  # a decoder layer that keeps its activations
     checkpointed: tuple[float, float, float]  # a checkpointed layer (its input)
-    largest: tuple[float, float, float]     # the largest single kept tensor (its gradient is live beside it)
+    largest: tuple[float, float, float]  # the largest single kept tensor (its gradient is live beside it)
 
     @staticmethod
     def step(poly: tuple[float, float, float]) -> float:
@@ -107,16 +108,14 @@ def training_forward(model, positions: int, dtype: torch.dtype | None, batch: in
     k, vocab = cfg.decoder.num_codebooks, cfg.decoder.vocab_size
     frames = positions - families.channel_codebooks(cfg) + 1
     codes = torch.randint(0, vocab, (batch, k, frames))
-    labels = delay_pattern_labels(codes, torch.ones(batch, frames, dtype=torch.bool), True,
-                                  families.audio_channels(cfg))
-    inputs = {"input_ids": torch.randint(2, 100, (batch, 16)),
-              "attention_mask": torch.ones(batch, 16, dtype=torch.long)}
+    labels = delay_pattern_labels(codes, torch.ones(batch, frames, dtype=torch.bool), True, families.audio_channels(cfg))
+    inputs = {"input_ids": torch.randint(2, 100, (batch, 16)), "attention_mask": torch.ones(batch, 16, dtype=torch.long)}
     if families.is_melody(cfg):
         inputs["input_features"] = torch.rand(batch, frames, cfg.num_chroma)
     start, pad = cfg.decoder.decoder_start_token_id, cfg.decoder.pad_token_id
     with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         out = model(**inputs, decoder_input_ids=decoder_input_ids(labels, start, pad), use_cache=False)
-        return codebook_loss(out.logits[:, -labels.shape[1]:], labels)
+        return codebook_loss(out.logits[:, -labels.shape[1] :], labels)
 
 
 def _fit(values: Sequence[float]) -> tuple[float, float, float]:
@@ -144,9 +143,12 @@ def probe(config, tp: P.TrainParams, precision: str) -> Costs:
             counts["largest"] = counts.get("largest") or [k[1] for k in kept]
     decoder.model.decoder.layers = layers
     layer = _fit([t - o for t, o in zip(counts[False, 2], counts[False, 1])])
-    return Costs(fixed=_fit([o - Costs.at(layer, p) for o, p in zip(counts[False, 1], PROBE_POSITIONS)]), layer=layer,
-                 checkpointed=_fit([t - o for t, o in zip(counts[True, 2], counts[True, 1])]),
-                 largest=_fit(counts["largest"]))
+    return Costs(
+        fixed=_fit([o - Costs.at(layer, p) for o, p in zip(counts[False, 1], PROBE_POSITIONS)]),
+        layer=layer,
+        checkpointed=_fit([t - o for t, o in zip(counts[True, 2], counts[True, 1])]),
+        largest=_fit(counts["largest"]),
+    )
 
 
 def training_bytes(config, tp: P.TrainParams, positions: int, costs: Costs, counts: tuple[int, int]) -> dict:
@@ -160,10 +162,15 @@ def training_bytes(config, tp: P.TrainParams, positions: int, costs: Costs, coun
     full, checkpointed = Costs.at(costs.layer, positions, b), Costs.at(costs.checkpointed, positions, b)
     kept = [checkpointed if every and i % every == 0 else full for i in range(config.decoder.num_hidden_layers)]
     after_forward = Costs.at(costs.fixed, positions, b) + sum(kept)
-    in_backward = max(after_forward + b * Costs.clip(costs.largest, positions),
-                      max(sum(kept[:j]) + full for j in range(len(kept))))
-    parts = {"weights": 4 * total, "lora_and_optimizer": 16 * lora, "activations": after_forward,
-             "backward_transient": in_backward - after_forward}
+    in_backward = max(
+        after_forward + b * Costs.clip(costs.largest, positions), max(sum(kept[:j]) + full for j in range(len(kept)))
+    )
+    parts = {
+        "weights": 4 * total,
+        "lora_and_optimizer": 16 * lora,
+        "activations": after_forward,
+        "backward_transient": in_backward - after_forward,
+    }
     return {k: int(v) for k, v in parts.items()}
 
 
@@ -187,16 +194,23 @@ def options(config, tp: P.TrainParams, positions: int, counts: tuple[int, int], 
     for batch in batches:
         for precision in dict.fromkeys([tp.mixed_precision, "bf16"]):
             for every in (0, 4, 2, 1):
-                trial = dataclasses.replace(tp, mixed_precision=precision, batch_size=batch,
-                                            grad_accum=math.ceil(effective / batch),
-                                            gradient_checkpointing=every > 0, gradient_checkpointing_every=every or 1)
+                trial = dataclasses.replace(
+                    tp,
+                    mixed_precision=precision,
+                    batch_size=batch,
+                    grad_accum=math.ceil(effective / batch),
+                    gradient_checkpointing=every > 0,
+                    gradient_checkpointing_every=every or 1,
+                )
                 yield trial, planned_peak(config, trial, positions, costs[precision], counts)
 
 
 def describe(tp: P.TrainParams) -> str:
     ckpt = f"every {tp.gradient_checkpointing_every}" if tp.gradient_checkpointing else "off"
-    return (f"batch_size {tp.batch_size}, grad_accum {tp.grad_accum}, mixed_precision {tp.mixed_precision}, "
-            f"gradient_checkpointing {ckpt}")
+    return (
+        f"batch_size {tp.batch_size}, grad_accum {tp.grad_accum}, mixed_precision {tp.mixed_precision}, "
+        f"gradient_checkpointing {ckpt}"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -215,18 +229,32 @@ def main(argv: list[str]) -> int:
     costs = {p: probe(config, tp, p) for p in dict.fromkeys([tp.mixed_precision, "bf16"])}
     parts = training_bytes(config, tp, positions, costs[tp.mixed_precision], counts)
     dec = config.decoder
-    print(f"plan: {resolve_name(mp)} (decoder {dec.num_hidden_layers} x {dec.hidden_size}, "
-          f"{dec.num_codebooks} codebooks), {seconds:g} s clips ({positions} decoder positions), rank {tp.rank}")
+    print(
+        f"plan: {resolve_name(mp)} (decoder {dec.num_hidden_layers} x {dec.hidden_size}, "
+        f"{dec.num_codebooks} codebooks), {seconds:g} s clips ({positions} decoder positions), rank {tp.rank}"
+    )
     print(f"  params.yaml ({describe(tp)}):")
     peak = planned_peak(config, tp, positions, costs[tp.mixed_precision], counts)
-    print("  " + ", ".join(f"{k.replace('_', ' ')} {v / GB:.2f}" for k, v in parts.items())
-          + f", CUDA context {CUDA_OVERHEAD_GB:.2f} -> peak {peak / GB:.1f} GB")
+    print(
+        "  "
+        + ", ".join(f"{k.replace('_', ' ')} {v / GB:.2f}" for k, v in parts.items())
+        + f", CUDA context {CUDA_OVERHEAD_GB:.2f} -> peak {peak / GB:.1f} GB"
+    )
     print("  fits (the run's effective batch kept; change these in params.yaml's train section):")
     for size in args.gpu_gb:
-        fit = next(((t, peak) for t, peak in options(config, tp, positions, counts, costs) if peak <= 0.95 * size * GB),
-                   None)
-        print(f"  {size:>5g} GB: " + (f"{describe(fit[0])} -> {fit[1] / GB:.1f} GB" if fit else
-                                      "does not fit, even at batch 1 in bf16 with every layer checkpointed"))
-    print("  (counted on the CPU from this model's layers, not yet checked on a GPU; 5% of each size is left for "
-          "the caching allocator's fragmentation)")
+        fit = next(
+            ((t, peak) for t, peak in options(config, tp, positions, counts, costs) if peak <= 0.95 * size * GB), None
+        )
+        print(
+            f"  {size:>5g} GB: "
+            + (
+                f"{describe(fit[0])} -> {fit[1] / GB:.1f} GB"
+                if fit
+                else "does not fit, even at batch 1 in bf16 with every layer checkpointed"
+            )
+        )
+    print(
+        "  (counted on the CPU from this model's layers, not yet checked on a GPU; 5% of each size is left for "
+        "the caching allocator's fragmentation)"
+    )
     return 0

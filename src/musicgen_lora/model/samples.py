@@ -47,8 +47,9 @@ class SampleCallback(TrainerCallback):
     `prompts` for `seconds` with `seed`, sampled as `generation` says (params.yaml's section, which
     evaluate samples with too), and write them under `out_dir/epoch_<e>/`."""
 
-    def __init__(self, tokenizer, prompts: list[str], seconds: float, seed: int, generation: GenerationParams,
-                 out_dir: Path):
+    def __init__(
+        self, tokenizer, prompts: list[str], seconds: float, seed: int, generation: GenerationParams, out_dir: Path
+    ):
         self.tokenizer, self.prompts, self.seconds, self.seed = tokenizer, list(prompts), seconds, seed
         self.generation, self.out_dir = generation, Path(out_dir)
 
@@ -63,11 +64,19 @@ class SampleCallback(TrainerCallback):
         with atomic_dir(target) as tmp:
             for i, clip in enumerate(audio):
                 write_wav(tmp / f"{i:02d}.wav", clip, sr)
-            write_json(tmp / INDEX, {
-                "epoch": epoch, "valid_loss": (metrics or {}).get("eval_loss"),
-                "train_loss": train_loss_of(state.log_history, epoch), "prompts": self.prompts,
-                "files": [f"{i:02d}.wav" for i in range(len(audio))], "seed": self.seed,
-                "seconds": self.seconds, "sample_rate": sr})
+            write_json(
+                tmp / INDEX,
+                {
+                    "epoch": epoch,
+                    "valid_loss": (metrics or {}).get("eval_loss"),
+                    "train_loss": train_loss_of(state.log_history, epoch),
+                    "prompts": self.prompts,
+                    "files": [f"{i:02d}.wav" for i in range(len(audio))],
+                    "seed": self.seed,
+                    "seconds": self.seconds,
+                    "sample_rate": sr,
+                },
+            )
 
     def sample(self, model) -> tuple[np.ndarray, int]:
         """Generate without touching any RNG state or the model's mode."""
@@ -80,8 +89,16 @@ class SampleCallback(TrainerCallback):
             with torch.random.fork_rng(devices=devices), torch.no_grad():
                 model.eval()
                 g = self.generation
-                audio, _ = generate(model, self.tokenizer, self.prompts, info.frames(self.seconds), g.guidance_scale,
-                                    g.temperature, g.top_k, self.seed)
+                audio, _ = generate(
+                    model,
+                    self.tokenizer,
+                    self.prompts,
+                    info.frames(self.seconds),
+                    g.guidance_scale,
+                    g.temperature,
+                    g.top_k,
+                    self.seed,
+                )
         finally:
             model.train(was_training)
             random.setstate(py_state)
@@ -93,8 +110,14 @@ def publish(work_dir: Path, out_dir: Path, prompts: list[str]) -> None:
     """Copy the run's samples to `out_dir` (a DVC output, so it always exists) with a top-level
     index.json listing the epochs; with no prompts, the index alone."""
     work_dir = Path(work_dir)
-    epochs = sorted((json.loads((d / INDEX).read_text(encoding="utf-8")) for d in work_dir.glob("epoch_*")
-                     if (d / INDEX).exists()), key=lambda e: e["epoch"]) if prompts else []
+    epochs = (
+        sorted(
+            (json.loads((d / INDEX).read_text(encoding="utf-8")) for d in work_dir.glob("epoch_*") if (d / INDEX).exists()),
+            key=lambda e: e["epoch"],
+        )
+        if prompts
+        else []
+    )
     with atomic_dir(Path(out_dir)) as tmp:
         for e in epochs:
             shutil.copytree(epoch_dir(work_dir, e["epoch"]), epoch_dir(tmp, e["epoch"]))

@@ -29,9 +29,13 @@ class RowSampling(LogitsProcessor):
         """`model.generate` keyword arguments that sample prompt i from seeds[i] alone: greedy
         decoding over these Gumbel-perturbed scores samples, and transformers' warpers stay out.
         A new processor list on every call: MusicGen appends its guidance processor to it."""
-        return {"do_sample": False, "temperature": None, "top_k": None,
-                "guidance_scale": self.guidance_scale,
-                "logits_processor": LogitsProcessorList([self])}
+        return {
+            "do_sample": False,
+            "temperature": None,
+            "top_k": None,
+            "guidance_scale": self.guidance_scale,
+            "logits_processor": LogitsProcessorList([self]),
+        }
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         # MusicGen appends its guidance processor after the caller's, so the scores may still hold

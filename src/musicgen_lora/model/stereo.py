@@ -31,4 +31,3 @@ def interleave(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
 def split(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(left, right) codes (B, K, T) of stereo codes (B, 2K, T)."""
     return codes[:, ::2], codes[:, 1::2]
-

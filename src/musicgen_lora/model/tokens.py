@@ -38,8 +38,10 @@ def _shard_error(path: Path, exc: Exception) -> UserError:
     if isinstance(exc, FileNotFoundError):
         return UserError(f"{path}: token shard missing; run `dvc repro encode` (or `dvc checkout data/tokens`)")
     # safetensors raises its own error type for truncated or damaged files
-    return UserError(f"{path}: damaged token shard ({str(exc).splitlines()[0]}); run `dvc repro -f encode` "
-                     f"(or `dvc checkout data/tokens`)")
+    return UserError(
+        f"{path}: damaged token shard ({str(exc).splitlines()[0]}); run `dvc repro -f encode` "
+        f"(or `dvc checkout data/tokens`)"
+    )
 
 
 def _check_names(path: Path, names) -> None:
@@ -105,8 +107,12 @@ def load_tokens(tokens_dir: Path, split: str) -> tuple[dict, torch.Tensor, torch
     shards = {name: _read_shard(tokens_dir / name) for name in index["shards"]}
     rows = [r for r in index["clips"] if r["split"] == split]
     if not rows:
-        return index, torch.empty(0, index["codec"]["num_codebooks"], index["frames"], dtype=torch.long), \
-            torch.empty(0, index["frames"], dtype=torch.bool), []
+        return (
+            index,
+            torch.empty(0, index["codec"]["num_codebooks"], index["frames"], dtype=torch.long),
+            torch.empty(0, index["frames"], dtype=torch.bool),
+            [],
+        )
     codes = torch.stack([shards[r["shard"]]["codes"][r["row"]] for r in rows]).long()
     mask = torch.stack([shards[r["shard"]]["frame_mask"][r["row"]] for r in rows]).bool()
     return index, codes, mask, [r["caption"] for r in rows]

@@ -66,19 +66,40 @@ class StageArguments(TrainingArguments):
 def training_arguments(tp: P.TrainParams, device: torch.device, ckpt_dir: Path) -> StageArguments:
     # early stopping reads the valid loss as Trainer's "best metric" (set only with it: a run
     # without keeps the checkpoints it always kept)
-    best: dict[str, Any] = {"metric_for_best_model": "eval_loss", "greater_is_better": False} \
-        if tp.early_stopping_patience else {}
+    best: dict[str, Any] = (
+        {"metric_for_best_model": "eval_loss", "greater_is_better": False} if tp.early_stopping_patience else {}
+    )
     return StageArguments(
         # eval batch 1: valid loss is the mean over clips, as in evaluate
-        output_dir=str(ckpt_dir), per_device_train_batch_size=tp.batch_size, per_device_eval_batch_size=1,
-        gradient_accumulation_steps=tp.grad_accum, num_train_epochs=tp.epochs, learning_rate=tp.lr,
-        warmup_steps=tp.warmup_steps, weight_decay=tp.weight_decay, max_grad_norm=tp.max_grad_norm,
-        lr_scheduler_type="linear", seed=tp.seed, data_seed=tp.seed, eval_strategy="epoch",
-        save_strategy="steps", save_steps=tp.checkpoint_every, save_total_limit=1, logging_steps=1,
-        report_to="none", remove_unused_columns=False, label_names=["labels"], prediction_loss_only=True,
-        dataloader_num_workers=0, use_cpu=device.type == "cpu", disable_tqdm=False,
-        bf16=tp.mixed_precision == "bf16", fp16=tp.mixed_precision == "fp16",
-        torch_compile=tp.torch_compile, stage_device=str(device), **best,
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=tp.batch_size,
+        per_device_eval_batch_size=1,
+        gradient_accumulation_steps=tp.grad_accum,
+        num_train_epochs=tp.epochs,
+        learning_rate=tp.lr,
+        warmup_steps=tp.warmup_steps,
+        weight_decay=tp.weight_decay,
+        max_grad_norm=tp.max_grad_norm,
+        lr_scheduler_type="linear",
+        seed=tp.seed,
+        data_seed=tp.seed,
+        eval_strategy="epoch",
+        save_strategy="steps",
+        save_steps=tp.checkpoint_every,
+        save_total_limit=1,
+        logging_steps=1,
+        report_to="none",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        prediction_loss_only=True,
+        dataloader_num_workers=0,
+        use_cpu=device.type == "cpu",
+        disable_tqdm=False,
+        bf16=tp.mixed_precision == "bf16",
+        fp16=tp.mixed_precision == "fp16",
+        torch_compile=tp.torch_compile,
+        stage_device=str(device),
+        **best,
     )
 
 
@@ -99,10 +120,14 @@ class LoraTrainer(Trainer):
             if self.accelerator.num_processes > 1:
                 bad = self.accelerator.reduce(bad, reduction="sum")  # collective: every process takes part
             if bad.item() > 0:
-                where = f"loss is {loss.item()}" if not finite else \
-                    f"loss is not finite on {int(bad.item())} of {self.accelerator.num_processes} processes"
-                raise NonFiniteLoss(f"train: {where} at optimizer step {self.state.global_step + 1}; "
-                                    f"lower train.lr or check the data")
+                where = (
+                    f"loss is {loss.item()}"
+                    if not finite
+                    else f"loss is not finite on {int(bad.item())} of {self.accelerator.num_processes} processes"
+                )
+                raise NonFiniteLoss(
+                    f"train: {where} at optimizer step {self.state.global_step + 1}; lower train.lr or check the data"
+                )
         return (loss, None) if return_outputs else loss
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

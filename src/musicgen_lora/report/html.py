@@ -53,8 +53,14 @@ def sort_key(value) -> str:
     return "" if v is None else repr(v)
 
 
-ENV = Environment(loader=FileSystemLoader(HERE), autoescape=True, undefined=StrictUndefined,
-                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+ENV = Environment(
+    loader=FileSystemLoader(HERE),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 ENV.filters.update(fmt=fmt, sort_key=sort_key, label=label)
 
 

@@ -52,21 +52,31 @@ def summary_data(summary: dict, loss_png: Path | None, page: Path) -> dict:
     means = {n: models[n].get("mean") or {} for n in names}
     set_of = {n: sets.get(n) or {} for n in names}
     rows = [(label(k), [means[n].get(k) for n in names]) for k in MEAN_KEYS if any(k in means[n] for n in names)]
-    rows += [(f"set: {label(k)}", [set_of[n].get(k) for n in names])
-             for k in SET_KEYS if any(k in set_of[n] for n in names)]
-    return {"best_epoch": summary.get("best_epoch", "-"), "names": names, "means": rows,
-            "losses": [(n, means[n].get("valid_loss"), objective.get(n)) for n in names],
-            "checks": [(VERDICT_CLASS.get(v, ""), name.replace("_vs_", " vs "), k, v)
-                       for name, verdicts in (summary.get("checks") or {}).items() for k, v in (verdicts or {}).items()],
-            "loss_png": loss_png and href(loss_png, page),  # summarize's loss.png, the one loss figure
-            "flags": [[f"{f} x{c}" for f, c in (models[n].get("flags") or {}).items()] for n in names]}
+    rows += [(f"set: {label(k)}", [set_of[n].get(k) for n in names]) for k in SET_KEYS if any(k in set_of[n] for n in names)]
+    return {
+        "best_epoch": summary.get("best_epoch", "-"),
+        "names": names,
+        "means": rows,
+        "losses": [(n, means[n].get("valid_loss"), objective.get(n)) for n in names],
+        "checks": [
+            (VERDICT_CLASS.get(v, ""), name.replace("_vs_", " vs "), k, v)
+            for name, verdicts in (summary.get("checks") or {}).items()
+            for k, v in (verdicts or {}).items()
+        ],
+        "loss_png": loss_png and href(loss_png, page),  # summarize's loss.png, the one loss figure
+        "flags": [[f"{f} x{c}" for f, c in (models[n].get("flags") or {}).items()] for n in names],
+    }
 
 
 def clip_cell(row: dict, page: Path, wav: Path, png: Path) -> dict:
     numbers = {"valid_loss": row.get("valid_loss"), **(row.get("metrics") or {})}
-    return {"url": href(wav, page), "title": f"{row['model']}: {row['prompt']}", "spec": href(png, page),
-            "numbers": [(k, numbers[k]) for k in ["valid_loss"] + CLIP_KEYS if k in numbers],
-            "flags": list(row.get("flags") or [])}
+    return {
+        "url": href(wav, page),
+        "title": f"{row['model']}: {row['prompt']}",
+        "spec": href(png, page),
+        "numbers": [(k, numbers[k]) for k in ["valid_loss"] + CLIP_KEYS if k in numbers],
+        "flags": list(row.get("flags") or []),
+    }
 
 
 def clips_data(rows: list[dict], eval_dir: Path, page: Path, spec_dir: Path, final_spec: Path) -> dict:
@@ -108,9 +118,14 @@ def samples_data(samples_dir: Path | None, page: Path) -> dict | None:
     for e in index["epochs"]:
         epoch_dir = Path(samples_dir) / f"epoch_{e}"
         info = json.loads((epoch_dir / "index.json").read_text(encoding="utf-8"))
-        epochs.append({"epoch": e, "train_loss": info.get("train_loss"), "valid_loss": info.get("valid_loss"),
-                       "players": [(href(epoch_dir / f, page), f"epoch {e}: {p}")
-                                   for p, f in zip(info["prompts"], info["files"])]})
+        epochs.append(
+            {
+                "epoch": e,
+                "train_loss": info.get("train_loss"),
+                "valid_loss": info.get("valid_loss"),
+                "players": [(href(epoch_dir / f, page), f"epoch {e}: {p}") for p, f in zip(info["prompts"], info["files"])],
+            }
+        )
     return {"off": False, "prompts": index["prompts"], "epochs": epochs, "seconds": info.get("seconds")}
 
 
@@ -125,9 +140,12 @@ def target_data(summary: dict, page: Path) -> dict | None:
     target, sets = summary.get("target") or {}, summary.get("set") or {}
     if not target.get("top_tags"):
         return None
-    return {"n": target.get("n", "?"), "top_tags": target["top_tags"],
-            "clips": [{**c, "url": href(Path(c["file"]), page)} for c in target.get("clips", [])],
-            "models": [(n, sets[n].get("top_tags") or []) for n in MODELS if n in sets]}
+    return {
+        "n": target.get("n", "?"),
+        "top_tags": target["top_tags"],
+        "clips": [{**c, "url": href(Path(c["file"]), page)} for c in target.get("clips", [])],
+        "models": [(n, sets[n].get("top_tags") or []) for n in MODELS if n in sets],
+    }
 
 
 def copies_data(summary: dict, eval_dir: Path, page: Path) -> list[dict]:
@@ -135,20 +153,38 @@ def copies_data(summary: dict, eval_dir: Path, page: Path) -> list[dict]:
     out = []
     for c in summary.get("copies") or []:
         inside(eval_dir, c["file"])
-        out.append({**c, "url": href(Path(eval_dir) / c["file"], page),
-                    "training_url": href(Path(c["training"]["file"]), page)})
+        out.append(
+            {**c, "url": href(Path(eval_dir) / c["file"], page), "training_url": href(Path(c["training"]["file"]), page)}
+        )
     return out
 
 
-def write_run_page(page: Path, rows: list[dict], eval_dir: Path, loss_png: Path | None, summary: dict,
-                   samples_dir: Path | None = None, title: str = "Run report") -> Path:
+def write_run_page(
+    page: Path,
+    rows: list[dict],
+    eval_dir: Path,
+    loss_png: Path | None,
+    summary: dict,
+    samples_dir: Path | None = None,
+    title: str = "Run report",
+) -> Path:
     """Write the run's page at `page` (and its spectrograms beside it), showing the loss figure
     `loss_png` (metrics/plots/loss.png); returns `page`."""
     page, assets = Path(page), assets_dir(page)
     with atomic_dir(assets) as tmp:
         clips = clips_data(rows, eval_dir, page, tmp / "spec", assets / "spec")
-    write_text(page, render("page.html.j2", title=title, audio_dir=href(eval_dir, page),
-                            verdicts=verdicts_data(summary), copies=copies_data(summary, eval_dir, page),
-                            target=target_data(summary, page), summary=summary_data(summary, loss_png, page), clips=clips,
-                            samples=samples_data(samples_dir, page)))
+    write_text(
+        page,
+        render(
+            "page.html.j2",
+            title=title,
+            audio_dir=href(eval_dir, page),
+            verdicts=verdicts_data(summary),
+            copies=copies_data(summary, eval_dir, page),
+            target=target_data(summary, page),
+            summary=summary_data(summary, loss_png, page),
+            clips=clips,
+            samples=samples_data(samples_dir, page),
+        ),
+    )
     return page

@@ -25,21 +25,41 @@ def overview(trials: list[dict]) -> tuple[list[tuple[str, str]], list[dict]]:
     metrics (metrics/headline.json at its tag, as `dvc exp show` reports them) and the means of its
     best adapter's clips on this page."""
     keys = [k for k in CLIP_KEYS if any(k in (r.get("metrics") or {}) for t in trials for r in t.get("rows", []))]
-    cols = [("run", "text"), ("description", ""), ("verdict best / final", "text"), ("of the way (best), %", "num"),
-            ("best epoch", "num"), ("objective (best)", "num")]
-    cols += [(f"valid loss {n}", "num") for n in MODELS] + [("style FD best (musicnn)", "num"),
-                                                             ("flagged best", "num"), ("checks best vs base", "text")]
+    cols = [
+        ("run", "text"),
+        ("description", ""),
+        ("verdict best / final", "text"),
+        ("of the way (best), %", "num"),
+        ("best epoch", "num"),
+        ("objective (best)", "num"),
+    ]
+    cols += [(f"valid loss {n}", "num") for n in MODELS] + [
+        ("style FD best (musicnn)", "num"),
+        ("flagged best", "num"),
+        ("checks best vs base", "text"),
+    ]
     cols += [(f"best: {label(k)}", "num") for k in keys]
     rows = []
     for t in trials:
         m, clips = t.get("metrics") or {}, t.get("rows", [])
         verdict = m.get("verdict") or {}
-        rows.append({"name": t["name"], "description": t.get("description", ""), "checks": checks_text(m.get("checks")),
-                     "verdict": f"{verdict.get('best', '-')} / {verdict.get('final', '-')}",
-                     "numbers": [(m.get("style_share_pct") or {}).get("best"), m.get("best_epoch"), m.get("loss_objective"),
-                                 *((m.get("valid_loss_real") or {}).get(n) for n in MODELS),
-                                 (m.get("style_fd") or {}).get("best"), (m.get("flagged") or {}).get("best")],
-                     "means": [mean([(r.get("metrics") or {}).get(k) for r in clips]) for k in keys]})
+        rows.append(
+            {
+                "name": t["name"],
+                "description": t.get("description", ""),
+                "checks": checks_text(m.get("checks")),
+                "verdict": f"{verdict.get('best', '-')} / {verdict.get('final', '-')}",
+                "numbers": [
+                    (m.get("style_share_pct") or {}).get("best"),
+                    m.get("best_epoch"),
+                    m.get("loss_objective"),
+                    *((m.get("valid_loss_real") or {}).get(n) for n in MODELS),
+                    (m.get("style_fd") or {}).get("best"),
+                    (m.get("flagged") or {}).get("best"),
+                ],
+                "means": [mean([(r.get("metrics") or {}).get(k) for r in clips]) for k in keys],
+            }
+        )
     return cols, rows
 
 
@@ -58,12 +78,23 @@ def mean(values: list) -> float | None:
 def prompt_table(prompt: str, entries: list[tuple[str, dict]], page: Path) -> dict:
     """One row per trial for `prompt`; entries are (trial name, its best-model row with `path`)."""
     keys = [k for k in CLIP_KEYS if any(k in (r.get("metrics") or {}) for _, r in entries)]
-    cols = [("run", "text"), ("best adapter", ""), ("valid loss", "num")] + [(label(k), "num") for k in keys] \
-        + [("flags", "")]
-    return {"prompt": prompt, "columns": cols,
-            "entries": [{"name": name, "url": href(r["path"], page), "valid_loss": r.get("valid_loss"),
-                         "numbers": [(r.get("metrics") or {}).get(k) for k in keys], "flags": list(r.get("flags") or [])}
-                        for name, r in entries]}
+    cols = (
+        [("run", "text"), ("best adapter", ""), ("valid loss", "num")] + [(label(k), "num") for k in keys] + [("flags", "")]
+    )
+    return {
+        "prompt": prompt,
+        "columns": cols,
+        "entries": [
+            {
+                "name": name,
+                "url": href(r["path"], page),
+                "valid_loss": r.get("valid_loss"),
+                "numbers": [(r.get("metrics") or {}).get(k) for k in keys],
+                "flags": list(r.get("flags") or []),
+            }
+            for name, r in entries
+        ],
+    }
 
 
 def write_trials_page(page: Path, trials: list[dict], title: str = "Trials: best adapters side by side") -> Path:
@@ -71,9 +102,20 @@ def write_trials_page(page: Path, trials: list[dict], title: str = "Trials: best
     rows of comparison_results.jsonl, each with `path`: the extracted wav)}], in report order."""
     page = Path(page)
     prompts = list(dict.fromkeys(r["prompt"] for t in trials for r in t.get("rows", [])))
-    tables = [prompt_table(p, [(t["name"], r) for t in trials for r in t.get("rows", []) if r["prompt"] == p], page)
-              for p in prompts]
+    tables = [
+        prompt_table(p, [(t["name"], r) for t in trials for r in t.get("rows", []) if r["prompt"] == p], page)
+        for p in prompts
+    ]
     columns, rows = overview(trials)
-    write_text(page, render("trials.html.j2", title=title, columns=columns, trials=rows, prompts=tables,
-                            missing=[t["name"] for t in trials if not t.get("rows")]))
+    write_text(
+        page,
+        render(
+            "trials.html.j2",
+            title=title,
+            columns=columns,
+            trials=rows,
+            prompts=tables,
+            missing=[t["name"] for t in trials if not t.get("rows")],
+        ),
+    )
     return page

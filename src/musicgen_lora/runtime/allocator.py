@@ -38,8 +38,7 @@ def library() -> Path | None:
         files = metadata.distribution("cmeel-mimalloc").files or []
     except metadata.PackageNotFoundError:
         return None
-    libs = sorted((Path(f.locate()) for f in files if f.name.startswith("libmimalloc.so.")),
-                  key=lambda p: len(p.name))
+    libs = sorted((Path(f.locate()) for f in files if f.name.startswith("libmimalloc.so.")), key=lambda p: len(p.name))
     return next((p for p in libs if p.exists()), None)
 
 
@@ -69,5 +68,7 @@ def preload_vars(environ: dict[str, str]) -> dict[str, str]:
     lib = library()
     if lib is None:
         return {}
-    return {"LD_PRELOAD": os.pathsep.join(filter(None, [str(lib), environ.get("LD_PRELOAD")])),
-            "MIMALLOC_PURGE_DELAY": environ.get("MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS)}
+    return {
+        "LD_PRELOAD": os.pathsep.join(filter(None, [str(lib), environ.get("LD_PRELOAD")])),
+        "MIMALLOC_PURGE_DELAY": environ.get("MIMALLOC_PURGE_DELAY", PURGE_DELAY_MS),
+    }

@@ -65,15 +65,21 @@ def prepack_supported() -> bool:
     else:
         why = "results differ from nn.Linear"
     if not ok:
-        warnings.warn(f"kernels: oneDNN prepacked linears unavailable ({why}); generating on stock Linear layers",
-                      stacklevel=2)
+        warnings.warn(
+            f"kernels: oneDNN prepacked linears unavailable ({why}); generating on stock Linear layers", stacklevel=2
+        )
     return ok
 
 
 def can_prepack(module: nn.Module) -> bool:
     p = next(module.parameters(), None)
-    return (p is not None and p.device.type == "cpu" and p.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and prepack_supported())
+    return (
+        p is not None
+        and p.device.type == "cpu"
+        and p.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and prepack_supported()
+    )
 
 
 @contextlib.contextmanager

@@ -39,8 +39,9 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     clip_s = len(read_audio(files[0])[0]) / info.sample_rate
     pad_s = enc.pad_to_seconds if enc.pad_to_seconds is not None else clip_s
     if pad_s + 1e-6 < clip_s:
-        raise P.ParamsError(f"params.yaml: encode.pad_to_seconds must be >= the clip length {clip_s:g} s "
-                            f"(got {enc.pad_to_seconds})")
+        raise P.ParamsError(
+            f"params.yaml: encode.pad_to_seconds must be >= the clip length {clip_s:g} s (got {enc.pad_to_seconds})"
+        )
     total = int(round(pad_s * info.sample_rate))
     silence = encode_audio(model, torch.zeros(1, total))[0]  # (K, T): what digital silence encodes to
     frames = silence.shape[-1]
@@ -48,22 +49,31 @@ def run(seg_dir: Path, out_dir: Path, enc: P.EncodeParams, model_params: P.Model
     with atomic_dir(out_dir) as tmp, tqdm(total=len(clips), desc="encode", unit="clip") as progress:
         for s0 in range(0, len(clips), SHARD_CLIPS):
             shard, name = clips[s0 : s0 + SHARD_CLIPS], shard_name(len(shard_names))
-            save_file(encode_shard(model, shard, files[s0 : s0 + len(shard)], enc, total, frames, progress),
-                      str(tmp / name))
+            save_file(encode_shard(model, shard, files[s0 : s0 + len(shard)], enc, total, frames, progress), str(tmp / name))
             shard_names.append(name)
-            index_rows += [{"id": r.id, "split": r.split, "caption": r.caption, "shard": name, "row": i}
-                           for i, r in enumerate(shard)]
-        index = {"codec": asdict(info), "frames": frames, "clip_seconds": clip_s, "pad_to_seconds": pad_s,
-                 "silence_codes": [int(torch.mode(c).values) for c in silence], "shards": shard_names,
-                 "clips": index_rows}
+            index_rows += [
+                {"id": r.id, "split": r.split, "caption": r.caption, "shard": name, "row": i} for i, r in enumerate(shard)
+            ]
+        index = {
+            "codec": asdict(info),
+            "frames": frames,
+            "clip_seconds": clip_s,
+            "pad_to_seconds": pad_s,
+            "silence_codes": [int(torch.mode(c).values) for c in silence],
+            "shards": shard_names,
+            "clips": index_rows,
+        }
         write_json(tmp / INDEX, index)
-    print(f"encode: {len(clips)} clips -> {frames} frames x {info.num_codebooks} codebooks "
-          f"(padded to {pad_s:g} s) in {len(shard_names)} shard{'s' if len(shard_names) != 1 else ''}")
+    print(
+        f"encode: {len(clips)} clips -> {frames} frames x {info.num_codebooks} codebooks "
+        f"(padded to {pad_s:g} s) in {len(shard_names)} shard{'s' if len(shard_names) != 1 else ''}"
+    )
     return index
 
 
-def encode_shard(model, shard: list, files: list[Path], enc: P.EncodeParams, total: int, frames: int,
-                 progress) -> dict[str, torch.Tensor]:
+def encode_shard(
+    model, shard: list, files: list[Path], enc: P.EncodeParams, total: int, frames: int, progress
+) -> dict[str, torch.Tensor]:
     """One shard's tensors: each clip's codes (int16), its real-frame mask and (melody models) its
     chroma, encoded `enc.batch_size` clips at a time, each padded with zeros to `total` samples."""
     info, channels, melody = codec_info(model.config), audio_channels(model.config), is_melody(model.config)

@@ -49,8 +49,16 @@ from ..model import melody
 from ..model.delay import forward_loss, loss_inputs
 from ..model.families import audio_channels, is_melody
 from ..model.lora import load_adapters, merged
-from ..model.musicgen import (check_generation_length, codec_info, decode_codes, generate, load_config, load_model,
-                              model_device, resolve_device)
+from ..model.musicgen import (
+    check_generation_length,
+    codec_info,
+    decode_codes,
+    generate,
+    load_config,
+    load_model,
+    model_device,
+    resolve_device,
+)
 from ..model.tokens import load_chroma, load_tokens
 from ..runtime.kernels import fast_generation
 
@@ -69,8 +77,15 @@ def valid_losses(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int)
     chroma = load_chroma(tokens_dir, "valid")  # melody models: each clip conditioned on its chroma, as in train
     losses = []
     for i in range(len(captions)):
-        inputs = loss_inputs(tokenizer, captions[i : i + 1], codes[i : i + 1], mask[i : i + 1], True,
-                             audio_channels(model.config), None if chroma is None else chroma[i : i + 1])
+        inputs = loss_inputs(
+            tokenizer,
+            captions[i : i + 1],
+            codes[i : i + 1],
+            mask[i : i + 1],
+            True,
+            audio_channels(model.config),
+            None if chroma is None else chroma[i : i + 1],
+        )
         losses.append(float(forward_loss(model, inputs, pad_id, start_id)))
     return losses
 
@@ -90,8 +105,9 @@ class Evaluation:
     ref: dict
     th: P.FlagThresholds | None = None
 
-    def generate_set(self, frames: int, tmp: Path, out_name: str, name: str, loss: float, samples: int,
-                     padded: dict | None = None) -> tuple[list[ResultRow], list[np.ndarray]]:
+    def generate_set(
+        self, frames: int, tmp: Path, out_name: str, name: str, loss: float, samples: int, padded: dict | None = None
+    ) -> tuple[list[ResultRow], list[np.ndarray]]:
         """Generate every prompt `samples` times into `tmp` (`tmp/padded` for the padded set); one
         row per clip, measured. Sample s of prompt i has its own seed, evaluate.seed + s * P + i (P
         prompts), whatever batch it shares (`model/sampling.py`): sample 0 keeps the seeds of a
@@ -104,14 +120,28 @@ class Evaluation:
         rows, clips, n = [], [], len(ep.all_prompts)
         with fast_generation(model, ep.cpu_prepack):
             for s in range(samples):
-                for b0 in tqdm(range(0, n, ep.batch_size), desc=f"generate {name} {sub or ''}{s + 1}/{samples}",
-                               unit="batch"):
+                for b0 in tqdm(
+                    range(0, n, ep.batch_size), desc=f"generate {name} {sub or ''}{s + 1}/{samples}", unit="batch"
+                ):
                     prompts, seed = ep.all_prompts[b0 : b0 + ep.batch_size], ep.seed + s * n + b0
-                    audio, codes = generate(model, self.tokenizer, prompts, frames, gp.guidance_scale, gp.temperature,
-                                            gp.top_k, seed)
-                    guided = None if tune is None else generate(model, self.tokenizer, prompts, frames,
-                                                                gp.guidance_scale, gp.temperature, gp.top_k, seed,
-                                                                torch.from_numpy(tune))[0]
+                    audio, codes = generate(
+                        model, self.tokenizer, prompts, frames, gp.guidance_scale, gp.temperature, gp.top_k, seed
+                    )
+                    guided = (
+                        None
+                        if tune is None
+                        else generate(
+                            model,
+                            self.tokenizer,
+                            prompts,
+                            frames,
+                            gp.guidance_scale,
+                            gp.temperature,
+                            gp.top_k,
+                            seed,
+                            torch.from_numpy(tune),
+                        )[0]
+                    )
                     for j, (prompt, clip, clip_codes) in enumerate(zip(prompts, audio, codes)):
                         fname = f"{b0 + j:02d}_{s}_{slug(prompt)}.wav"
                         write_wav(tmp / sub / fname, clip, sr)
@@ -120,9 +150,21 @@ class Evaluation:
                             (tmp / "melody").mkdir(exist_ok=True)
                             write_wav(tmp / "melody" / fname, guided[j], sr)
                             m.update(melody.similarity(model, clip, guided[j], sr, tune))
-                        rows.append(ResultRow(prompt, name, s, seed + j, "padded" if padded else "clip",
-                                              f"{out_name}/{sub}{fname}", round(len(clip) / sr, 3), loss,
-                                              flags(m, self.th), m, made_on(model, len(prompts))))
+                        rows.append(
+                            ResultRow(
+                                prompt,
+                                name,
+                                s,
+                                seed + j,
+                                "padded" if padded else "clip",
+                                f"{out_name}/{sub}{fname}",
+                                round(len(clip) / sr, 3),
+                                loss,
+                                flags(m, self.th),
+                                m,
+                                made_on(model, len(prompts)),
+                            )
+                        )
                         clips.append(clip)
         return rows, clips
 
@@ -135,23 +177,35 @@ class Evaluation:
         if "copy" in ref:
             m.update(ref["copy"].measure(codes))
         if padded:
-            m.update({k: round(v, 5) for k, v in past_length_metrics(
-                clip, sr, codes, self.info.frame_rate, padded["clip_seconds"], ref["silence_codes"].tolist(),
-                ep.silence_threshold_dbfs).items()})
+            m.update(
+                {
+                    k: round(v, 5)
+                    for k, v in past_length_metrics(
+                        clip,
+                        sr,
+                        codes,
+                        self.info.frame_rate,
+                        padded["clip_seconds"],
+                        ref["silence_codes"].tolist(),
+                        ep.silence_threshold_dbfs,
+                    ).items()
+                }
+            )
         return m
 
     def valid_losses(self, tokens_dir: Path) -> list[float]:
         """The model's loss on each valid clip (real frames only)."""
-        return valid_losses(self.model, self.tokenizer, tokens_dir, self.info.pad_id,
-                            self.model.config.decoder.decoder_start_token_id)
+        return valid_losses(
+            self.model, self.tokenizer, tokens_dir, self.info.pad_id, self.model.config.decoder.decoder_start_token_id
+        )
 
-    def generate_measured(self, tmp: Path, out_name: str, name: str, loss: float, frames: int,
-                          padded: dict | None, padded_frames: int | None) -> tuple[list[ResultRow], dict, np.ndarray]:
+    def generate_measured(
+        self, tmp: Path, out_name: str, name: str, loss: float, frames: int, padded: dict | None, padded_frames: int | None
+    ) -> tuple[list[ResultRow], dict, np.ndarray]:
         """The prompt set at the clip length, measured (rows, set figures, musicnn embeddings), then
         one sample of it at the padded length where there is one."""
         rows, clips = self.generate_set(frames, tmp, out_name, name, loss, self.ep.samples_per_prompt)
-        figures, emb = measure_style(rows, clips, self.info.sample_rate, tmp, self.ref, self.tagger,
-                                     in_style(rows, self.ep))
+        figures, emb = measure_style(rows, clips, self.info.sample_rate, tmp, self.ref, self.tagger, in_style(rows, self.ep))
         if padded:
             rows += self.generate_set(padded_frames, tmp, out_name, name, loss, 1, padded)[0]
         return rows, figures, emb
@@ -172,10 +226,11 @@ def made_on(model, batch: int) -> dict:
 def token_health(codes: np.ndarray, reference: dict) -> dict:
     """Codec-token health of generated codes (K, T) against the training set's code distribution."""
     hist = S.code_histogram(codes, reference["train_code_hist"].shape[1])
-    return {"code_entropy_bits": S.code_entropy(codes, reference["train_code_hist"].shape[1]),
-            "code_js_divergence": float(np.mean([S.js_divergence(h, r)
-                                                 for h, r in zip(hist, reference["train_code_hist"])])),
-            "silence_code_share": S.silence_code_share(codes, reference["silence_codes"].tolist())}
+    return {
+        "code_entropy_bits": S.code_entropy(codes, reference["train_code_hist"].shape[1]),
+        "code_js_divergence": float(np.mean([S.js_divergence(h, r) for h, r in zip(hist, reference["train_code_hist"])])),
+        "silence_code_share": S.silence_code_share(codes, reference["silence_codes"].tolist()),
+    }
 
 
 def profiles(tagger: Tagger, clips: list[np.ndarray], sr: int) -> TM.Profiles:
@@ -191,8 +246,9 @@ def in_style(rows: list[ResultRow], ep: P.EvaluateParams) -> np.ndarray:
     return np.array([r.prompt not in ep.off_style_prompts for r in rows], dtype=bool)
 
 
-def measure_style(rows: list[ResultRow], clips: list[np.ndarray], sr: int, tmp: Path, ref: dict,
-                  tagger: Tagger, mask: np.ndarray) -> tuple:
+def measure_style(
+    rows: list[ResultRow], clips: list[np.ndarray], sr: int, tmp: Path, ref: dict, tagger: Tagger, mask: np.ndarray
+) -> tuple:
     """musicnn measures per clip (into each row's metrics; each clip's tags and embedding into
     `tmp/musicnn.safetensors`) and the set's figures over the in-style clips (`mask`): an
     off-style prompt is asked not to sound like the target. Returns (set figures, embeddings)."""
@@ -203,8 +259,11 @@ def measure_style(rows: list[ResultRow], clips: list[np.ndarray], sr: int, tmp: 
             row.metrics.update(ref["copy"].nearest(emb))
             if ref["copy"].is_copy(row.metrics):
                 row.flags.append(COPY_FLAG)
-    save_file({"tags": prof.tags.astype(np.float32), "embeddings": prof.embeddings.astype(np.float32)},
-              str(tmp / PROFILES), metadata={"files": json.dumps([r.file for r in rows])})
+    save_file(
+        {"tags": prof.tags.astype(np.float32), "embeddings": prof.embeddings.astype(np.float32)},
+        str(tmp / PROFILES),
+        metadata={"files": json.dumps([r.file for r in rows])},
+    )
     styled = [c for c, keep in zip(clips, mask) if keep]
     mfcc = np.stack([S.mfcc_stats(c, sr) for c in styled]) if styled else None
     enough = len(styled) >= 2 and len(ref["valid_mfcc"]) >= 2  # a covariance needs two rows on each side
@@ -213,8 +272,9 @@ def measure_style(rows: list[ResultRow], clips: list[np.ndarray], sr: int, tmp: 
     return {"style_fd_mfcc": fd_mfcc, **TM.set_measures(subset, target, tagger.tags)}, prof.embeddings
 
 
-def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.EvaluateParams, tagger: Tagger
-                    ) -> tuple[dict, dict, dict]:
+def build_reference(
+    model, seg_dir: Path, tokens_dir: Path, info, ep: P.EvaluateParams, tagger: Tagger
+) -> tuple[dict, dict, dict]:
     """Measure training clips (for calibrated thresholds and the copy check) and valid clips (the
     style target). Returns (reference arrays, calibrated thresholds, {copy, listen}: the copy
     check's figures and the target clips the page plays)."""
@@ -228,34 +288,47 @@ def build_reference(model, seg_dir: Path, tokens_dir: Path, info, ep: P.Evaluate
 
     def measure(r) -> dict:
         if r.id not in measured:
-            measured[r.id] = M.clip_metrics(load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr,
-                                            ep.silence_threshold_dbfs)
+            measured[r.id] = M.clip_metrics(
+                load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)], sr, ep.silence_threshold_dbfs
+            )
         return measured[r.id]
 
     train_metrics = [measure(r) for r in train_rows]
     endings = {r.source: r for r in manifest if r.split == "train"}  # each recording's last clip: how it ends
-    calibrated = calibrate_thresholds(train_metrics, ep.thresholds(), endings=[
-        measure(r) for r in list(endings.values())[:REFERENCE_CLIPS] if r.duration_s >= M.MIN_CLIP_S])
+    calibrated = calibrate_thresholds(
+        train_metrics,
+        ep.thresholds(),
+        endings=[measure(r) for r in list(endings.values())[:REFERENCE_CLIPS] if r.duration_s >= M.MIN_CLIP_S],
+    )
     valid_audio = [load_mono(inside(seg_dir, r.file), sr)[: int(r.duration_s * sr)] for r in valid_rows]
     target = profiles(tagger, valid_audio, sr)
-    ref = {"train_code_hist": np.mean([S.code_histogram(c.numpy(), index["codec"]["codebook_size"])
-                                       for c in codes], axis=0),
-           "silence_codes": np.array(index["silence_codes"]),
-           "valid_mfcc": np.stack([S.mfcc_stats(a, sr) for a in valid_audio]),
-           "valid_musicnn_tags": target.tags, "valid_musicnn_emb": target.embeddings}
+    ref = {
+        "train_code_hist": np.mean([S.code_histogram(c.numpy(), index["codec"]["codebook_size"]) for c in codes], axis=0),
+        "silence_codes": np.array(index["silence_codes"]),
+        "valid_mfcc": np.stack([S.mfcc_stats(a, sr) for a in valid_audio]),
+        "valid_musicnn_tags": target.tags,
+        "valid_musicnn_emb": target.embeddings,
+    }
     if is_melody(model.config):  # the melody reference: the first valid clip
         ref["melody_chroma"] = melody.reference_chroma(model, valid_audio[0], sr)
     ref["copy"], copy_ref = training_copies(model, seg_dir, tokens_dir, index, codes, mask, info, ref, tagger, manifest)
     # the first target clips, to listen to beside the models' (the run page), with what musicnn hears
     firsts = [i for i, r in enumerate(valid_rows) if r.source not in {x.source for x in valid_rows[:i]}]
-    listen = [{"file": (seg_dir / valid_rows[i].file).as_posix(), "source": valid_rows[i].source,
-               "offset_s": valid_rows[i].offset_s, "top_tags": TM.top_tags(target.tags[i : i + 1], tagger.tags, 3)}
-              for i in firsts[:TARGET_CLIPS_SHOWN]]  # one clip of each recording
+    listen = [
+        {
+            "file": (seg_dir / valid_rows[i].file).as_posix(),
+            "source": valid_rows[i].source,
+            "offset_s": valid_rows[i].offset_s,
+            "top_tags": TM.top_tags(target.tags[i : i + 1], tagger.tags, 3),
+        }
+        for i in firsts[:TARGET_CLIPS_SHOWN]
+    ]  # one clip of each recording
     return ref, asdict(calibrated), {"copy": copy_ref, "listen": listen}
 
 
-def training_copies(model, seg_dir: Path, tokens_dir: Path, index: dict, codes, mask, info, ref: dict, tagger: Tagger,
-                    manifest) -> tuple[CopyCheck, dict]:
+def training_copies(
+    model, seg_dir: Path, tokens_dir: Path, index: dict, codes, mask, info, ref: dict, tagger: Tagger, manifest
+) -> tuple[CopyCheck, dict]:
     """The copy check (metrics/copying.py) over every training clip: its codes hashed, the musicnn
     embedding of what a verbatim copy of it sounds like (its codes through the codec: the round
     trip, not the recording, which a codec that colours sound puts far from any copy; measured on
@@ -264,15 +337,18 @@ def training_copies(model, seg_dir: Path, tokens_dir: Path, index: dict, codes, 
     check = copy_check(codes, mask, info.frame_rate, ref)
     by_id = {r.id: r for r in manifest}
     train = [by_id[c["id"]] for c in index["clips"] if c["split"] == "train"]  # the token index's order
-    ref["train_musicnn_emb"] = check.train_emb = profiles(tagger, round_trips(model, codes, mask),
-                                                          info.sample_rate).embeddings
+    ref["train_musicnn_emb"] = check.train_emb = profiles(
+        tagger, round_trips(model, codes, mask), info.sample_rate
+    ).embeddings
     check.nn_limit = neighbour_limit(check.train_emb, [r.source for r in train])
     _, vcodes, vmask, _ = load_tokens(tokens_dir, "valid")
     valid_runs = [check.measure(c[:, m].numpy())["copy_longest_s"] for c, m in zip(vcodes, vmask)]
-    return check, {"nn_limit": check.nn_limit, "valid_longest_s": max(valid_runs, default=0.0),
-                   "frame_rate": info.frame_rate,
-                   "train_clips": [{"source": r.source, "offset_s": r.offset_s, "file": (seg_dir / r.file).as_posix()}
-                                   for r in train]}
+    return check, {
+        "nn_limit": check.nn_limit,
+        "valid_longest_s": max(valid_runs, default=0.0),
+        "frame_rate": info.frame_rate,
+        "train_clips": [{"source": r.source, "offset_s": r.offset_s, "file": (seg_dir / r.file).as_posix()} for r in train],
+    }
 
 
 def round_trips(model, codes, mask) -> list[np.ndarray]:
@@ -290,8 +366,9 @@ def copy_check(codes, mask, frame_rate: float, ref: dict, copy_ref: dict | None 
     silence = np.asarray(ref["silence_codes"]).astype(np.int64)
     index = TrainingIndex.build([c[:, m].numpy() for c, m in zip(codes, mask)], silence)
     copy_ref = copy_ref or {}
-    return CopyCheck(index, silence, frame_rate, ref.get("train_musicnn_emb"), copy_ref.get("nn_limit"),
-                     copy_ref.get("run_limit_s"))
+    return CopyCheck(
+        index, silence, frame_rate, ref.get("train_musicnn_emb"), copy_ref.get("nn_limit"), copy_ref.get("run_limit_s")
+    )
 
 
 def padded_length(tokens_dir: Path, config) -> tuple[dict | None, int | None]:
@@ -303,15 +380,24 @@ def padded_length(tokens_dir: Path, config) -> tuple[dict | None, int | None]:
     if not (clip_s and pad_s and pad_s > clip_s + 0.5):
         return None, None
     try:
-        return {"clip_seconds": clip_s, "pad_to_seconds": pad_s}, check_generation_length(config, pad_s,
-                                                                                          "encode.pad_to_seconds")
+        return {"clip_seconds": clip_s, "pad_to_seconds": pad_s}, check_generation_length(
+            config, pad_s, "encode.pad_to_seconds"
+        )
     except P.ParamsError as exc:
         log.warning(f"evaluate: no evaluation at the padded length: {exc}")
         return None, None
 
 
-def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, ref_path: Path,
-             mp: P.ModelParams, ep: P.EvaluateParams, gp: P.GenerationParams) -> None:
+def run_base(
+    seg_dir: Path,
+    tokens_dir: Path,
+    out_dir: Path,
+    rows_path: Path,
+    ref_path: Path,
+    mp: P.ModelParams,
+    ep: P.EvaluateParams,
+    gp: P.GenerationParams,
+) -> None:
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
     padded, padded_frames = padded_length(tokens_dir, config)
@@ -320,20 +406,32 @@ def run_base(seg_dir: Path, tokens_dir: Path, out_dir: Path, rows_path: Path, re
     losses = ev.valid_losses(tokens_dir)
     loss, ev.th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
     with atomic_dir(out_dir) as tmp:
-        rows, dist, ev.ref["base_musicnn_emb"] = ev.generate_measured(tmp, out_dir.name, "base", loss, frames, padded,
-                                                                      padded_frames)
+        rows, dist, ev.ref["base_musicnn_emb"] = ev.generate_measured(
+            tmp, out_dir.name, "base", loss, frames, padded, padded_frames
+        )
     copy_ref = extra["copy"]
     base_runs = [r.metrics.get("copy_longest_s", 0.0) for r in rows]
-    copy_ref.update(base_longest_s=max(base_runs, default=0.0),
-                    run_limit_s=run_limit([copy_ref["valid_longest_s"], max(base_runs, default=0.0)]))
+    copy_ref.update(
+        base_longest_s=max(base_runs, default=0.0),
+        run_limit_s=run_limit([copy_ref["valid_longest_s"], max(base_runs, default=0.0)]),
+    )
     with atomic_path(ref_path.with_suffix(".safetensors")) as tmp:
         save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in ev.ref.items() if k != "copy"}, str(tmp))
-    write_json(ref_path.with_suffix(".json"), {
-        "thresholds": calibrated, "base": {**dist, "valid_losses": [round(x, 6) for x in losses]},
-        "base_valid_loss": loss,
-        "target": {"top_tags": TM.top_tags(ev.ref["valid_musicnn_tags"], ev.tagger.tags), "n": len(ev.ref["valid_mfcc"]),
-                   "clips": extra["listen"]},
-        "padded": padded, "copy": copy_ref})
+    write_json(
+        ref_path.with_suffix(".json"),
+        {
+            "thresholds": calibrated,
+            "base": {**dist, "valid_losses": [round(x, 6) for x in losses]},
+            "base_valid_loss": loss,
+            "target": {
+                "top_tags": TM.top_tags(ev.ref["valid_musicnn_tags"], ev.tagger.tags),
+                "n": len(ev.ref["valid_mfcc"]),
+                "clips": extra["listen"],
+            },
+            "padded": padded,
+            "copy": copy_ref,
+        },
+    )
     write_jsonl(rows_path, (asdict(r) for r in rows))
     print(f"evaluate base: valid loss {loss:.4f}; {len(rows)} clips in {out_dir}")
 
@@ -344,13 +442,25 @@ def copy_twin(twin_rows: list[ResultRow], twin_dir: Path, out_dir: Path, name: s
     clip-length ones: only best is generated at the padded length)."""
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(twin_dir, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("padded"))
-    return [replace(r, model=name, file=f"{out_dir.name}/{Path(r.file).name}", flags=list(r.flags),
-                    metrics=dict(r.metrics)) for r in twin_rows if r.length == "clip"]
+    return [
+        replace(r, model=name, file=f"{out_dir.name}/{Path(r.file).name}", flags=list(r.flags), metrics=dict(r.metrics))
+        for r in twin_rows
+        if r.length == "clip"
+    ]
 
 
-def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], base_rows: Path, ref_path: Path,
-                 results: Path, set_metrics: Path, mp: P.ModelParams, ep: P.EvaluateParams,
-                 gp: P.GenerationParams) -> None:
+def run_adapters(
+    tokens_dir: Path,
+    eval_dir: Path,
+    adapters: dict[str, Path],
+    base_rows: Path,
+    ref_path: Path,
+    results: Path,
+    set_metrics: Path,
+    mp: P.ModelParams,
+    ep: P.EvaluateParams,
+    gp: P.GenerationParams,
+) -> None:
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
     summary = read_reference(ref_path.with_suffix(".json"))
@@ -370,18 +480,33 @@ def run_adapters(tokens_dir: Path, eval_dir: Path, adapters: dict[str, Path], ba
             rows, distances[name] = copy_twin(twin_rows, eval_dir / f"{twin}_model", out_dir, name), distances[twin]
         else:
             with merged(peft_model, name) as merged_model:
-                rows, distances[name] = evaluate_adapter(replace(ev, model=merged_model), tokens_dir, out_dir, name,
-                                                         frames, padded if name == padded_for(adapters) else None,
-                                                         padded_frames)
+                rows, distances[name] = evaluate_adapter(
+                    replace(ev, model=merged_model),
+                    tokens_dir,
+                    out_dir,
+                    name,
+                    frames,
+                    padded if name == padded_for(adapters) else None,
+                    padded_frames,
+                )
             done[digest] = (name, rows)
         all_rows += rows
-        print(f"evaluate {name}: valid loss {rows[0].valid_loss:.4f}" + (f" (same weights as {done[digest][0]})"
-                                                                         if done[digest][0] != name else ""))
+        print(
+            f"evaluate {name}: valid loss {rows[0].valid_loss:.4f}"
+            + (f" (same weights as {done[digest][0]})" if done[digest][0] != name else "")
+        )
     write_jsonl(results, (asdict(r) for r in all_rows))
     # set-level figures, one per model (not copied onto every clip), and how the intervals are drawn
-    write_json(set_metrics, {"models": distances, "target": summary["target"], "padded": padded,
-                             "prompts": {"in_style": ep.prompts, "off_style": ep.off_style_prompts},
-                             "bootstrap": {"seed": ep.seed, "resamples": B.RESAMPLES, "level": B.LEVEL}})
+    write_json(
+        set_metrics,
+        {
+            "models": distances,
+            "target": summary["target"],
+            "padded": padded,
+            "prompts": {"in_style": ep.prompts, "off_style": ep.off_style_prompts},
+            "bootstrap": {"seed": ep.seed, "resamples": B.RESAMPLES, "level": B.LEVEL},
+        },
+    )
 
 
 def padded_for(adapters: dict) -> str:
@@ -398,14 +523,16 @@ def load_reference(ref_path: Path, summary: dict, tokens_dir: Path, info) -> dic
     return ref
 
 
-def evaluate_adapter(ev: Evaluation, tokens_dir: Path, out_dir: Path, name: str, frames: int, padded: dict | None,
-                     padded_frames: int | None) -> tuple[list[ResultRow], dict]:
+def evaluate_adapter(
+    ev: Evaluation, tokens_dir: Path, out_dir: Path, name: str, frames: int, padded: dict | None, padded_frames: int | None
+) -> tuple[list[ResultRow], dict]:
     """One merged adapter: its valid losses, its generated set measured into `out_dir`, and its
     set figures with the style distance's interval against base."""
     losses = ev.valid_losses(tokens_dir)
     with atomic_dir(out_dir) as tmp:
-        rows, dist, emb = ev.generate_measured(tmp, out_dir.name, name, float(np.mean(losses)), frames, padded,
-                                               padded_frames)
+        rows, dist, emb = ev.generate_measured(
+            tmp, out_dir.name, name, float(np.mean(losses)), frames, padded, padded_frames
+        )
     mask = in_style([r for r in rows if r.length == "clip"], ev.ep)
     fd = TM.style_fd_interval(ev.ref["base_musicnn_emb"][mask], emb[mask], ev.ref["valid_musicnn_emb"], ev.ep.seed)
     return rows, {**dist, "valid_losses": [round(x, 6) for x in losses], "style_fd_vs_base": fd and fd.as_dict(4)}
@@ -431,6 +558,16 @@ def main(argv: list[str]) -> int:
         run_base(args.segments, args.tokens, args.out, args.base_rows, args.reference, mp, ep, gp)
     else:
         adapters = dict(a.split("=", 1) for a in args.adapter)
-        run_adapters(args.tokens, args.out, {k: Path(v) for k, v in adapters.items()}, args.base_rows,
-                     args.reference, args.results, args.set_metrics, mp, ep, gp)
+        run_adapters(
+            args.tokens,
+            args.out,
+            {k: Path(v) for k, v in adapters.items()},
+            args.base_rows,
+            args.reference,
+            args.results,
+            args.set_metrics,
+            mp,
+            ep,
+            gp,
+        )
     return 0

@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 
 MIN_TARGET_CLIPS = 10  # fewer valid clips make a style target whose intervals cover almost anything
 MAX_CAPTION_BYTES = 2000  # a caption is a sentence or two; MusicGen's T5 reads at most 512 tokens
-LINK_REFUSED = ("a symbolic link: refused (an input must be a regular file inside the data folder, so nothing "
-                "outside it leaks into the manifest); copy the file in instead")
+LINK_REFUSED = (
+    "a symbolic link: refused (an input must be a regular file inside the data folder, so nothing "
+    "outside it leaks into the manifest); copy the file in instead"
+)
 
 
 def _regular(path: Path, allowed: tuple[Path, ...]) -> str | None:
@@ -135,8 +137,9 @@ class TagCaptions:
         return caption_from_tags(stream_profile(self.tagger, stream_audio(path, TAGGER_SR)), self.tagger.tags)
 
 
-def choose_caption(path: Path, seg: P.SegmentParams, tags: TagCaptions,
-                   allowed: tuple[Path, ...] = ()) -> tuple[str, str, str | None]:
+def choose_caption(
+    path: Path, seg: P.SegmentParams, tags: TagCaptions, allowed: tuple[Path, ...] = ()
+) -> tuple[str, str, str | None]:
     """(caption, caption_source, problem) for a recording under `segment.captions`."""
     if seg.captions == "tags":
         return tags(path), "tags", None
@@ -196,13 +199,17 @@ def split_warnings(rows: list[ClipRow]) -> list[str]:
     for caption, members in sorted(by_caption.items()):
         sources = {m[0] for m in members}
         if len(sources) >= 2 and all(split == "train" for _, split in members):
-            out.append(f"no valid clip has the caption {caption[:60]!r} ({len(sources)} recordings): that music is "
-                       f"missing from the valid loss and the style target; put each style in its own folder under "
-                       f"data/raw (each folder keeps some in valid) or raise segment.valid_fraction")
+            out.append(
+                f"no valid clip has the caption {caption[:60]!r} ({len(sources)} recordings): that music is "
+                f"missing from the valid loss and the style target; put each style in its own folder under "
+                f"data/raw (each folder keeps some in valid) or raise segment.valid_fraction"
+            )
     valid = sum(1 for r in rows if r.split == "valid")
     if 0 < valid < MIN_TARGET_CLIPS:
-        out.append(f"only {valid} valid clip(s): the style target and the valid loss rest on them, so the style "
-                   f"checks will rarely be measurable; add music or raise segment.valid_fraction")
+        out.append(
+            f"only {valid} valid clip(s): the style target and the valid loss rest on them, so the style "
+            f"checks will rarely be measurable; add music or raise segment.valid_fraction"
+        )
     return out
 
 
@@ -216,8 +223,9 @@ def cut(blocks: Iterable[np.ndarray], sr: int, clip_s: float, min_s: float) -> I
         yield i * n, np.pad(piece, [(0, n - len(piece))] + [(0, 0)] * (piece.ndim - 1)), len(piece)
 
 
-def clips_of(path: Path, clips_dir: Path, first: int, sample_rate: int, channels: int,
-             seg: P.SegmentParams) -> tuple[list[tuple[str, int, int, int]], int, int]:
+def clips_of(
+    path: Path, clips_dir: Path, first: int, sample_rate: int, channels: int, seg: P.SegmentParams
+) -> tuple[list[tuple[str, int, int, int]], int, int]:
     """Write the recording's clips (streamed: one clip in memory at a time) as clips/<id>.wav,
     ids from `first`; returns ((id, offset, real samples, clip samples) per clip kept, quiet clips
     dropped, samples seen). A file that turns out damaged part-way leaves no clip behind."""
@@ -256,12 +264,15 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
     with atomic_dir(out_dir) as tmp:
         (tmp / "clips").mkdir()
         for path in tqdm(sources, desc="segment", unit="file"):
-            new, skips, dropped = segment_file(path, raw_dir, tmp / "clips", len(rows), sample_rate, channels, seg,
-                                               tags, cache_dirs)
+            new, skips, dropped = segment_file(
+                path, raw_dir, tmp / "clips", len(rows), sample_rate, channels, seg, tags, cache_dirs
+            )
             rows, skipped, quiet = rows + new, skipped + skips, quiet + dropped
         if not rows:
-            raise UserError(f"segment: no usable clip in {raw_dir} ({len(skipped)} files skipped, "
-                            f"{quiet} clips below {seg.min_loudness_lufs} LUFS); see the reasons above")
+            raise UserError(
+                f"segment: no usable clip in {raw_dir} ({len(skipped)} files skipped, "
+                f"{quiet} clips below {seg.min_loudness_lufs} LUFS); see the reasons above"
+            )
         rows = with_splits(rows, seg)
         write_jsonl(tmp / MANIFEST, (asdict(r) for r in rows))
         write_jsonl(tmp / SKIPPED, (asdict(s) for s in skipped))
@@ -272,8 +283,17 @@ def run(raw_dir: Path, out_dir: Path, seg: P.SegmentParams, sample_rate: int, ch
     return outcome(rows, sources, skipped, quiet, out_dir)
 
 
-def segment_file(path: Path, raw_dir: Path, clips_dir: Path, first: int, sample_rate: int, channels: int,
-                 seg: P.SegmentParams, tags: TagCaptions, cache_dirs) -> tuple[list[ClipRow], list[SkipRow], int]:
+def segment_file(
+    path: Path,
+    raw_dir: Path,
+    clips_dir: Path,
+    first: int,
+    sample_rate: int,
+    channels: int,
+    seg: P.SegmentParams,
+    tags: TagCaptions,
+    cache_dirs,
+) -> tuple[list[ClipRow], list[SkipRow], int]:
     """One recording cut into clips under `clips_dir` (numbered from `first`), with their caption:
     (its clips, what was skipped and why, how many clips were too quiet). A file that cannot be
     read is a skip row, never the end of the run."""
@@ -290,11 +310,30 @@ def segment_file(path: Path, raw_dir: Path, clips_dir: Path, first: int, sample_
             (clips_dir / f"{cid}.wav").unlink(missing_ok=True)
         return [], [SkipRow(source, str(exc).removeprefix(f"{path}: "))], 0
     if not kept:
-        return [], [SkipRow(source, f"every clip quieter than min_loudness_lufs ({seg.min_loudness_lufs:g} "
-                                    f"LUFS): silence?")], quiet
+        return (
+            [],
+            [SkipRow(source, f"every clip quieter than min_loudness_lufs ({seg.min_loudness_lufs:g} LUFS): silence?")],
+            quiet,
+        )
     skips = [SkipRow(path.with_suffix(".txt").relative_to(raw_dir).as_posix(), problem)] if problem else []
-    return [ClipRow(cid, f"clips/{cid}.wav", source, round(start / sample_rate, 4), round(real / sample_rate, 4),
-                    round(1 - real / n, 4), caption, caption_source, "") for cid, start, real, n in kept], skips, quiet
+    return (
+        [
+            ClipRow(
+                cid,
+                f"clips/{cid}.wav",
+                source,
+                round(start / sample_rate, 4),
+                round(real / sample_rate, 4),
+                round(1 - real / n, 4),
+                caption,
+                caption_source,
+                "",
+            )
+            for cid, start, real, n in kept
+        ],
+        skips,
+        quiet,
+    )
 
 
 def with_splits(rows: list[ClipRow], seg: P.SegmentParams) -> list[ClipRow]:
@@ -310,12 +349,20 @@ def outcome(rows: list[ClipRow], sources: list, skipped: list, quiet: int, out_d
     """The run's counts, printed in one line and returned."""
     counts = Counter(r.split for r in rows)
     valid_s = sum(r.duration_s for r in rows if r.split == "valid")
-    summary = {"clips": len(rows), "train": counts["train"], "valid": counts["valid"], "sources": len(sources),
-               "skipped": len(skipped), "dropped_quiet_clips": quiet,
-               "valid_share_of_duration": round(valid_s / sum(r.duration_s for r in rows), 4)}
-    print(f"segment: {len(rows)} clips ({counts['train']} train / {counts['valid']} valid, "
-          f"{summary['valid_share_of_duration']:.0%} of the audio held out) from {len({r.source for r in rows})} of "
-          f"{len(sources)} audio files; {len(skipped)} lines in {out_dir / SKIPPED}; dropped {quiet} quiet clips")
+    summary = {
+        "clips": len(rows),
+        "train": counts["train"],
+        "valid": counts["valid"],
+        "sources": len(sources),
+        "skipped": len(skipped),
+        "dropped_quiet_clips": quiet,
+        "valid_share_of_duration": round(valid_s / sum(r.duration_s for r in rows), 4),
+    }
+    print(
+        f"segment: {len(rows)} clips ({counts['train']} train / {counts['valid']} valid, "
+        f"{summary['valid_share_of_duration']:.0%} of the audio held out) from {len({r.source for r in rows})} of "
+        f"{len(sources)} audio files; {len(skipped)} lines in {out_dir / SKIPPED}; dropped {quiet} quiet clips"
+    )
     return summary
 
 

@@ -35,8 +35,14 @@ from ..model.delay import loss_inputs
 from ..model.families import audio_channels
 from ..model.launch import check_launcher_settings, launch, launched
 from ..model.lora import check_adapter_dir, continue_from, lora_config
-from ..model.musicgen import (checkpoint_decoder, load_config, load_model, resolve_device, resolve_name,
-                              text_encoder_without_dropout)
+from ..model.musicgen import (
+    checkpoint_decoder,
+    load_config,
+    load_model,
+    resolve_device,
+    resolve_name,
+    text_encoder_without_dropout,
+)
 from ..model.samples import SampleCallback, publish
 from ..model.tokens import INDEX, TokenSplit
 from ..model.trainer import LiveCallback, LoraTrainer, NonFiniteLoss, QuietProgress, training_arguments, world_size
@@ -73,8 +79,15 @@ class Collator:
 
     def __call__(self, items: list[dict]) -> dict:
         chroma = torch.stack([it["chroma"] for it in items]) if "chroma" in items[0] else None
-        batch = loss_inputs(self.tokenizer, [it["caption"] for it in items], torch.stack([it["codes"] for it in items]),
-                            torch.stack([it["frame_mask"] for it in items]), self.mask_padding, self.channels, chroma)
+        batch = loss_inputs(
+            self.tokenizer,
+            [it["caption"] for it in items],
+            torch.stack([it["codes"] for it in items]),
+            torch.stack([it["frame_mask"] for it in items]),
+            self.mask_padding,
+            self.channels,
+            chroma,
+        )
         if self.text_dropout > 0:
             for row, it in enumerate(items):
                 gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, it["index"])) & 0xFFFFFFFF)
@@ -117,8 +130,9 @@ class EpochCallback(TrainerCallback):
                 (tmp / "epoch.json").write_text(json.dumps({"epoch": round(state.epoch)}))
         if state.epoch and metrics:
             row = epoch_losses(state.log_history)[-1]
-            tqdm.write(f"train: epoch {row['epoch']}: valid loss {row['valid_loss']:.4f}, "
-                       f"train loss {row['train_loss']:.4f}")
+            tqdm.write(
+                f"train: epoch {row['epoch']}: valid loss {row['valid_loss']:.4f}, train loss {row['train_loss']:.4f}"
+            )
 
 
 def run_key(tp: P.TrainParams, mp: P.ModelParams, tokens_dir: Path) -> str:
@@ -151,18 +165,32 @@ def epoch_losses(log_history: list[dict]) -> list[dict]:
         if "eval_loss" in h:
             e = round(h["epoch"])
             steps = [s["loss"] for s in log_history if "loss" in s and e - 1 < s["epoch"] <= e + 1e-9]
-            rows.append({"epoch": e, "valid_loss": h["eval_loss"],
-                         "train_loss": (sum(steps) / len(steps)) if steps and e > 0 else None})
+            rows.append(
+                {
+                    "epoch": e,
+                    "valid_loss": h["eval_loss"],
+                    "train_loss": (sum(steps) / len(steps)) if steps and e > 0 else None,
+                }
+            )
     return rows
 
 
-def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp: P.TrainParams,
-        mp: P.ModelParams, gp: P.GenerationParams) -> list[dict]:
+def run(
+    tokens_dir: Path,
+    best_dir: Path,
+    final_dir: Path,
+    metrics_dir: Path,
+    tp: P.TrainParams,
+    mp: P.ModelParams,
+    gp: P.GenerationParams,
+) -> list[dict]:
     torch.manual_seed(tp.seed)
     train_clips, valid_clips = TokenSplit(tokens_dir, "train"), TokenSplit(tokens_dir, "valid")
     if not len(train_clips) or not len(valid_clips):
-        raise UserError(f"train: need clips in both splits (train {len(train_clips)}, valid {len(valid_clips)}); "
-                         f"add recordings or raise segment.valid_fraction")
+        raise UserError(
+            f"train: need clips in both splits (train {len(train_clips)}, valid {len(valid_clips)}); "
+            f"add recordings or raise segment.valid_fraction"
+        )
     lora = lora_config(tp, load_config(mp))  # a target that matches nothing fails before the weights load
     if tp.init_adapter:
         check_adapter_dir(Path(tp.init_adapter))  # so does a missing start adapter
@@ -181,8 +209,9 @@ def run(tokens_dir: Path, best_dir: Path, final_dir: Path, metrics_dir: Path, tp
     if not main_process:
         return []
     rows = [json.loads(epoch0.read_text())] + epoch_losses(trainer.state.log_history)
-    publish_run(model, trainer, rows, ckpt_dir, best_dir, final_dir, metrics_dir, tokens_dir, tp, mp, device, start,
-                diverged)
+    publish_run(
+        model, trainer, rows, ckpt_dir, best_dir, final_dir, metrics_dir, tokens_dir, tp, mp, device, start, diverged
+    )
     if diverged:
         raise UserError(diverged)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -196,8 +225,10 @@ def lora_model(tokens_dir: Path, index: dict, lora, tp: P.TrainParams, mp: P.Mod
         torch.cuda.set_device(device)  # Trainer (accelerate) places the model on the current device
     model, tokenizer = load_model(mp, device)
     if index["codec"]["num_codebooks"] != model.config.decoder.num_codebooks:
-        raise UserError(f"{tokens_dir}: tokens of {index['codec']['num_codebooks']} codebooks, the model has "
-                        f"{model.config.decoder.num_codebooks}; run `dvc repro encode` for this model.name")
+        raise UserError(
+            f"{tokens_dir}: tokens of {index['codec']['num_codebooks']} codebooks, the model has "
+            f"{model.config.decoder.num_codebooks}; run `dvc repro encode` for this model.name"
+        )
     text_encoder_without_dropout(model)
     if tp.gradient_checkpointing:
         checkpoint_decoder(model, tp.gradient_checkpointing_every)
@@ -208,27 +239,43 @@ def lora_model(tokens_dir: Path, index: dict, lora, tp: P.TrainParams, mp: P.Mod
     return model, tokenizer, start
 
 
-def make_trainer(model, tokenizer, train_clips: TokenSplit, valid_clips: TokenSplit, tp: P.TrainParams,
-                 gp: P.GenerationParams, device: torch.device, ckpt_dir: Path, metrics_dir: Path) -> LoraTrainer:
+def make_trainer(
+    model,
+    tokenizer,
+    train_clips: TokenSplit,
+    valid_clips: TokenSplit,
+    tp: P.TrainParams,
+    gp: P.GenerationParams,
+    device: torch.device,
+    ckpt_dir: Path,
+    metrics_dir: Path,
+) -> LoraTrainer:
     """Trainer with the project's callbacks: the best adapter per epoch, live curves, samples,
     early stopping where asked, and a quiet progress bar."""
     collator = Collator(tokenizer, tp.mask_padding, tp.text_dropout, tp.seed, audio_channels(model.config))
-    trainer = LoraTrainer(model=model, args=training_arguments(tp, device, ckpt_dir), train_dataset=ClipDataset(train_clips),
-                          eval_dataset=ClipDataset(valid_clips, training=False), data_collator=collator,
-                          callbacks=[EpochCallback(collator, ckpt_dir / "best_adapter"),
-                                     LiveCallback(metrics_dir / "live", ckpt_dir / "epoch0.json"),
-                                     SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed, gp,
-                                                    ckpt_dir / "samples")]
-                          + ([EarlyStoppingCallback(tp.early_stopping_patience)] if tp.early_stopping_patience else []),
-                          pad_id=train_clips.index["codec"]["pad_id"],
-                          start_id=model.config.decoder.decoder_start_token_id)
+    trainer = LoraTrainer(
+        model=model,
+        args=training_arguments(tp, device, ckpt_dir),
+        train_dataset=ClipDataset(train_clips),
+        eval_dataset=ClipDataset(valid_clips, training=False),
+        data_collator=collator,
+        callbacks=[
+            EpochCallback(collator, ckpt_dir / "best_adapter"),
+            LiveCallback(metrics_dir / "live", ckpt_dir / "epoch0.json"),
+            SampleCallback(tokenizer, tp.sample_prompts, tp.sample_seconds, tp.seed, gp, ckpt_dir / "samples"),
+        ]
+        + ([EarlyStoppingCallback(tp.early_stopping_patience)] if tp.early_stopping_patience else []),
+        pad_id=train_clips.index["codec"]["pad_id"],
+        start_id=model.config.decoder.decoder_start_token_id,
+    )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)
     return trainer
 
 
-def evaluate_epoch0(trainer: LoraTrainer, epoch0: Path, device: torch.device, main_process: bool,
-                    start: dict | None) -> None:
+def evaluate_epoch0(
+    trainer: LoraTrainer, epoch0: Path, device: torch.device, main_process: bool, start: dict | None
+) -> None:
     """The valid loss before training (epoch 0 of the curve), recorded once per run."""
     # Iterating a DataLoader draws from torch's global RNG, and the training shuffle draws next:
     # the base-model evaluation must leave the RNG as it found it, or a run restarted after a kill
@@ -252,9 +299,21 @@ def train_to_end(trainer: LoraTrainer, last: str | None) -> str | None:
     return None
 
 
-def publish_run(model, trainer: LoraTrainer, rows: list[dict], ckpt_dir: Path, best_dir: Path, final_dir: Path,
-                metrics_dir: Path, tokens_dir: Path, tp: P.TrainParams, mp: P.ModelParams, device: torch.device,
-                start: dict | None, diverged: str | None) -> None:
+def publish_run(
+    model,
+    trainer: LoraTrainer,
+    rows: list[dict],
+    ckpt_dir: Path,
+    best_dir: Path,
+    final_dir: Path,
+    metrics_dir: Path,
+    tokens_dir: Path,
+    tp: P.TrainParams,
+    mp: P.ModelParams,
+    device: torch.device,
+    start: dict | None,
+    diverged: str | None,
+) -> None:
     """The adapters (final only after a finite end), the metrics, samples, provenance and cards."""
     if diverged is None:
         with atomic_dir(final_dir) as tmp:
@@ -264,11 +323,13 @@ def publish_run(model, trainer: LoraTrainer, rows: list[dict], ckpt_dir: Path, b
             shutil.copytree(ckpt_dir / "best_adapter", tmp, dirs_exist_ok=True)
     log_metrics(metrics_dir, rows, trainer.state.global_step, tp, diverged)
     publish(ckpt_dir / "samples", metrics_dir / "samples", tp.sample_prompts)
-    write_json(metrics_dir / "environment.json",
-               {**environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX], device),
-                "init_adapter": start})
-    write_cards(best_dir if (ckpt_dir / "best_adapter").exists() else None, None if diverged else final_dir,
-                rows, tp, mp, tokens_dir)
+    write_json(
+        metrics_dir / "environment.json",
+        {**environment(mp.name, mp.revision, {"train.seed": tp.seed}, [tokens_dir / INDEX], device), "init_adapter": start},
+    )
+    write_cards(
+        best_dir if (ckpt_dir / "best_adapter").exists() else None, None if diverged else final_dir, rows, tp, mp, tokens_dir
+    )
 
 
 def early_stop(rows: list[dict], tp: P.TrainParams, best_epoch: int, diverged: str | None) -> dict | None:
@@ -276,8 +337,13 @@ def early_stop(rows: list[dict], tp: P.TrainParams, best_epoch: int, diverged: s
     last = rows[-1]["epoch"] if rows else 0
     if not tp.early_stopping_patience or diverged or last >= tp.epochs:
         return None
-    return {"epoch": last, "of": tp.epochs, "best_epoch": best_epoch, "patience": tp.early_stopping_patience,
-            "why": f"the valid loss did not improve for {tp.early_stopping_patience} epoch(s) after epoch {best_epoch}"}
+    return {
+        "epoch": last,
+        "of": tp.epochs,
+        "best_epoch": best_epoch,
+        "patience": tp.early_stopping_patience,
+        "why": f"the valid loss did not improve for {tp.early_stopping_patience} epoch(s) after epoch {best_epoch}",
+    }
 
 
 def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainParams, diverged: str | None) -> None:
@@ -290,14 +356,23 @@ def log_metrics(metrics_dir: Path, rows: list[dict], steps: int, tp: P.TrainPara
             live.step = r["epoch"]
             live.log_metric("train/loss", r["train_loss"])
             live.log_metric("valid/loss", r["valid_loss"])
-        live.summary.update({
-            "best_epoch": best["epoch"],
-            # the loss training minimised: it counts padded frames when mask_padding is false
-            "valid_loss_objective": {"base": rows[0]["valid_loss"], "best": best["valid_loss"],
-                                     "final": (trained or rows)[-1]["valid_loss"]},
-            "mask_padding": tp.mask_padding, "optimizer_steps": steps, "diverged": diverged or False,
-            "early_stop": early_stop(rows, tp, best["epoch"], diverged),
-            "world_size": world_size(), "effective_batch": tp.batch_size * tp.grad_accum * world_size()})
+        live.summary.update(
+            {
+                "best_epoch": best["epoch"],
+                # the loss training minimised: it counts padded frames when mask_padding is false
+                "valid_loss_objective": {
+                    "base": rows[0]["valid_loss"],
+                    "best": best["valid_loss"],
+                    "final": (trained or rows)[-1]["valid_loss"],
+                },
+                "mask_padding": tp.mask_padding,
+                "optimizer_steps": steps,
+                "diverged": diverged or False,
+                "early_stop": early_stop(rows, tp, best["epoch"], diverged),
+                "world_size": world_size(),
+                "effective_batch": tp.batch_size * tp.grad_accum * world_size(),
+            }
+        )
     write_json(metrics_dir / "epochs.json", rows)
 
 
@@ -311,7 +386,8 @@ def main(argv: list[str]) -> int:
     rows = run(args.tokens, args.best, args.final, args.metrics, tp, mp, gp)
     if rows:
         best = min(rows[1:] or rows, key=lambda r: r["valid_loss"])
-        print(f"train: best epoch {best['epoch']} (valid loss {best['valid_loss']:.4f}) -> {args.best}; "
-              f"final epoch {rows[-1]['epoch']} -> {args.final}")
+        print(
+            f"train: best epoch {best['epoch']} (valid loss {best['valid_loss']:.4f}) -> {args.best}; "
+            f"final epoch {rows[-1]['epoch']} -> {args.final}"
+        )
     return 0
-

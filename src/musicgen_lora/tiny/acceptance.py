@@ -52,11 +52,19 @@ def codec_round_trip(model, clips: dict[str, list[np.ndarray]], tagger: Tagger) 
             kept.append(int(np.argmax(t0) == np.argmax(t1)))
             cos.append(cosine(e0, e1))
             heard.append((tagger.tags[int(np.argmax(t0))], tagger.tags[int(np.argmax(t1))]))
-        rows[family] = {"top_tag_kept": float(np.mean(kept)), "embedding_cosine": float(np.mean(cos)),
-                        "clips": len(audio), "heard": heard, "held_out": family in scores.HELD_OUT}
+        rows[family] = {
+            "top_tag_kept": float(np.mean(kept)),
+            "embedding_cosine": float(np.mean(cos)),
+            "clips": len(audio),
+            "heard": heard,
+            "held_out": family in scores.HELD_OUT,
+        }
     allkept = [r["top_tag_kept"] for r in rows.values()]
-    return {"families": rows, "top_tag_kept": float(np.mean(allkept)),
-            "embedding_cosine": float(np.mean([r["embedding_cosine"] for r in rows.values()]))}
+    return {
+        "families": rows,
+        "top_tag_kept": float(np.mean(allkept)),
+        "embedding_cosine": float(np.mean([r["embedding_cosine"] for r in rows.values()])),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -76,7 +84,9 @@ def main(argv: list[str]) -> int:
     load_model(model.audio_encoder, args.codec, strict=True)
     report = codec_round_trip(model, heldout_clips(0, args.clips, args.seconds), Tagger.load(TAGGER))
     for family, row in report["families"].items():
-        print(f"{family:12s} {'held out' if row['held_out'] else 'pretrain':8s} top tag kept {row['top_tag_kept']:.0%}  "
-              f"cosine {row['embedding_cosine']:.3f}  e.g. {row['heard'][0][0]} -> {row['heard'][0][1]}")
+        print(
+            f"{family:12s} {'held out' if row['held_out'] else 'pretrain':8s} top tag kept {row['top_tag_kept']:.0%}  "
+            f"cosine {row['embedding_cosine']:.3f}  e.g. {row['heard'][0][0]} -> {row['heard'][0][1]}"
+        )
     print(json.dumps({k: v for k, v in report.items() if k != "families"}))
     return 0

@@ -52,12 +52,12 @@ class BuildConfig:
     """Sizes of the build. The defaults make the committed model (about 8 minutes on 2 CPU cores)."""
 
     seed: int = 0
-    tracks_per_style: int = 8      # generic training tracks per style
-    seconds: float = 20.0          # length of each training track
-    codec_steps: int = 1200        # codec optimiser steps (batch 8 x 0.5 s)
-    lm_steps: int = 300            # LM optimiser steps
+    tracks_per_style: int = 8  # generic training tracks per style
+    seconds: float = 20.0  # length of each training track
+    codec_steps: int = 1200  # codec optimiser steps (batch 8 x 0.5 s)
+    lm_steps: int = 300  # LM optimiser steps
     lm_batch: int = 8
-    clip_seconds: float = 10.0     # LM training window (MusicGen trains on <= 15 s)
+    clip_seconds: float = 10.0  # LM training window (MusicGen trains on <= 15 s)
     text_dropout: float = 0.1
     lm_lr: float = 2e-3
     threads: int = 2
@@ -65,8 +65,7 @@ class BuildConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> "BuildConfig":
         """A seconds-scale build for tests: same code path, far fewer tracks and steps."""
-        return cls(seed=seed, tracks_per_style=1, seconds=3.0, codec_steps=3, lm_steps=3,
-                   lm_batch=2, clip_seconds=2.0)
+        return cls(seed=seed, tracks_per_style=1, seconds=3.0, codec_steps=3, lm_steps=3, lm_batch=2, clip_seconds=2.0)
 
 
 def build_tokenizer(extra_text: list[str]) -> PreTrainedTokenizerFast:
@@ -91,8 +90,9 @@ def style_audio(styles, seed: int, indices, seconds: float, sr: int) -> tuple[to
     return torch.from_numpy(np.stack([t[0] for t in tracks])).float(), [t[1] for t in tracks]
 
 
-def lm_batch(model, tokenizer, codes: torch.Tensor, captions: list[str], rows, starts, frames: int,
-             drop: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def lm_batch(
+    model, tokenizer, codes: torch.Tensor, captions: list[str], rows, starts, frames: int, drop: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """A training batch of `frames`-long code windows: delay-pattern labels, captions, and the
     caption dropped (attention mask zeroed: the unconditional input) where `drop` is True."""
     window = torch.stack([codes[r, :, s : s + frames] for r, s in zip(rows, starts)])
@@ -103,8 +103,9 @@ def lm_batch(model, tokenizer, codes: torch.Tensor, captions: list[str], rows, s
     return {**text, "labels": labels}
 
 
-def train_lm(model, tokenizer, codes: torch.Tensor, captions: list[str], cfg: BuildConfig,
-             log_every: int = 0) -> list[float]:
+def train_lm(
+    model, tokenizer, codes: torch.Tensor, captions: list[str], cfg: BuildConfig, log_every: int = 0
+) -> list[float]:
     """AdamW on text encoder + decoder (codec frozen) over random windows of the codes."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     dec = model.config.decoder
@@ -113,7 +114,8 @@ def train_lm(model, tokenizer, codes: torch.Tensor, captions: list[str], cfg: Bu
     opt = torch.optim.AdamW(params, lr=cfg.lm_lr, betas=(0.9, 0.95), weight_decay=0.01)
     warm = max(1, cfg.lm_steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 0.5 * (1 + np.cos(np.pi * s / cfg.lm_steps))))
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 0.5 * (1 + np.cos(np.pi * s / cfg.lm_steps)))
+    )
     model.train()
     losses = []
     for step in range(cfg.lm_steps):
@@ -135,8 +137,15 @@ def lm_valid_loss(model, tokenizer, audio: torch.Tensor, captions: list[str]) ->
     """Teacher-forced loss (captions on) of whole clips (B, N), one clip at a time."""
     dec = model.config.decoder
     codes = encode_audio(model, audio)
-    losses = [forward_loss(model, lm_batch(model, tokenizer, codes, captions, [i], [0], codes.shape[-1]),
-                           dec.pad_token_id, dec.decoder_start_token_id).item() for i in range(len(codes))]
+    losses = [
+        forward_loss(
+            model,
+            lm_batch(model, tokenizer, codes, captions, [i], [0], codes.shape[-1]),
+            dec.pad_token_id,
+            dec.decoder_start_token_id,
+        ).item()
+        for i in range(len(codes))
+    ]
     return float(np.mean(losses))
 
 
@@ -148,8 +157,9 @@ def new_model(tokenizer, seed: int) -> MusicgenForConditionalGeneration:
     return model
 
 
-def build_model(cfg: BuildConfig, log: bool = False
-                ) -> tuple[MusicgenForConditionalGeneration, PreTrainedTokenizerFast, dict]:
+def build_model(
+    cfg: BuildConfig, log: bool = False
+) -> tuple[MusicgenForConditionalGeneration, PreTrainedTokenizerFast, dict]:
     """Tokenizer + pre-trained model (in memory) and the build's training statistics."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(cfg.threads)  # float reductions may split differently with other counts
@@ -166,8 +176,10 @@ def build_model(cfg: BuildConfig, log: bool = False
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
-    stats = {"codec_loss": [codec_losses[0], codec_losses[-1]] if codec_losses else None,
-             "lm_loss": [float(np.mean(lm_losses[:5])), float(np.mean(lm_losses[-5:]))] if lm_losses else None}
+    stats = {
+        "codec_loss": [codec_losses[0], codec_losses[-1]] if codec_losses else None,
+        "lm_loss": [float(np.mean(lm_losses[:5])), float(np.mean(lm_losses[-5:]))] if lm_losses else None,
+    }
     return model, tokenizer, stats
 
 
@@ -184,8 +196,12 @@ def build_tiny(out_dir: Path, cfg: BuildConfig = BuildConfig(), log: bool = Fals
     t0 = time.time()
     model, tokenizer, stats = build_model(cfg, log)
     digest = save(model, tokenizer, out_dir)
-    info = {"sha256": digest, "seconds": round(time.time() - t0, 1), "params_m": round(
-        sum(p.numel() for p in model.parameters()) / 1e6, 2), **stats}
+    info = {
+        "sha256": digest,
+        "seconds": round(time.time() - t0, 1),
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        **stats,
+    }
     print(f"tiny MusicGen -> {out_dir}: {json.dumps(info)}", flush=True)
     return info
 
@@ -206,9 +222,12 @@ def report(out_dir: Path, cfg: BuildConfig, clips: int = 2, seconds: float = 10.
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     sr = model.config.audio_encoder.sampling_rate
     held = range(HELD_OUT, HELD_OUT + clips)
-    sets = {"generic_heldout": style_audio(corpus.GENERIC_STYLES, cfg.seed, held, seconds, sr),
-            corpus.TARGET_STYLE: style_audio([corpus.TARGET_STYLE], cfg.seed, range(HELD_OUT, HELD_OUT + 2 * clips),
-                                             seconds, sr)}
+    sets = {
+        "generic_heldout": style_audio(corpus.GENERIC_STYLES, cfg.seed, held, seconds, sr),
+        corpus.TARGET_STYLE: style_audio(
+            [corpus.TARGET_STYLE], cfg.seed, range(HELD_OUT, HELD_OUT + 2 * clips), seconds, sr
+        ),
+    }
     train_audio = style_audio(corpus.GENERIC_STYLES, cfg.seed, range(cfg.tracks_per_style), cfg.seconds, sr)[0]
     random_model = new_model(tokenizer, cfg.seed)
     codecs = {"trained": model, "pure_random": random_model}
@@ -222,11 +241,15 @@ def report(out_dir: Path, cfg: BuildConfig, clips: int = 2, seconds: float = 10.
         out["lm_valid_loss"][name] = lm_valid_loss(model, tokenizer, audio, captions)
     prompts = [corpus.STYLES[s].captions[0] for s in (*corpus.GENERIC_STYLES, corpus.TARGET_STYLE)]
     frames = int(gen_seconds * model.config.audio_encoder.frame_rate)
-    audio, _ = generate(model, tokenizer, prompts, frames, guidance_scale=3.0, temperature=1.0, top_k=250,
-                        seed=cfg.seed)
+    audio, _ = generate(model, tokenizer, prompts, frames, guidance_scale=3.0, temperature=1.0, top_k=250, seed=cfg.seed)
     for prompt, clip in zip(prompts, audio):
-        out["generation"].append({"prompt": prompt, "spectral_flatness": spectral_flatness(clip, sr),
-                                  "loudness_lufs": integrated_loudness(clip, sr)})
+        out["generation"].append(
+            {
+                "prompt": prompt,
+                "spectral_flatness": spectral_flatness(clip, sr),
+                "loudness_lufs": integrated_loudness(clip, sr),
+            }
+        )
     return out
 
 
@@ -236,8 +259,7 @@ def bootstrap_main(argv: list[str]) -> int:
     ap.add_argument("--out", type=Path, default=TINY_DIR)
     ap.add_argument("--seed", type=int, default=defaults.seed)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (tests, smoke runs); explicit flags still win")
-    for field in ("tracks_per_style", "seconds", "codec_steps", "lm_steps", "lm_batch",
-                  "clip_seconds", "threads"):
+    for field in ("tracks_per_style", "seconds", "codec_steps", "lm_steps", "lm_batch", "clip_seconds", "threads"):
         ap.add_argument("--" + field.replace("_", "-"), type=type(getattr(defaults, field)), default=None)
     ap.add_argument("--report", action="store_true", help="after saving, print reconstruction/LM/generation figures")
     args = ap.parse_args(argv)

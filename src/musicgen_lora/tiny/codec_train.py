@@ -113,9 +113,14 @@ def reconstruction_quality(model, audio_batch: torch.Tensor) -> dict[str, float]
     mag_snr = 10 * torch.log10(a.pow(2).sum((1, 2)).clamp(min=1e-12) / (a - b).pow(2).sum((1, 2)).clamp(min=1e-12))
     sr = model.config.audio_encoder.sampling_rate
     mel = log_mel(est, sr)
-    return {"spectral_distance": float(log_l1), "snr_db": float(snr.mean()), "magnitude_snr_db": float(mag_snr.mean()),
-            "logmel_corr": logmel_correlation(audio_batch, est, sr),
-            "output_spread": float((mel - mel.mean(0, keepdim=True)).abs().mean()), "output_std": float(est.std())}
+    return {
+        "spectral_distance": float(log_l1),
+        "snr_db": float(snr.mean()),
+        "magnitude_snr_db": float(mag_snr.mean()),
+        "logmel_corr": logmel_correlation(audio_batch, est, sr),
+        "output_spread": float((mel - mel.mean(0, keepdim=True)).abs().mean()),
+        "output_std": float(est.std()),
+    }
 
 
 def _kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
@@ -216,10 +221,8 @@ def quantize_train(codec, z: torch.Tensor, gen: torch.Generator) -> tuple[torch.
             cb = layer.codebook
             idx = torch.cdist(residual, cb.embed).argmin(1)
             q = cb.embed[idx]
-            cb.cluster_size.mul_(EMA_DECAY).add_(torch.bincount(idx, minlength=len(cb.embed)).float(),
-                                                 alpha=1 - EMA_DECAY)
-            cb.embed_avg.mul_(EMA_DECAY).add_(torch.zeros_like(cb.embed).index_add_(0, idx, residual),
-                                              alpha=1 - EMA_DECAY)
+            cb.cluster_size.mul_(EMA_DECAY).add_(torch.bincount(idx, minlength=len(cb.embed)).float(), alpha=1 - EMA_DECAY)
+            cb.embed_avg.mul_(EMA_DECAY).add_(torch.zeros_like(cb.embed).index_add_(0, idx, residual), alpha=1 - EMA_DECAY)
             n = cb.cluster_size.sum()
             size = (cb.cluster_size + 1e-5) / (n + len(cb.embed) * 1e-5) * n  # Laplace smoothing
             cb.embed.copy_(cb.embed_avg / size[:, None])
@@ -234,8 +237,16 @@ def quantize_train(codec, z: torch.Tensor, gen: torch.Generator) -> tuple[torch.
     return z + (quantized - z).detach(), commitment
 
 
-def train_codec(codec, audio: torch.Tensor, steps: int, seed: int, batch: int = 8, seconds: float = 0.5,
-                lr: float = 3e-3, log_every: int = 0) -> list[float]:
+def train_codec(
+    codec,
+    audio: torch.Tensor,
+    steps: int,
+    seed: int,
+    batch: int = 8,
+    seconds: float = 0.5,
+    lr: float = 3e-3,
+    log_every: int = 0,
+) -> list[float]:
     """Phases 1-2 above on audio (B, N) at the codec's rate; returns the loss of every step.
     AdamW, 20 warm-up steps then cosine decay to lr / 10, batches of random crops, seeded."""
     gen = torch.Generator().manual_seed(seed)
@@ -244,7 +255,8 @@ def train_codec(codec, audio: torch.Tensor, steps: int, seed: int, batch: int = 
     params = list(codec.encoder.parameters()) + list(codec.decoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 20) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+        opt, lambda s: min(1.0, (s + 1) / 20) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    )
     losses: list[float] = []
     codec.train()
     t0 = time.time()
@@ -255,7 +267,10 @@ def train_codec(codec, audio: torch.Tensor, steps: int, seed: int, batch: int = 
         optimizer_step(loss, opt, sched, params)
         losses.append(loss.item())
         if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"  codec step {step}/{steps} loss {loss.item():.3f} commitment {commitment.item():.3f} "
-                  f"{time.time() - t0:.0f}s", flush=True)
+            print(
+                f"  codec step {step}/{steps} loss {loss.item():.3f} commitment {commitment.item():.3f} "
+                f"{time.time() - t0:.0f}s",
+                flush=True,
+            )
     codec.eval()
     return losses

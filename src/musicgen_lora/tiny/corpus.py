@@ -52,7 +52,7 @@ def _sweep(sr: int, seconds: float, f0: float, f1: float, rate: float, decay: fl
 def _add(buf: np.ndarray, at: int, x: np.ndarray) -> None:
     m = min(len(x), len(buf) - at)
     if m > 0:
-        buf[at:at + m] += x[:m]
+        buf[at : at + m] += x[:m]
 
 
 def _chiptune(rng, n, sr):
@@ -90,7 +90,7 @@ def _piano(rng, n, sr):
         for k in range(1, 8):  # slightly stretched harmonics, higher ones decay faster
             fk = float(_hz(midi)) * k * np.sqrt(1 + 0.0004 * k * k)
             env = env * step_env
-            x += np.sin(2 * np.pi * fk * t) * env / k ** 1.4 if fk < 0.45 * sr else 0.0
+            x += np.sin(2 * np.pi * fk * t) * env / k**1.4 if fk < 0.45 * sr else 0.0
         _add(out, int(at * beat * sr), vel * x * np.minimum(t / 0.004, 1) * np.exp(-np.maximum(t - dur * beat, 0) * 10))
 
     for b in range(int(n / sr / (4 * beat)) + 1):
@@ -175,18 +175,42 @@ class Style:
 
 
 STYLES: dict[str, Style] = {
-    "chiptune": Style(_chiptune, (
-        "bright upbeat chiptune with fast major-key square wave arpeggios, pulse bass and noise drums",
-        "dark driving chiptune with fast minor-key square wave arpeggios, pulse bass and noise drums")),
-    "piano": Style(_piano, ("calm solo piano with a slow gentle melody and soft chords",
-                            "melancholic solo piano with a slow minor melody and soft chords")),
-    "drums": Style(_drums, ("steady rock drum beat with punchy kick, snare and eighth-note hi-hats",
-                            "funky drum groove with syncopated kick, ghost-note snare and busy hi-hats")),
-    "ambient": Style(_ambient, ("warm ambient pad with slowly evolving synth chords and no drums",
-                                "dark ambient drone with slowly evolving minor synth chords and no drums")),
-    "bass": Style(_bass, ("groovy triangle synth bass line with a soft kick drum",
-                          "deep sine sub bass line with a soft kick drum",
-                          "buzzy sawtooth synth bass line with a soft kick drum")),
+    "chiptune": Style(
+        _chiptune,
+        (
+            "bright upbeat chiptune with fast major-key square wave arpeggios, pulse bass and noise drums",
+            "dark driving chiptune with fast minor-key square wave arpeggios, pulse bass and noise drums",
+        ),
+    ),
+    "piano": Style(
+        _piano,
+        (
+            "calm solo piano with a slow gentle melody and soft chords",
+            "melancholic solo piano with a slow minor melody and soft chords",
+        ),
+    ),
+    "drums": Style(
+        _drums,
+        (
+            "steady rock drum beat with punchy kick, snare and eighth-note hi-hats",
+            "funky drum groove with syncopated kick, ghost-note snare and busy hi-hats",
+        ),
+    ),
+    "ambient": Style(
+        _ambient,
+        (
+            "warm ambient pad with slowly evolving synth chords and no drums",
+            "dark ambient drone with slowly evolving minor synth chords and no drums",
+        ),
+    ),
+    "bass": Style(
+        _bass,
+        (
+            "groovy triangle synth bass line with a soft kick drum",
+            "deep sine sub bass line with a soft kick drum",
+            "buzzy sawtooth synth bass line with a soft kick drum",
+        ),
+    ),
 }
 
 
@@ -219,13 +243,23 @@ def track_lengths(style: str, tracks: int, seed: int, min_seconds: float, max_se
     return [float(v) for v in out]
 
 
-def write_corpus(out_dir: Path, styles: Sequence[str], tracks_per_style: int, seed: int, min_seconds: float,
-                 max_seconds: float, sample_rates: Sequence[int] = (16000, 22050), stereo_every: int = 3) -> list[Path]:
+def write_corpus(
+    out_dir: Path,
+    styles: Sequence[str],
+    tracks_per_style: int,
+    seed: int,
+    min_seconds: float,
+    max_seconds: float,
+    sample_rates: Sequence[int] = (16000, 22050),
+    stereo_every: int = 3,
+) -> list[Path]:
     """Write `out_dir/<style>/<style>_NNN.wav` (16-bit PCM) plus `.txt` captions; return the wav paths."""
     bad = [s for s in styles if s not in STYLES]
     if bad or seed < 0 or tracks_per_style < 0 or not 0 < min_seconds <= max_seconds or not sample_rates:
-        raise ValueError(f"bad corpus request: styles={list(styles)} seed={seed} tracks={tracks_per_style} "
-                         f"seconds=[{min_seconds}, {max_seconds}] sample_rates={list(sample_rates)}")
+        raise ValueError(
+            f"bad corpus request: styles={list(styles)} seed={seed} tracks={tracks_per_style} "
+            f"seconds=[{min_seconds}, {max_seconds}] sample_rates={list(sample_rates)}"
+        )
     paths = []
     for style in styles:
         folder = Path(out_dir) / style
@@ -235,7 +269,7 @@ def write_corpus(out_dir: Path, styles: Sequence[str], tracks_per_style: int, se
             audio, caption = synth_track(style, seed, i, seconds, sr)
             if stereo_every > 0 and (i + 1) % stereo_every == 0:  # small level + delay difference L/R
                 delay = int(round(sr * 0.0004 * (1 + i % 3)))
-                right = np.concatenate([np.zeros(delay), audio[:len(audio) - delay]]) if delay else audio
+                right = np.concatenate([np.zeros(delay), audio[: len(audio) - delay]]) if delay else audio
                 audio = np.stack([audio, 0.8 * right], axis=1)
             pcm = np.clip(np.round(audio * 32767.0), -32767, 32767).astype(np.int16)
             wav = folder / f"{style}_{i:03d}.wav"
@@ -259,8 +293,11 @@ def corpus_main(argv: list[str]) -> int:
     ap.add_argument("--min-seconds", type=float, default=10.0)
     ap.add_argument("--max-seconds", type=float, default=90.0)
     args = ap.parse_args(argv)
-    styles = [s.strip() for s in args.styles.split(",") if s.strip()] if args.styles else (
-        list(GENERIC_STYLES) if args.generic else [TARGET_STYLE])
+    styles = (
+        [s.strip() for s in args.styles.split(",") if s.strip()]
+        if args.styles
+        else (list(GENERIC_STYLES) if args.generic else [TARGET_STYLE])
+    )
     try:
         paths = write_corpus(args.out, styles, args.tracks, args.seed, args.min_seconds, args.max_seconds)
     except ValueError as exc:

@@ -48,9 +48,9 @@ class MiniConfig:
     """Sizes of the build. The defaults make the committed model."""
 
     seed: int = 0
-    tracks: int = 1200             # pretraining tracks (pieces x instruments)
-    seconds: float = 20.0          # at most this much of each piece
-    codec_steps: int = 3000        # ~35 min on 2 free cores: the phase ends inside one session
+    tracks: int = 1200  # pretraining tracks (pieces x instruments)
+    seconds: float = 20.0  # at most this much of each piece
+    codec_steps: int = 3000  # ~35 min on 2 free cores: the phase ends inside one session
     codec_batch: int = 8
     codec_seconds: float = 0.5
     codec_lr: float = 2e-3
@@ -69,8 +69,18 @@ class MiniConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> "MiniConfig":
         """A seconds-scale build for tests: the same code path, a few tracks and steps."""
-        return cls(seed=seed, tracks=6, seconds=4.0, codec_steps=4, codec_batch=2, refine_steps=2, lm_steps=4,
-                   lm_batch=2, lm_seconds=2.0, checkpoint_every=2)
+        return cls(
+            seed=seed,
+            tracks=6,
+            seconds=4.0,
+            codec_steps=4,
+            codec_batch=2,
+            refine_steps=2,
+            lm_steps=4,
+            lm_batch=2,
+            lm_seconds=2.0,
+            checkpoint_every=2,
+        )
 
 
 def corpus_audio(cfg: MiniConfig, work: Path) -> tuple[torch.Tensor, list[scores.Track]]:
@@ -102,8 +112,11 @@ class Phase:
         self.step, self.losses = 0, []
 
     def paths(self) -> tuple[Path, Path, Path]:
-        return (self.work / f"{self.name}-weights.safetensors", self.work / f"{self.name}-optimizer.pt",
-                self.work / f"{self.name}-state.json")
+        return (
+            self.work / f"{self.name}-weights.safetensors",
+            self.work / f"{self.name}-optimizer.pt",
+            self.work / f"{self.name}-state.json",
+        )
 
     def resume(self, total: int | None = None) -> bool:
         """Load the last checkpoint, if any. A finished phase (step == total) needs only its weights:
@@ -154,14 +167,18 @@ def train_phase(phase: Phase, total: int, lr: float, loss_fn, params, log_every:
             phase.save()
         if phase.step % log_every == 0 or phase.step == total:
             rate = (time.time() - t0) / max(1, phase.step - start)
-            print(f"  {phase.name} step {phase.step}/{total} loss {np.mean(phase.losses[-log_every:]):.3f} "
-                  f"({rate:.2f} s/step, {rate * (total - phase.step) / 60:.0f} min left)", flush=True)
+            print(
+                f"  {phase.name} step {phase.step}/{total} loss {np.mean(phase.losses[-log_every:]):.3f} "
+                f"({rate:.2f} s/step, {rate * (total - phase.step) / 60:.0f} min left)",
+                flush=True,
+            )
     phase.module.eval()
     return phase.losses
 
 
-def codec_phase(name: str, codec, audio: torch.Tensor, cfg: MiniConfig, work: Path, steps: int, lr: float,
-                seed: int, recon, init=None) -> list[float]:
+def codec_phase(
+    name: str, codec, audio: torch.Tensor, cfg: MiniConfig, work: Path, steps: int, lr: float, seed: int, recon, init=None
+) -> list[float]:
     """A resumable phase training the codec on random crops of `audio`: VQ-VAE with straight-through
     gradients and the commitment loss, `recon(x, decoded)` as the reconstruction loss. `init(phase)`
     runs where the phase has no checkpoint yet."""
@@ -197,16 +214,18 @@ def refine_mini_codec(codec, audio: torch.Tensor, cfg: MiniConfig, work: Path) -
     """The codec phase's weights trained on with multi-scale log-mel and waveform terms added
     (`codec_train.refine_loss`): the spectral loss alone leaves a noise floor musicnn hears."""
     sr = codec.config.sampling_rate
-    return codec_phase("refine", codec, audio, cfg, work, cfg.refine_steps, cfg.refine_lr, cfg.seed + 3,
-                       lambda x, y: refine_loss(x, y, sr))
+    return codec_phase(
+        "refine", codec, audio, cfg, work, cfg.refine_steps, cfg.refine_lr, cfg.seed + 3, lambda x, y: refine_loss(x, y, sr)
+    )
 
 
 def train_mini_lm(model, tokenizer, codes: torch.Tensor, captions: list[str], cfg: MiniConfig, work: Path) -> list[float]:
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     dec = model.config.decoder
     frames = min(codes.shape[-1], int(cfg.lm_seconds * model.config.audio_encoder.frame_rate))
-    lm = torch.nn.ModuleDict({"text_encoder": model.text_encoder, "decoder": model.decoder,
-                              "enc_to_dec_proj": model.enc_to_dec_proj})
+    lm = torch.nn.ModuleDict(
+        {"text_encoder": model.text_encoder, "decoder": model.decoder, "enc_to_dec_proj": model.enc_to_dec_proj}
+    )
     params = list(lm.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lm_lr, betas=(0.9, 0.95), weight_decay=0.01)
     phase = Phase("lm", work, lm, opt, gen, cfg.checkpoint_every)
@@ -225,8 +244,13 @@ def train_mini_lm(model, tokenizer, codes: torch.Tensor, captions: list[str], cf
 def all_captions() -> list[str]:
     """Every caption any family could get (the tokenizer's vocabulary: a prompt naming a held-out
     instrument tokenizes to its words, though pretraining never used them)."""
-    words = [f"{speed} {phrase} played on sung by a {word}" for _, phrase in scores.GENRES.values()
-             for fam in scores.FAMILIES.values() for _, word in fam for speed in ("fast", "slow", "moderate")]
+    words = [
+        f"{speed} {phrase} played on sung by a {word}"
+        for _, phrase in scores.GENRES.values()
+        for fam in scores.FAMILIES.values()
+        for _, word in fam
+        for speed in ("fast", "slow", "moderate")
+    ]
     return words
 
 
@@ -285,10 +309,16 @@ def build_mini(out_dir: Path, work: Path, cfg: MiniConfig, phases: Path | None =
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
     digest = save(model, tokenizer, out_dir)
-    info = {"sha256": digest, "seconds_this_run": round(time.time() - t0, 1), "config": asdict(cfg),
-            "corpus_hours": round(len(tracks) * cfg.seconds / 3600, 2),
-            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-            "codec_loss": codec_losses, "refine_loss": refine_losses, "lm_loss": lm_losses}
+    info = {
+        "sha256": digest,
+        "seconds_this_run": round(time.time() - t0, 1),
+        "config": asdict(cfg),
+        "corpus_hours": round(len(tracks) * cfg.seconds / 3600, 2),
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "codec_loss": codec_losses,
+        "refine_loss": refine_losses,
+        "lm_loss": lm_losses,
+    }
     write_json(work / "build.json", info)
     print(f"mini MusicGen -> {out_dir}: sha256 {digest}", flush=True)
     return info
@@ -298,8 +328,12 @@ def mini_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="musicgen_lora mini", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=MINI_DIR)
     ap.add_argument("--work", type=Path, default=Path("build/mini"))
-    ap.add_argument("--phases", type=Path, default=PHASES_DIR,
-                    help="finished phases to resume after, and where a finished phase is copied (committed)")
+    ap.add_argument(
+        "--phases",
+        type=Path,
+        default=PHASES_DIR,
+        help="finished phases to resume after, and where a finished phase is copied (committed)",
+    )
     ap.add_argument("--quick", action="store_true", help="seconds-scale sizes (tests)")
     ap.add_argument("--codec-steps", type=int)
     ap.add_argument("--lm-steps", type=int)

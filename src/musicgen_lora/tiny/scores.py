@@ -145,8 +145,10 @@ def notes(path: str) -> tuple[tuple[float, float, int, int], ...]:
 @functools.lru_cache(maxsize=1)
 def _soundfont() -> bytes:
     if not SOUNDFONT.is_file():
-        raise UserError(f"{SOUNDFONT}: missing; install it with `apt-get install fluid-soundfont-gm` (the General "
-                        f"MIDI SoundFont the demo corpus and the mini model are rendered with)")
+        raise UserError(
+            f"{SOUNDFONT}: missing; install it with `apt-get install fluid-soundfont-gm` (the General "
+            f"MIDI SoundFont the demo corpus and the mini model are rendered with)"
+        )
     return SOUNDFONT.read_bytes()
 
 
@@ -191,15 +193,16 @@ def pretrain_tracks(seed: int, count: int, seconds: float) -> list[Track]:
     PRETRAIN_FAMILIES (families in turn, pieces in a seeded order), never a held-out one."""
     pool = sorted((p for p in pieces() if p.pretrain), key=lambda p: _hash(seed, "order", p.path))
     families = list(PRETRAIN_FAMILIES)
-    return [track(pool[i % len(pool)], families[i % len(families)], seed + i // len(pool), seconds)
-            for i in range(count)]
+    return [track(pool[i % len(pool)], families[i % len(families)], seed + i // len(pool), seconds) for i in range(count)]
 
 
 def heldout_tracks(seed: int, family: str, count: int, seconds: float, genres: tuple[str, ...] = ()) -> list[Track]:
     """`count` tracks of held-out pieces (never pretrained on) played by `family`, optionally only
     of `genres` (the demo's target: reels on the fiddle)."""
-    pool = sorted((p for p in pieces() if not p.pretrain and (not genres or p.genre in genres)),
-                  key=lambda p: _hash(seed, "heldout", family, p.path))
+    pool = sorted(
+        (p for p in pieces() if not p.pretrain and (not genres or p.genre in genres)),
+        key=lambda p: _hash(seed, "heldout", family, p.path),
+    )
     return [track(p, family, seed, seconds) for p in pool[:count]]
 
 

@@ -49,8 +49,9 @@ FALLBACK = P.GenerationParams(guidance_scale=3.0, temperature=1.0, top_k=250)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="musicgen_lora generate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="musicgen_lora generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--prompt", action="append", required=True, help="text prompt; repeat for several (one file each)")
     out = ap.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", type=Path, help="output .wav (one prompt)")
@@ -58,14 +59,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--adapter", type=Path, help="adapter folder written by train (default: the base model)")
     ap.add_argument("--model", help="model id or directory (default: params.yaml's model.name)")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each file (default 15)")
-    ap.add_argument("--window", type=float, help="seconds the model sees at once (default 30, or what the decoder "
-                                                 "holds)")
+    ap.add_argument("--window", type=float, help="seconds the model sees at once (default 30, or what the decoder holds)")
     ap.add_argument("--stride", type=float, help="new seconds per continuation window (default 0.6 x window)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off; default: params.yaml's "
-                                                   f"generation.guidance_scale, else {FALLBACK.guidance_scale:g})")
-    ap.add_argument("--temperature", type=float,
-                    help=f"default: params.yaml's generation.temperature, else {FALLBACK.temperature:g}")
+    ap.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale (1 = off; default: params.yaml's "
+        f"generation.guidance_scale, else {FALLBACK.guidance_scale:g})",
+    )
+    ap.add_argument(
+        "--temperature", type=float, help=f"default: params.yaml's generation.temperature, else {FALLBACK.temperature:g}"
+    )
     ap.add_argument("--top-k", type=int, help=f"0 = off (default: params.yaml's generation.top_k, else {FALLBACK.top_k})")
     ap.add_argument("--force", action="store_true", help="overwrite a file a pipeline stage wrote (DVC tracks it)")
     args = ap.parse_args(argv)
@@ -89,14 +94,19 @@ def check_args(args: argparse.Namespace) -> list[Path]:
     if not all(p.strip() for p in prompts):
         raise UserError("generate: --prompt must not be empty")
     finite_positive = lambda v: v is None or (math.isfinite(v) and v > 0)  # noqa: E731
-    for flag, ok, rule in [("--seconds", math.isfinite(args.seconds) and MIN_SECONDS <= args.seconds <= MAX_SECONDS,
-                            f"in [{MIN_SECONDS:g}, {MAX_SECONDS:g}] (an hour of audio; generate longer pieces in parts)"),
-                           ("--window", finite_positive(args.window), "a number of seconds more than 0"),
-                           ("--stride", finite_positive(args.stride), "a number of seconds more than 0"),
-                           ("--seed", 0 <= args.seed < 2**32, "in [0, 2**32)"),
-                           ("--guidance", math.isfinite(args.guidance) and args.guidance >= 1, ">= 1 (1 = off)"),
-                           ("--temperature", math.isfinite(args.temperature) and args.temperature > 0, "more than 0"),
-                           ("--top-k", args.top_k >= 0, ">= 0 (0 = off)")]:
+    for flag, ok, rule in [
+        (
+            "--seconds",
+            math.isfinite(args.seconds) and MIN_SECONDS <= args.seconds <= MAX_SECONDS,
+            f"in [{MIN_SECONDS:g}, {MAX_SECONDS:g}] (an hour of audio; generate longer pieces in parts)",
+        ),
+        ("--window", finite_positive(args.window), "a number of seconds more than 0"),
+        ("--stride", finite_positive(args.stride), "a number of seconds more than 0"),
+        ("--seed", 0 <= args.seed < 2**32, "in [0, 2**32)"),
+        ("--guidance", math.isfinite(args.guidance) and args.guidance >= 1, ">= 1 (1 = off)"),
+        ("--temperature", math.isfinite(args.temperature) and args.temperature > 0, "more than 0"),
+        ("--top-k", args.top_k >= 0, ">= 0 (0 = off)"),
+    ]:
         if not ok:
             raise UserError(f"generate: {flag} must be {rule}")
     if args.out is not None and args.out.is_dir():
@@ -113,8 +123,10 @@ def check_args(args: argparse.Namespace) -> list[Path]:
         files = [args.out_dir / f"{i:02d}_{slug(p)}.wav" for i, p in enumerate(prompts)]
     tracked = next((out for f in files if (out := pipeline_output_of(f))), None)
     if tracked and not args.force:
-        raise UserError(f"generate: {files[0]} is inside {tracked}, which a pipeline stage writes and DVC tracks; "
-                        f"choose another --out/--out-dir (or pass --force to overwrite it)")
+        raise UserError(
+            f"generate: {files[0]} is inside {tracked}, which a pipeline stage writes and DVC tracks; "
+            f"choose another --out/--out-dir (or pass --force to overwrite it)"
+        )
     return files
 
 
@@ -144,19 +156,20 @@ def fmt(value: float | None, spec: str) -> str:
 
 
 def seam_line(i: int, seam: S.Seam, typical: dict) -> str:
-    return (f"  seam {i} at {seam.at_s:.2f} s {seam.verdict} (jumps more than {fmt(seam.loudness_percentile, '.0f')}% "
-            f"of the clip's own moments in loudness, {fmt(seam.spectral_percentile, '.0f')}% in spectrum): "
-            f"loudness {fmt(seam.loudness_before_lufs, '.1f')} -> {fmt(seam.loudness_after_lufs, '.1f')} LUFS "
-            f"(jump {fmt(seam.loudness_jump_lu, '+.2f')} LU; typical |jump| {fmt(typical['loudness_jump_lu'], '.2f')}), "
-            f"spectral jump {fmt(seam.spectral_jump_db, '.2f')} dB (typical {fmt(typical['spectral_jump_db'], '.2f')})")
+    return (
+        f"  seam {i} at {seam.at_s:.2f} s {seam.verdict} (jumps more than {fmt(seam.loudness_percentile, '.0f')}% "
+        f"of the clip's own moments in loudness, {fmt(seam.spectral_percentile, '.0f')}% in spectrum): "
+        f"loudness {fmt(seam.loudness_before_lufs, '.1f')} -> {fmt(seam.loudness_after_lufs, '.1f')} LUFS "
+        f"(jump {fmt(seam.loudness_jump_lu, '+.2f')} LU; typical |jump| {fmt(typical['loudness_jump_lu'], '.2f')}), "
+        f"spectral jump {fmt(seam.spectral_jump_db, '.2f')} dB (typical {fmt(typical['spectral_jump_db'], '.2f')})"
+    )
 
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
     files = check_args(args)
     # --model: that checkpoint's default branch on the auto device and threads, params.yaml's model section unread
-    mp = P.ModelParams(name=args.model, revision=None, device="auto", cpu_threads=None) if args.model \
-        else P.load("model")[0]
+    mp = P.ModelParams(name=args.model, revision=None, device="auto", cpu_threads=None) if args.model else P.load("model")[0]
     if args.adapter is not None:
         check_adapter_dir(args.adapter)
     config = model_config(mp)
@@ -171,28 +184,57 @@ def main(argv: list[str]) -> int:
         log.info(f"generate: note: {args.adapter} was trained on {adapter_base(args.adapter)}; generating with {base}")
     model, tokenizer = load_model(mp)
     samples = int(round(args.seconds * info.sample_rate))
-    record = {"model": base, "model_revision": mp.revision, "adapter": None if args.adapter is None else str(args.adapter),
-              "adapter_sha256": None if args.adapter is None else
-              hashlib.sha256((args.adapter / "adapter_model.safetensors").read_bytes()).hexdigest(),
-              "seed": args.seed, "seconds": args.seconds, "sample_rate": info.sample_rate,
-              "window_s": windows.window / info.frame_rate, "stride_s": windows.stride / info.frame_rate,
-              "windows": 1 + len(windows.seams()), "guidance_scale": args.guidance, "temperature": args.temperature,
-              "top_k": args.top_k}
+    record = {
+        "model": base,
+        "model_revision": mp.revision,
+        "adapter": None if args.adapter is None else str(args.adapter),
+        "adapter_sha256": None
+        if args.adapter is None
+        else hashlib.sha256((args.adapter / "adapter_model.safetensors").read_bytes()).hexdigest(),
+        "seed": args.seed,
+        "seconds": args.seconds,
+        "sample_rate": info.sample_rate,
+        "window_s": windows.window / info.frame_rate,
+        "stride_s": windows.stride / info.frame_rate,
+        "windows": 1 + len(windows.seams()),
+        "guidance_scale": args.guidance,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+    }
     with adapted(model, args.adapter) as m, fast_generation(m, prepack=True):
         for prompt, path in zip(args.prompt, files):
             with tqdm(total=windows.total, unit="frame", desc=path.name, leave=False) as bar:
-                codes = generate_codes(m, tokenizer, [prompt], windows, args.guidance, args.temperature, args.top_k,
-                                       args.seed, progress=lambda done: bar.update(done - bar.n))
+                codes = generate_codes(
+                    m,
+                    tokenizer,
+                    [prompt],
+                    windows,
+                    args.guidance,
+                    args.temperature,
+                    args.top_k,
+                    args.seed,
+                    progress=lambda done: bar.update(done - bar.n),
+                )
             audio = decode_codes(m, codes)[0].float().cpu().numpy()[:samples]  # (N,), stereo (N, 2)
             seams, typical = S.measure(audio, info.sample_rate, hop, [f * hop for f in windows.seams()])
             with folder_lock(path.parent):  # another generate writing the same --out waits: wav and sidecar agree
                 write_wav(path, audio, info.sample_rate)
-                write_json(sidecar(path), {**record, "prompt": prompt, "file": path.name,
-                                           "duration_s": round(len(audio) / info.sample_rate, 6),
-                                           "seams": S.as_dicts(seams), "seam_typical": typical,
-                                           "seam_definitions": S.DEFINITIONS})
-            print(f"{path}: {len(audio) / info.sample_rate:.2f} s, {record['windows']} window(s) of "
-                  f"{record['window_s']:g} s, stride {record['stride_s']:g} s; {len(seams)} seam(s)")
+                write_json(
+                    sidecar(path),
+                    {
+                        **record,
+                        "prompt": prompt,
+                        "file": path.name,
+                        "duration_s": round(len(audio) / info.sample_rate, 6),
+                        "seams": S.as_dicts(seams),
+                        "seam_typical": typical,
+                        "seam_definitions": S.DEFINITIONS,
+                    },
+                )
+            print(
+                f"{path}: {len(audio) / info.sample_rate:.2f} s, {record['windows']} window(s) of "
+                f"{record['window_s']:g} s, stride {record['stride_s']:g} s; {len(seams)} seam(s)"
+            )
             for i, seam in enumerate(seams, 1):
                 print(seam_line(i, seam, typical))
     return 0
