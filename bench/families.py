@@ -7,6 +7,7 @@ GPU: the released classes, 32 kHz EnCodec, 4 codebooks of 2048 per channel, tiny
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,24 +94,18 @@ def run_family(path, corpus, root, device: str = "cpu"):
         cpu_prepack=False,
         half_precision=device != "cpu",
     )
-    evaluate.run_base(
-        root / "seg",
-        root / "tok",
-        root / "eval/base_model",
-        root / "eval/base.jsonl",
-        root / "eval/reference",
-        params,
-        ep,
-        gp,
+    files = evaluate.Files(
+        root / "tok", root / "eval/base_model", root / "eval/base.jsonl", root / "eval/reference", segments=root / "seg"
     )
+    evaluate.run_base(files, params, ep, gp)
     evaluate.run_adapters(
-        root / "tok",
-        root / "eval",
-        {"best": root / "best"},
-        root / "eval/base.jsonl",
-        root / "eval/reference",
-        root / "eval/results.jsonl",
-        root / "eval/set_metrics.json",
+        replace(
+            files,
+            out=root / "eval",
+            results=root / "eval/results.jsonl",
+            set_metrics=root / "eval/set_metrics.json",
+            adapters={"best": root / "best"},
+        ),
         params,
         ep,
         gp,

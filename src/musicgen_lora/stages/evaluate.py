@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,20 @@ def valid_losses(model, tokenizer, tokens_dir: Path, pad_id: int, start_id: int)
         )
         losses.append(float(forward_loss(model, inputs, pad_id, start_id)))
     return losses
+
+
+@dataclass(frozen=True)
+class Files:
+    """What the two stages read and write, as dvc.yaml names them (`main`'s arguments)."""
+
+    tokens: Path
+    out: Path  # base: its audio folder; adapters: the evaluation folder
+    base_rows: Path
+    reference: Path  # the stem of reference.json / reference.safetensors
+    segments: Path | None = None  # base only
+    results: Path | None = None  # adapters only, and the two below
+    set_metrics: Path | None = None
+    adapters: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -388,26 +402,17 @@ def padded_length(tokens_dir: Path, config) -> tuple[dict | None, int | None]:
         return None, None
 
 
-def run_base(
-    seg_dir: Path,
-    tokens_dir: Path,
-    out_dir: Path,
-    rows_path: Path,
-    ref_path: Path,
-    mp: P.ModelParams,
-    ep: P.EvaluateParams,
-    gp: P.GenerationParams,
-) -> None:
+def run_base(files: Files, mp: P.ModelParams, ep: P.EvaluateParams, gp: P.GenerationParams) -> None:
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
-    padded, padded_frames = padded_length(tokens_dir, config)
+    padded, padded_frames = padded_length(files.tokens, config)
     ev = open_evaluation(mp, ep, gp)
-    ev.ref, calibrated, extra = build_reference(ev.model, seg_dir, tokens_dir, ev.info, ep, ev.tagger)
-    losses = ev.valid_losses(tokens_dir)
+    ev.ref, calibrated, extra = build_reference(ev.model, files.segments, files.tokens, ev.info, ep, ev.tagger)
+    losses = ev.valid_losses(files.tokens)
     loss, ev.th = float(np.mean(losses)), P.FlagThresholds(**calibrated)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(files.out) as tmp:
         rows, dist, ev.ref["base_musicnn_emb"] = ev.generate_measured(
-            tmp, out_dir.name, "base", loss, frames, padded, padded_frames
+            tmp, files.out.name, "base", loss, frames, padded, padded_frames
         )
     copy_ref = extra["copy"]
     base_runs = [r.metrics.get("copy_longest_s", 0.0) for r in rows]
@@ -415,10 +420,10 @@ def run_base(
         base_longest_s=max(base_runs, default=0.0),
         run_limit_s=run_limit([copy_ref["valid_longest_s"], max(base_runs, default=0.0)]),
     )
-    with atomic_path(ref_path.with_suffix(".safetensors")) as tmp:
+    with atomic_path(files.reference.with_suffix(".safetensors")) as tmp:
         save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in ev.ref.items() if k != "copy"}, str(tmp))
     write_json(
-        ref_path.with_suffix(".json"),
+        files.reference.with_suffix(".json"),
         {
             "thresholds": calibrated,
             "base": {**dist, "valid_losses": [round(x, 6) for x in losses]},
@@ -432,8 +437,8 @@ def run_base(
             "copy": copy_ref,
         },
     )
-    write_jsonl(rows_path, (asdict(r) for r in rows))
-    print(f"evaluate base: valid loss {loss:.4f}; {len(rows)} clips in {out_dir}")
+    write_jsonl(files.base_rows, (asdict(r) for r in rows))
+    print(f"evaluate base: valid loss {loss:.4f}; {len(rows)} clips in {files.out}")
 
 
 def copy_twin(twin_rows: list[ResultRow], twin_dir: Path, out_dir: Path, name: str) -> list[ResultRow]:
@@ -449,44 +454,36 @@ def copy_twin(twin_rows: list[ResultRow], twin_dir: Path, out_dir: Path, name: s
     ]
 
 
-def run_adapters(
-    tokens_dir: Path,
-    eval_dir: Path,
-    adapters: dict[str, Path],
-    base_rows: Path,
-    ref_path: Path,
-    results: Path,
-    set_metrics: Path,
-    mp: P.ModelParams,
-    ep: P.EvaluateParams,
-    gp: P.GenerationParams,
-) -> None:
+def run_adapters(files: Files, mp: P.ModelParams, ep: P.EvaluateParams, gp: P.GenerationParams) -> None:
     config = load_config(mp)
     frames = check_generation_length(config, ep.seconds)  # before the weights load
-    summary = read_reference(ref_path.with_suffix(".json"))
+    summary = read_reference(files.reference.with_suffix(".json"))
     padded = summary.get("padded")  # evaluate base decided: base and best share the padded evaluation
     padded_frames = padded and check_generation_length(config, padded["pad_to_seconds"], "encode.pad_to_seconds")
     ev = open_evaluation(mp, ep, gp)
-    ev.ref, ev.th = load_reference(ref_path, summary, tokens_dir, ev.info), P.FlagThresholds(**summary["thresholds"])
-    peft_model = load_adapters(ev.model, adapters)
-    all_rows = [ResultRow(**r) for r in read_jsonl(base_rows)]
+    ev.ref, ev.th = (
+        load_reference(files.reference, summary, files.tokens, ev.info),
+        P.FlagThresholds(**summary["thresholds"]),
+    )
+    peft_model = load_adapters(ev.model, files.adapters)
+    all_rows = [ResultRow(**r) for r in read_jsonl(files.base_rows)]
     distances = {"base": summary["base"]}
     done: dict[str, tuple[str, list[ResultRow]]] = {}  # adapter weights digest -> (name, rows)
-    for name in adapters:
-        out_dir = eval_dir / f"{name}_model"
-        digest = hashlib.sha256((adapters[name] / "adapter_model.safetensors").read_bytes()).hexdigest()
+    for name in files.adapters:
+        out_dir = files.out / f"{name}_model"
+        digest = hashlib.sha256((files.adapters[name] / "adapter_model.safetensors").read_bytes()).hexdigest()
         if digest in done:  # final is best (valid loss still falling at the end): same weights, same audio
             twin, twin_rows = done[digest]
-            rows, distances[name] = copy_twin(twin_rows, eval_dir / f"{twin}_model", out_dir, name), distances[twin]
+            rows, distances[name] = copy_twin(twin_rows, files.out / f"{twin}_model", out_dir, name), distances[twin]
         else:
             with merged(peft_model, name) as merged_model:
                 rows, distances[name] = evaluate_adapter(
                     replace(ev, model=merged_model),
-                    tokens_dir,
+                    files.tokens,
                     out_dir,
                     name,
                     frames,
-                    padded if name == padded_for(adapters) else None,
+                    padded if name == padded_for(files.adapters) else None,
                     padded_frames,
                 )
             done[digest] = (name, rows)
@@ -495,10 +492,10 @@ def run_adapters(
             f"evaluate {name}: valid loss {rows[0].valid_loss:.4f}"
             + (f" (same weights as {done[digest][0]})" if done[digest][0] != name else "")
         )
-    write_jsonl(results, (asdict(r) for r in all_rows))
+    write_jsonl(files.results, (asdict(r) for r in all_rows))
     # set-level figures, one per model (not copied onto every clip), and how the intervals are drawn
     write_json(
-        set_metrics,
+        files.set_metrics,
         {
             "models": distances,
             "target": summary["target"],
@@ -554,20 +551,9 @@ def main(argv: list[str]) -> int:
     for tracked in (args.segments, args.tokens):  # inputs as their stages wrote them, not a corrupt checkout
         if tracked is not None:
             verify_tracked(tracked)
-    if args.which == "base":
-        run_base(args.segments, args.tokens, args.out, args.base_rows, args.reference, mp, ep, gp)
-    else:
-        adapters = dict(a.split("=", 1) for a in args.adapter)
-        run_adapters(
-            args.tokens,
-            args.out,
-            {k: Path(v) for k, v in adapters.items()},
-            args.base_rows,
-            args.reference,
-            args.results,
-            args.set_metrics,
-            mp,
-            ep,
-            gp,
-        )
+    adapters = {name: Path(folder) for name, folder in (a.split("=", 1) for a in args.adapter)}
+    files = Files(
+        args.tokens, args.out, args.base_rows, args.reference, args.segments, args.results, args.set_metrics, adapters
+    )
+    (run_base if args.which == "base" else run_adapters)(files, mp, ep, gp)
     return 0
