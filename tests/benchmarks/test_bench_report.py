@@ -23,3 +23,16 @@ def test_markdown_reads_the_real_machine_record():
     assert "| train_mfu | 0.687 | ratio | >= 0.6 | yes |" in text
     assert "| train_peak_rss_gb | 6.19 | GB | <= 6 | **no** |" in text
     assert "| cache_skip | n/a | x | segment and encode skipped | - |" in text
+
+
+def test_each_device_is_stated_as_the_share_of_its_stage_it_saves():
+    from bench.devices import summary
+
+    generate = {"prompts": 8, "seconds": 2.0, "merged_s": 10.0, "merged_stock_kernels_s": 12.5}
+    cache = {"prompts": 8, "seconds": 15.0, "growing_s": [130.0, 150.0], "presized_s": [110.0, 114.0]}
+    alloc = {"train_step_saved": 0.2, "encode_batch_saved": -0.05, "peak_rss_saved": 0.1, "runs": {}}
+    dev = summary(generate, cache, alloc)
+    assert dev["prepacked_kernels"]["time_saved"] == 0.2  # 12.5 s -> 10 s
+    assert dev["presized_kv_cache"]["time_saved"] == 0.2 and "15 s" in dev["presized_kv_cache"]["stage"]
+    assert dev["mimalloc"]["encode_time_saved"] == -0.05  # a device that costs shows as negative
+    assert summary(None, None, {"runs": {}, "note": "mimalloc is not installed here"}) == {}
