@@ -493,17 +493,18 @@ def run_adapters(files: Files, mp: P.ModelParams, ep: P.EvaluateParams, gp: P.Ge
             + (f" (same weights as {done[digest][0]})" if done[digest][0] != name else "")
         )
     write_jsonl(files.results, (asdict(r) for r in all_rows))
-    # set-level figures, one per model (not copied onto every clip), and how the intervals are drawn
-    write_json(
-        files.set_metrics,
-        {
-            "models": distances,
-            "target": summary["target"],
-            "padded": padded,
-            "prompts": {"in_style": ep.prompts, "off_style": ep.off_style_prompts},
-            "bootstrap": {"seed": ep.seed, "resamples": B.RESAMPLES, "level": B.LEVEL},
-        },
-    )
+    write_json(files.set_metrics, set_metrics_record(distances, summary, padded, ep))
+
+
+def set_metrics_record(distances: dict, summary: dict, padded: dict | None, ep: P.EvaluateParams) -> dict:
+    """Set-level figures, one per model (not copied onto every clip), and how the intervals are drawn."""
+    return {
+        "models": distances,
+        "target": summary["target"],
+        "padded": padded,
+        "prompts": {"in_style": ep.prompts, "off_style": ep.off_style_prompts},
+        "bootstrap": {"seed": ep.seed, "resamples": B.RESAMPLES, "level": B.LEVEL},
+    }
 
 
 def padded_for(adapters: dict) -> str:
