@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from musicgen_lora.runtime.allocator import SWITCH
+
+from .scale import measured
 
 
 def saved(without: float, with_: float) -> float:
@@ -28,39 +28,23 @@ def saved(without: float, with_: float) -> float:
     return round(1 - with_ / without, 3)
 
 
-def allocator_arms(root: Path, steps: int, warmup: int) -> dict:
+def allocator_arms(root: Path, work: Path, steps: int, warmup: int) -> dict:
     """The small-shape training step and batched encode in two bench processes: mimalloc and the
-    system allocator (a process-level choice: it cannot be switched inside one process)."""
+    system allocator (a process-level choice: it cannot be switched inside one process). Each
+    starts from a small trampoline (`scale.measured`), so its peak memory is its own."""
     runs = {}
     for name, env in (("mimalloc", {}), ("system", {SWITCH: "system"})):
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = [
-                sys.executable,
-                "-m",
-                "bench",
-                "--only",
-                "train",
-                "encode",
-                "--no-gpu",
-                "--out",
-                tmp,
-                "--work",
-                tmp,
-                "--steps",
-                str(steps),
-                "--warmup",
-                str(warmup),
-            ]
-            proc = subprocess.run(cmd, cwd=root, env={**os.environ, **env}, capture_output=True, text=True)
-            if proc.returncode:
-                raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-            result = json.loads((Path(tmp) / "results.json").read_text())
+        out = work / f"allocator-{name}"
+        cmd = [sys.executable, "-m", "bench", "--only", "train", "encode", "--no-gpu", "--out", str(out), "--work",
+               str(out), "--steps", str(steps), "--warmup", str(warmup)]  # fmt: skip
+        process = measured(cmd, root, work / "logs" / f"allocator-{name}.log", env={**os.environ, **env})
+        result = json.loads((out / "results.json").read_text())
         rows = {r["name"]: r for r in result["benchmarks"]}
         runs[name] = {
             "allocator": result["machine"]["allocator"],
             "step_s": rows["train_mfu"]["step_s"],
             "steps_s": rows["train_mfu"]["steps_s"],
-            "peak_rss_gb": rows["train_peak_rss_gb"]["value"],
+            "peak_rss_gb": process["peak_rss_gb"],
             "encode_batched_s": rows["batched_vs_single_encode"]["batched_s"],
         }
     if runs["mimalloc"]["allocator"] != "mimalloc":

@@ -244,7 +244,7 @@ def run(args) -> dict:
         release()
         del peft_small, small
     if "devices" in only:
-        details["allocator"] = BD.allocator_arms(ROOT, steps=2, warmup=1)
+        details["allocator"] = BD.allocator_arms(ROOT, args.work / "devices", steps=2, warmup=1)
         print(f"[bench] allocator: {details['allocator']}", flush=True)
 
     if "epoch_tiny" in details:

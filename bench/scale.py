@@ -64,14 +64,14 @@ print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_s
 """
 
 
-def measured(cmd: list[str], cwd: Path, log: Path) -> dict:
+def measured(cmd: list[str], cwd: Path, log: Path, env: dict | None = None) -> dict:
     """Run `cmd` as its own process: wall seconds, CPU seconds (user + system, its own: what the
     work costs, whatever else the machine runs) and its peak resident memory (GB)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.run(
-            [sys.executable, "-c", SPAWN, json.dumps(cmd)], cwd=cwd, stdout=subprocess.PIPE, stderr=out, text=True
+            [sys.executable, "-c", SPAWN, json.dumps(cmd)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=out, text=True
         )
     wall = time.monotonic() - t0
     rc, cpu, maxrss = json.loads(proc.stdout.strip().splitlines()[-1])
