@@ -6,7 +6,7 @@ On the musicgen-small shape (8 prompts with guidance: 16 rows) that is 3 MB per 
 the 24 layers: for 15 s clips, a fifth of the generation's time on a CPU. Here each layer's
 cache is a view into one buffer sized for every position of the call, written in place: the
 same values in the same order, so generation gives the same codes bit for bit
-(tests/model/test_kv_cache.py), 1.24x faster at 15 s (bench/README.md).
+(tests/model/test_kv_cache.py), 1.19-1.24x faster at 15 s, 16-19% of the generation's time (bench/README.md, `cpu_devices`).
 
 MusicGen's `generate` builds its cache inside the decoder's first forward (and, in transformers
 5.24, runs that prefill twice, keeps the first one's output and uses the second one's cache: a
