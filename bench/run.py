@@ -15,8 +15,9 @@ Benchmarks (names as in results.json):
   train_peak_rss_gb               peak resident memory of this whole process
   merged_vs_unmerged_generate     8 prompts, merged adapter vs unmerged (tiny and small shape)
   batched_vs_sequential_generate  8 prompts in one batch vs one at a time (guidance on vs off too)
-  presized_vs_growing_kv_cache    with --cache-seconds S: small shape, 8 prompts x S s, the cache
-                                  sized once vs grown by concatenation every step (no target)
+  presized_vs_growing_kv_cache    with --cache-seconds S (or `devices`: evaluate.seconds): small shape,
+                                  8 prompts x S s, the cache sized once vs grown by concatenation
+                                  every step (no target)
   batched_vs_single_encode        EnCodec 32 kHz (random weights), batched vs one clip at a time
   cpu_devices                     each CPU-speed device at its stage (bench/devices.py): prepacked
                                   kernels and the pre-sized KV cache in evaluate's generation (small
