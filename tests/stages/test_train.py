@@ -66,11 +66,17 @@ def outputs(root: Path) -> tuple[dict, list]:
     return tensors, json.loads((root / "metrics/train/epochs.json").read_text())
 
 
-def test_killed_run_resumes_to_the_same_result(project):
+@pytest.fixture(scope="module")
+def clean(project):
+    """An uninterrupted run's adapters, losses and live curves, for the kill tests to match."""
     root, env = project
     sh(TRAIN, root, env)
-    clean_tensors, clean_losses = outputs(root)
-    clean_curves = curves(root)
+    return (*outputs(root), curves(root))
+
+
+def test_killed_run_resumes_to_the_same_result(project, clean):
+    root, env = project
+    clean_tensors, clean_losses, clean_curves = clean
     assert not list((root / "models/checkpoints").iterdir())  # removed after a finished run
     # live curves: every optimizer step's loss and learning rate, the valid loss at 0 and per epoch
     steps = json.loads((root / "metrics/train/metrics.json").read_text())["optimizer_steps"]
@@ -107,16 +113,15 @@ def test_killed_run_resumes_to_the_same_result(project):
             assert (tensors[d][k] == clean_tensors[d][k]).all(), (d, k)
 
 
-def test_run_killed_before_its_first_checkpoint_restarts_to_the_same_result(project):
+def test_run_killed_before_its_first_checkpoint_restarts_to_the_same_result(project, clean):
     """Killed after the base evaluation wrote epoch0.json but before any checkpoint: the restart
-    skips that evaluation, and must still train exactly as an uninterrupted run."""
+    skips that evaluation, and must still train exactly as an uninterrupted run (one that saved
+    checkpoints every 3 steps: how often a run saves changes none of its results)."""
     root, env = project
+    clean_tensors, clean_losses, clean_curves = clean
     params = (root / "params.yaml").read_text()
     try:
         (root / "params.yaml").write_text(re.sub(r"(?m)^(  checkpoint_every:) [^ #\n]+", r"\1 1000", params))
-        sh(TRAIN, root, env)
-        clean_tensors, clean_losses = outputs(root)
-        clean_curves = curves(root)
         proc = subprocess.Popen(TRAIN, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 300
         while not list(root.glob("models/checkpoints/*/epoch0.json")):
