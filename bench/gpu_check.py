@@ -33,22 +33,10 @@ from pathlib import Path
 import torch
 
 from musicgen_lora.core.files import write_json
+from tests.workspace import TRAIN_ARGS
 
-ROOT = Path(__file__).resolve().parents[3]
-TRAIN = [
-    "python",
-    "-m",
-    "musicgen_lora",
-    "train",
-    "--tokens",
-    "data/tokens",
-    "--best",
-    "models/best_model",
-    "--final",
-    "models/final_model",
-    "--metrics",
-    "metrics/train",
-]
+ROOT = Path(__file__).resolve().parents[1]  # the project: bench/ sits at its root
+TRAIN = ["python", "-m", "musicgen_lora", *TRAIN_ARGS]
 
 
 def peak_gb(device: str) -> float | None:

@@ -9,19 +9,9 @@ import pytest
 
 from musicgen_lora.core.params import edit_params
 from conftest import ROOT, make_project, sh
+from workspace import TRAIN_ARGS
 
 pytestmark = pytest.mark.slow
-TRAIN_ARGS = [
-    "train",
-    "--tokens",
-    "data/tokens",
-    "--best",
-    "models/best_model",
-    "--final",
-    "models/final_model",
-    "--metrics",
-    "metrics/train",
-]
 
 
 def set_param(root: Path, key: str, value) -> None:

@@ -21,6 +21,10 @@ def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
     return proc.stdout
 
 
+# the train stage's arguments as dvc.yaml runs it (after `python -m musicgen_lora`)
+TRAIN_ARGS = ["train", "--tokens", "data/tokens", "--best", "models/best_model", "--final", "models/final_model",
+              "--metrics", "metrics/train"]  # fmt: skip
+
 SMALL_PARAMS = {
     "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
     "train": {

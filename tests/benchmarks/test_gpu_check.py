@@ -27,3 +27,10 @@ def test_its_measurements_run_on_the_cpu(capsys, tmp_path):
         for arm in ("base", "unmerged", "merged"):
             assert result["generation_8_prompts"][f"{arm}_{precision}"]["s_per_frame"] > 0
     assert not (tmp_path / "results.json").exists()  # a CPU run never writes GPU figures
+
+
+def test_its_pipeline_copies_this_project():
+    """The pipeline check copies the project it sits in (bench/ at the root), not a folder above it."""
+    from conftest import ROOT
+
+    assert gpu_check.ROOT == ROOT and (gpu_check.ROOT / "dvc.yaml").is_file()

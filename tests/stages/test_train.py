@@ -17,22 +17,10 @@ from safetensors.torch import load_file
 from musicgen_lora.core.params import edit_params
 
 from conftest import make_project, sh
+from workspace import TRAIN_ARGS
 
 pytestmark = pytest.mark.slow
-TRAIN = [
-    "python",
-    "-m",
-    "musicgen_lora",
-    "train",
-    "--tokens",
-    "data/tokens",
-    "--best",
-    "models/best_model",
-    "--final",
-    "models/final_model",
-    "--metrics",
-    "metrics/train",
-]
+TRAIN = ["python", "-m", "musicgen_lora", *TRAIN_ARGS]
 PARAMS = {
     "segment": {"clip_seconds": 3.0, "min_clip_seconds": 1.5, "valid_fraction": 0.3},
     "train": {
